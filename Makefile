@@ -1,0 +1,43 @@
+# reglab: `make run` reproduces the article's experiment, `make test` runs the tests.
+# Both create .venv and install the project on first use.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+# The CPU build of torch this project is tested with; skipped when a GPU is present, so a
+# CUDA build installed beforehand is kept.
+TORCH_CPU := torch==2.13.0
+ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help install run train report test lint clean
+
+help: ## list the targets
+	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	command -v nvidia-smi >/dev/null 2>&1 || $(BIN)/pip install -q $(TORCH_CPU)
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed ## create .venv and install reglab with its dev tools
+
+run: install ## the main job: the article's experiment (no regularization vs L1 1e-3) and its report
+	$(BIN)/reglab-train -m experiment=l1_vs_none $(ARGS)
+
+train: install ## one training run on defaults; pass overrides as ARGS="regularizer=l1 data=circles"
+	$(BIN)/reglab-train $(ARGS)
+
+report: install ## report of a run or sweep directory: make report DIR=logs/multiruns/l1_vs_none
+	$(BIN)/reglab-report $(DIR)
+
+test: install ## the test suite (CPU, a few minutes)
+	WANDB_MODE=offline $(BIN)/pytest -q $(ARGS)
+
+lint: install ## ruff and mypy
+	$(BIN)/ruff check src tests scripts
+	$(BIN)/ruff format --check src tests scripts
+	$(BIN)/mypy
+
+clean: ## remove the venv, caches and outputs
+	rm -rf $(VENV) logs outputs multirun wandb .pytest_cache .mypy_cache .ruff_cache src/*.egg-info

@@ -1,0 +1,120 @@
+"""Callbacks: the per-epoch record of a run, weight histograms for W&B, a one-line progress bar."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Callback, ProgressBar
+from lightning.pytorch.loggers import WandbLogger
+from tqdm.auto import tqdm
+
+from reglab import rundir
+
+
+class MetricsHistory(Callback):
+    """Keeps one row of metrics per evaluated epoch and writes `metrics.csv` atomically.
+
+    The rows are saved in checkpoints, so a resumed run's CSV continues the interrupted one's.
+    """
+
+    def __init__(self, run_dir: str | Path, write_every_n_epochs: int = 50) -> None:
+        self.run_dir = Path(run_dir)
+        self.write_every_n_epochs = write_every_n_epochs
+        self.rows: list[dict[str, float]] = []
+        self._evaluated = False
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._evaluated = not trainer.sanity_checking
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # Validation has already run for this epoch, so callback_metrics hold its values.
+        if not self._evaluated:
+            return
+        self._evaluated = False
+        metrics = {k: v for k, v in trainer.callback_metrics.items() if not k.startswith("test/")}
+        values = torch.stack([v.detach().float().cpu() for v in metrics.values()]).tolist()
+        self.rows.append({"epoch": trainer.current_epoch, "step": trainer.global_step, **dict(zip(metrics, values))})
+        if (trainer.current_epoch + 1) % self.write_every_n_epochs == 0:
+            self.write()
+
+    def write(self) -> None:
+        if self.rows:
+            rundir.write_metrics_csv(self.run_dir, self.rows)
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.write()
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        self.write()
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"rows": self.rows}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.rows = list(state_dict["rows"])
+
+
+class WeightHistograms(Callback):
+    """Logs a histogram of every layer's weights to W&B every `every_n_epochs` epochs."""
+
+    def __init__(self, every_n_epochs: int = 50) -> None:
+        self.every_n_epochs = every_n_epochs
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        epoch = trainer.current_epoch
+        if epoch % self.every_n_epochs and epoch != trainer.max_epochs - 1:
+            return
+        import wandb
+
+        for logger in trainer.loggers:
+            if isinstance(logger, WandbLogger):
+                histograms = {
+                    f"histograms/{name}": wandb.Histogram(layer.weight.detach().flatten().cpu().numpy())
+                    for name, layer in pl_module.model.linear_layers().items()
+                }
+                logger.experiment.log({**histograms, "trainer/global_step": trainer.global_step})
+
+
+class EpochProgressBar(ProgressBar):
+    """One bar over epochs, with the latest validation metric: for runs of many tiny epochs a
+    per-step bar costs more than the steps."""
+
+    def __init__(self, show: tuple[str, ...] = ("train/acc", "val/acc", "val/loss")) -> None:
+        super().__init__()
+        self.show = show
+        self.bar: tqdm | None = None
+        self._enabled = True
+
+    def disable(self) -> None:
+        self._enabled = False
+
+    def enable(self) -> None:
+        self._enabled = True
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._enabled and trainer.is_global_zero:
+            self.bar = tqdm(
+                total=trainer.max_epochs,
+                initial=trainer.current_epoch,
+                desc="epochs",
+                dynamic_ncols=True,
+                mininterval=0.5,
+            )
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.bar is None:
+            return
+        shown = {k.split("/")[0][:2] + "/" + k.split("/")[1]: trainer.callback_metrics.get(k) for k in self.show}
+        self.bar.set_postfix(
+            {k: f"{float(v):.4f}" for k, v in shown.items() if v is not None and math.isfinite(float(v))}, refresh=False
+        )
+        self.bar.update(1)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None

@@ -1,0 +1,80 @@
+"""The files of a run directory: the contract between training and everything downstream.
+
+    <run>/.hydra/config.yaml     the resolved config (written by Hydra)
+    <run>/metrics.json           final metrics, status, seed, versions, wall time
+    <run>/metrics.csv            one row per epoch
+    <run>/checkpoints/last.ckpt  weights and training state (Lightning)
+
+Every file is written whole or not at all (temporary file, then rename), so a reader never
+sees half a file, and a run without metrics.json is not a finished run.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+COMPLETED, FAILED, DIVERGED, RUNNING = "completed", "failed", "diverged", "running"
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; these files are for everyone to read
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _json_safe(value: Any) -> Any:
+    """NaN and ±inf become null: JSON has no spelling for them (a diverged run has them)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def write_metrics_json(run_dir: Path, record: dict[str, Any]) -> None:
+    atomic_write_text(run_dir / "metrics.json", json.dumps(_json_safe(record), indent=2, sort_keys=True) + "\n")
+
+
+def read_metrics_json(run_dir: Path) -> dict[str, Any]:
+    return json.loads((run_dir / "metrics.json").read_text())
+
+
+def write_metrics_csv(run_dir: Path, rows: list[dict[str, float]]) -> None:
+    columns: list[str] = []
+    for row in rows:
+        columns += [k for k in row if k not in columns]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(run_dir / "metrics.csv", buffer.getvalue())
+
+
+def read_metrics_csv(run_dir: Path) -> list[dict[str, float]]:
+    with open(run_dir / "metrics.csv", newline="") as f:
+        return [{k: float(v) if v != "" else math.nan for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def is_completed(run_dir: Path) -> bool:
+    try:
+        return read_metrics_json(run_dir).get("status") == COMPLETED
+    except (OSError, ValueError):
+        return False

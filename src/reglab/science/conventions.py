@@ -1,0 +1,45 @@
+"""Convert a regularization strength between reglab and other libraries' conventions.
+
+The derivations are in the README, section "Conventions". reglab's λ multiplies the penalty
+added to the *mean* data loss over a batch, exactly as Keras' regularizers do.
+"""
+
+from __future__ import annotations
+
+# Each entry: (regularizer, convention) -> (to reglab λ from their value, from reglab λ to theirs).
+# `n` is the number of training samples, `batch` the mini-batch size, `lr` the learning rate.
+_RULES = {
+    ("l1", "keras"): (lambda v, **_: v, lambda lam, **_: lam),
+    ("l2", "keras"): (lambda v, **_: v, lambda lam, **_: lam),
+    # SGD(weight_decay=wd) adds wd·w to the gradient: the gradient of (wd/2)·Σw².
+    ("l2", "torch_sgd"): (lambda v, **_: v / 2, lambda lam, **_: 2 * lam),
+    # AdamW(weight_decay=wd) multiplies by (1 - lr·wd): reglab's weight_decay with λ = wd.
+    ("weight_decay", "torch_adamw"): (lambda v, **_: v, lambda lam, **_: lam),
+    # Loshchilov & Hutter's λ is applied without the learning rate: λ_paper = lr·λ.
+    ("weight_decay", "adamw_paper"): (lambda v, lr, **_: v / lr, lambda lam, lr, **_: lr * lam),
+    # Lasso: (1/2n)·‖y − Xw‖² + α‖w‖₁ is half of reglab's MSE + λ‖w‖₁ with λ = 2α.
+    ("l1", "sklearn_lasso"): (lambda v, **_: 2 * v, lambda lam, **_: lam / 2),
+    # Ridge: ‖y − Xw‖² + α‖w‖² is n times reglab's MSE + λ‖w‖² with λ = α/n.
+    ("l2", "sklearn_ridge"): (lambda v, n, **_: v / n, lambda lam, n, **_: n * lam),
+    # MLPClassifier adds (α / 2·batch)·Σw² to the mean loss of each batch.
+    ("l2", "sklearn_mlp"): (lambda v, batch, **_: v / (2 * batch), lambda lam, batch, **_: 2 * batch * lam),
+}
+CONVENTIONS = sorted({conv for _, conv in _RULES})
+
+
+def to_reglab(value: float, regularizer: str, convention: str, **context: float) -> float:
+    """reglab's λ for `value` given in `convention` (e.g. `to_reglab(1e-4, "l2", "torch_sgd") == 5e-5`)."""
+    return _rule(regularizer, convention)[0](value, **context)
+
+
+def from_reglab(strength: float, regularizer: str, convention: str, **context: float) -> float:
+    """The value in `convention` equivalent to reglab's λ = `strength`."""
+    return _rule(regularizer, convention)[1](strength, **context)
+
+
+def _rule(regularizer: str, convention: str):
+    try:
+        return _RULES[(regularizer, convention)]
+    except KeyError:
+        known = ", ".join(f"{r}/{c}" for r, c in _RULES)
+        raise ValueError(f"no conversion for {regularizer!r} in {convention!r}; known: {known}") from None

@@ -1,0 +1,191 @@
+"""Data sets as NumPy arrays: generated from a seed or bundled with scikit-learn; nothing is downloaded.
+
+Every generator returns a `Dataset`. Splitting, label noise and standardisation are applied
+afterwards by `prepare`, so they are the same for every data set.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+from sklearn import datasets as skd
+
+Task = Literal["binary", "multiclass", "regression"]
+
+
+@dataclass
+class Dataset:
+    x: np.ndarray  # (n, d) float32
+    y: np.ndarray  # (n,) int64 class labels, or float32 targets for regression
+    task: Task
+    n_classes: int = 0  # 0 for regression
+    support: list[int] | None = None  # indices of the inputs that carry signal, when known
+    coef: list[float] | None = None  # the true linear coefficients (sparse_regression)
+
+
+def moons(n_samples: int = 1000, noise: float = 0.2, seed: int = 0) -> Dataset:
+    x, y = skd.make_moons(n_samples=n_samples, noise=noise, random_state=seed)
+    return Dataset(x, y, "binary", 2, support=[0, 1])
+
+
+def circles(n_samples: int = 1000, noise: float = 0.1, factor: float = 0.5, seed: int = 0) -> Dataset:
+    x, y = skd.make_circles(n_samples=n_samples, noise=noise, factor=factor, random_state=seed)
+    return Dataset(x, y, "binary", 2, support=[0, 1])
+
+
+def xor(n_samples: int = 1000, noise: float = 0.1, seed: int = 0) -> Dataset:
+    """Uniform points in [-1, 1]²; the class is whether the two coordinates share a sign."""
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(-1.0, 1.0, size=(n_samples, 2))
+    y = (x[:, 0] * x[:, 1] > 0).astype(np.int64)
+    return Dataset(x + noise * rng.standard_normal(x.shape), y, "binary", 2, support=[0, 1])
+
+
+def spirals(n_samples: int = 1000, noise: float = 0.2, turns: float = 1.5, seed: int = 0) -> Dataset:
+    """Two interleaved Archimedean spirals, one per class."""
+    rng = np.random.default_rng(seed)
+    y = np.arange(n_samples) % 2
+    t = np.sqrt(rng.uniform(0.0, 1.0, n_samples)) * turns * 2 * np.pi
+    angle = t + np.pi * y
+    x = np.stack([t * np.cos(angle), t * np.sin(angle)], axis=1) / (turns * 2 * np.pi)
+    return Dataset(x + noise * 0.1 * rng.standard_normal(x.shape), y, "binary", 2, support=[0, 1])
+
+
+def features(
+    n_samples: int = 1000,
+    n_features: int = 50,
+    n_informative: int = 5,
+    n_redundant: int = 0,
+    class_sep: float = 1.0,
+    seed: int = 0,
+) -> Dataset:
+    """`make_classification` without shuffling the columns: the first `n_informative + n_redundant`
+    inputs carry the signal, the rest are pure noise (so the support is known)."""
+    x, y = skd.make_classification(
+        n_samples=n_samples,
+        n_features=n_features,
+        n_informative=n_informative,
+        n_redundant=n_redundant,
+        n_repeated=0,
+        class_sep=class_sep,
+        shuffle=False,
+        random_state=seed,
+    )
+    # shuffle=False also sorts the rows by class; mix them so that any split sees both classes.
+    order = np.random.default_rng(seed).permutation(n_samples)
+    return Dataset(x[order], y[order], "binary", 2, support=list(range(n_informative + n_redundant)))
+
+
+def breast_cancer(seed: int = 0) -> Dataset:
+    x, y = skd.load_breast_cancer(return_X_y=True)
+    return Dataset(x, y, "binary", 2)
+
+
+def wine(seed: int = 0) -> Dataset:
+    x, y = skd.load_wine(return_X_y=True)
+    return Dataset(x, y, "multiclass", 3)
+
+
+def digits(seed: int = 0) -> Dataset:
+    x, y = skd.load_digits(return_X_y=True)
+    return Dataset(x, y, "multiclass", 10)
+
+
+def diabetes(seed: int = 0) -> Dataset:
+    x, y = skd.load_diabetes(return_X_y=True)
+    return Dataset(x, y, "regression")
+
+
+def sparse_regression(
+    n_samples: int = 500, n_features: int = 50, n_informative: int = 5, noise: float = 0.1, seed: int = 0
+) -> Dataset:
+    """y = x·β + noise·ε with x, ε ~ N(0, 1) and β zero except on `n_informative` random
+    coordinates, where |β_j| ~ U(1, 2) with a random sign."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n_samples, n_features))
+    support = np.sort(rng.choice(n_features, size=n_informative, replace=False))
+    coef = np.zeros(n_features)
+    coef[support] = rng.uniform(1.0, 2.0, n_informative) * rng.choice([-1.0, 1.0], n_informative)
+    y = x @ coef + noise * rng.standard_normal(n_samples)
+    return Dataset(x, y, "regression", support=support.tolist(), coef=coef.tolist())
+
+
+GENERATORS: dict[str, Callable[..., Dataset]] = {
+    f.__name__: f
+    for f in (moons, circles, xor, spirals, features, breast_cancer, wine, digits, diabetes, sparse_regression)
+}
+
+# The task of each data set, known before generating it (a test checks it against the generators).
+TASKS: dict[str, Task] = {
+    **dict.fromkeys(("moons", "circles", "xor", "spirals", "features", "breast_cancer"), "binary"),
+    "wine": "multiclass",
+    "digits": "multiclass",
+    "diabetes": "regression",
+    "sparse_regression": "regression",
+}
+
+
+def check_arguments(name: str, kwargs: dict) -> None:
+    """Raise ValueError naming the problem if `name` or any key of `kwargs` is unknown."""
+    if name not in GENERATORS:
+        raise ValueError(f"data.name={name!r} is not a data set; choose one of: {', '.join(GENERATORS)}")
+    allowed = set(inspect.signature(GENERATORS[name]).parameters) - {"seed"}
+    unknown = sorted(set(kwargs) - allowed)
+    if unknown:
+        raise ValueError(
+            f"data.{unknown[0]} is not an argument of data set {name!r}; it takes: {', '.join(sorted(allowed)) or 'nothing'}"
+        )
+
+
+@dataclass
+class Splits:
+    """Standardised train/val/test arrays; statistics from the training split only."""
+
+    x: dict[str, np.ndarray]
+    y: dict[str, np.ndarray]
+    task: Task
+    n_classes: int
+    support: list[int] | None = None
+    coef: list[float] | None = None
+    flipped: int = 0  # number of training labels flipped by label noise
+    mean: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    std: np.ndarray = field(default_factory=lambda: np.ones(0))
+
+
+SPLIT_NAMES = ("train", "val", "test")
+
+
+def prepare(data: Dataset, fractions: tuple[float, float, float], label_noise: float, seed: int) -> Splits:
+    """Shuffle and split by `fractions`, flip a `label_noise` fraction of training labels to
+    another class, and standardise inputs (and regression targets) with training statistics."""
+    rng = np.random.default_rng(seed)
+    n = len(data.y)
+    order = rng.permutation(n)
+    n_train = int(round(fractions[0] * n))
+    n_val = int(round(fractions[1] * n))
+    n_test = n - n_train - n_val if abs(sum(fractions) - 1.0) < 1e-9 else int(round(fractions[2] * n))
+    bounds = np.cumsum([0, n_train, n_val, n_test])
+    index = {name: order[bounds[i] : bounds[i + 1]] for i, name in enumerate(SPLIT_NAMES)}
+
+    x = {k: data.x[v].astype(np.float64) for k, v in index.items()}
+    y = {k: data.y[v].copy() for k, v in index.items()}
+    mean, std = x["train"].mean(0), x["train"].std(0)
+    std[std == 0] = 1.0
+    x = {k: ((v - mean) / std).astype(np.float32) for k, v in x.items()}
+
+    flipped = 0
+    if data.task == "regression":
+        y_mean, y_std = y["train"].mean(), y["train"].std() or 1.0
+        y = {k: ((v - y_mean) / y_std).astype(np.float32) for k, v in y.items()}
+    else:
+        y = {k: v.astype(np.int64) for k, v in y.items()}
+        flip = rng.random(len(y["train"])) < label_noise
+        # Shift each flipped label by 1..C-1 classes, so it always lands on a different class.
+        shift = rng.integers(1, data.n_classes, size=int(flip.sum()))
+        y["train"][flip] = (y["train"][flip] + shift) % data.n_classes
+        flipped = int(flip.sum())
+    return Splits(x, y, data.task, data.n_classes, data.support, data.coef, flipped, mean, std)

@@ -1,0 +1,203 @@
+"""Train one regularized MLP: `python -m reglab.train [overrides]` or `reglab-train`.
+
+Validate the config; build data, model, regularizer, optimizer, callbacks, loggers and trainer;
+fit; test; write the run directory (see `reglab.rundir`). A multirun (`-m`) runs this once per
+job; a job that crashes or diverges is recorded and the sweep goes on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import platform
+import secrets
+import shutil
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+
+from reglab import rundir
+from reglab.config import ConfigError, validate
+
+log = logging.getLogger("reglab.train")
+CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "configs")
+EXIT_CONFIG_ERROR, EXIT_FAILED, EXIT_DIVERGED = 2, 1, 3
+SUMMARY_KEYS = (
+    "train/acc", "val/acc", "test/acc", "val/gap", "test/gap", "train/loss", "val/loss", "test/loss",
+    "val/r2", "test/r2", "train/penalty", "weights/l1", "weights/l2", "weights/zero_frac",
+    "weights/small_frac", "weights/dead_units",
+)  # fmt: skip
+
+# A short random suffix: two runs started in the same second get different directories.
+OmegaConf.register_new_resolver("run_suffix", lambda: secrets.token_hex(3), use_cache=True, replace=True)
+
+
+def config_hash(cfg: DictConfig) -> str:
+    """Identifies a job's config, so a re-launched sweep can tell a finished job from a changed one."""
+    container = OmegaConf.to_container(cfg, resolve=True)
+    container.pop("force", None)  # type: ignore[union-attr]
+    return hashlib.sha256(OmegaConf.to_yaml(container).encode()).hexdigest()[:16]
+
+
+def environment() -> dict[str, str]:
+    import lightning
+    import torch
+
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else platform.processor() or platform.machine()
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "lightning": lightning.__version__,
+        "device": device,
+    }
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Train the model `cfg` describes and write its run directory; return its metrics.json record."""
+    import lightning as L
+    from hydra.utils import instantiate
+
+    from reglab.lightning.callbacks import MetricsHistory
+    from reglab.lightning.module import RegLabModule
+    from reglab.science.metrics import feature_l1, n_weights
+
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # no "GPU available: False" banners
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*")  # Lightning vs torch 2.13 deprecation noise
+    run_dir = Path(cfg.paths.output_dir)
+    fingerprint = config_hash(cfg)
+    if (
+        not cfg.force
+        and rundir.is_completed(run_dir)
+        and rundir.read_metrics_json(run_dir).get("config_hash") == fingerprint
+    ):
+        log.info("%s already completed; skipped (force=true trains it again)", run_dir)
+        return rundir.read_metrics_json(run_dir)
+
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    datamodule = instantiate(cfg.data)
+    model = instantiate(cfg.model, in_features=datamodule.in_features, out_features=datamodule.out_features)
+    regularizer = instantiate(cfg.regularizer)
+    scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
+    module = RegLabModule(
+        model, regularizer, instantiate(cfg.optimizer), datamodule.task, scheduler, cfg.sparsity_threshold
+    )
+    callbacks = [instantiate(c) for c in (cfg.callbacks or {}).values()]
+    loggers = [instantiate(c) for c in (cfg.logger or {}).values()]
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    hparams = {"regularizer_name": regularizer.name, "strength": regularizer.strength, "seed": cfg.seed}
+    for logger in loggers:
+        logger.log_hyperparams({**hparams, **OmegaConf.to_container(cfg, resolve=True)})  # type: ignore[arg-type]
+
+    last = run_dir / "checkpoints" / "last.ckpt"
+    history = next(c for c in callbacks if isinstance(c, MetricsHistory))
+    started, status, error, test_metrics = time.perf_counter(), rundir.FAILED, None, {}
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=last if last.is_file() else None)
+        trainer.save_checkpoint(last)
+        if module.diverged_epoch is not None:
+            status = rundir.DIVERGED
+        else:
+            trainer.test(module, datamodule=datamodule, verbose=False)
+            test_metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")}
+            status = rundir.COMPLETED
+    except Exception as e:  # recorded in metrics.json; re-raised below for a single run
+        error = e
+        log.exception("training failed")
+
+    final = history.rows[-1] if history.rows else {}
+    metrics = {k: v for k, v in final.items() if k not in ("epoch", "step")} | test_metrics
+    best = _best_epoch(history.rows, "val/acc" if "val/acc" in final else "val/loss")
+    record = {
+        "status": status,
+        "error": f"{type(error).__name__}: {error}" if error else None,
+        "diverged_epoch": module.diverged_epoch,
+        "name": cfg.name,
+        "dataset": cfg.data.name,
+        "task": datamodule.task,
+        "regularizer": regularizer.name,
+        "strength": regularizer.strength,
+        "seed": cfg.seed,
+        "optimizer": type(module.optimizers().optimizer).__name__ if trainer.optimizers else None,
+        "lr": float(cfg.optimizer.lr),
+        "batch_size": cfg.data.batch_size,
+        "epochs": int(final.get("epoch", -1)) + 1,
+        "steps": int(final.get("step", 0)),
+        "metrics": metrics,
+        "best_epoch": best,
+        "feature_l1": feature_l1(model),
+        "support": datamodule.data.support,
+        "true_coef": datamodule.data.coef,
+        "n_weights": n_weights(model),
+        "flipped_labels": datamodule.data.flipped,
+        "wall_time_s": round(time.perf_counter() - started, 3),
+        "environment": environment(),
+        "config_hash": fingerprint,
+    }
+    rundir.write_metrics_json(run_dir, record)
+    for logger in loggers:
+        if hasattr(logger, "experiment") and hasattr(logger.experiment, "summary"):
+            logger.experiment.summary.update({"status": status, **{f"final/{k}": v for k, v in metrics.items()}})
+            logger.experiment.finish()  # one W&B run per job, also inside a multirun
+    if error is not None and not _in_multirun():
+        raise error
+    return record
+
+
+def _best_epoch(rows: list[dict[str, float]], key: str) -> int | None:
+    scored = [r for r in rows if key in r and r[key] == r[key]]  # drop NaN
+    if not scored:
+        return None
+    pick = max if key.endswith("acc") else min
+    return int(pick(scored, key=lambda r: r[key])["epoch"])
+
+
+def _in_multirun() -> bool:
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def print_summary(record: dict[str, Any]) -> None:
+    from reglab.tables import markdown_table
+
+    metrics = record["metrics"]
+    rows = [(k, metrics[k]) for k in SUMMARY_KEYS if k in metrics]
+    title = f"{record['regularizer']} λ={record['strength']:g} on {record['dataset']}: {record['status']}"
+    print(f"\n{title}\n{markdown_table(['metric', 'final'], rows)}\n")
+
+
+def _discard_unfinished(run_dir: Path) -> None:
+    """Remove a run directory that holds nothing but Hydra's own files, so a rejected config
+    leaves nothing behind that looks like a run."""
+    if run_dir.is_dir() and all(p.name in (".hydra", "train.log") for p in run_dir.iterdir()):
+        shutil.rmtree(run_dir)
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    try:
+        validate(cfg)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        _discard_unfinished(Path(cfg.paths.output_dir))
+        sys.exit(EXIT_CONFIG_ERROR)
+    record = train(cfg)
+    if not _in_multirun():
+        print_summary(record)
+        if record["status"] == rundir.DIVERGED:
+            print(
+                f"error: training diverged at epoch {record['diverged_epoch']} (non-finite loss or weights)",
+                file=sys.stderr,
+            )
+            sys.exit(EXIT_DIVERGED)
+    value = record["metrics"].get(cfg.get("optimized_metric") or "val/acc")
+    return float(value) if value is not None else None
+
+
+if __name__ == "__main__":
+    main()
