@@ -41,8 +41,10 @@ OmegaConf.register_new_resolver("run_suffix", lambda: secrets.token_hex(3), use_
 
 def config_hash(cfg: DictConfig) -> str:
     """Identifies a job's config, so a re-launched sweep can tell a finished job from a changed one."""
-    container = OmegaConf.to_container(cfg, resolve=True)
-    container.pop("force", None)  # type: ignore[union-attr]
+    # Unresolved, so that paths derived from the run directory don't enter it.
+    container = OmegaConf.to_container(cfg, resolve=False)
+    for key in ("force", "paths"):  # neither changes what is trained
+        container.pop(key, None)  # type: ignore[union-attr]
     return hashlib.sha256(OmegaConf.to_yaml(container).encode()).hexdigest()[:16]
 
 
@@ -88,8 +90,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     module = RegLabModule(
         model, regularizer, instantiate(cfg.optimizer), datamodule.task, scheduler, cfg.sparsity_threshold
     )
-    callbacks = [instantiate(c) for c in (cfg.callbacks or {}).values()]
-    loggers = [instantiate(c) for c in (cfg.logger or {}).values()]
+    callbacks = [instantiate(c) for c in (cfg.callbacks or {}).values() if c]
+    loggers = [instantiate(c) for c in (cfg.logger or {}).values() if c]
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     hparams = {"regularizer_name": regularizer.name, "strength": regularizer.strength, "seed": cfg.seed}
     for logger in loggers:
@@ -178,8 +180,31 @@ def _discard_unfinished(run_dir: Path) -> None:
         shutil.rmtree(run_dir)
 
 
+def check_group_choices(args: list[str]) -> None:
+    """Refuse `group=name` overrides naming no config file, in one line listing the valid names
+    (Hydra would say it in a paragraph). Sweep lists (`regularizer=l1,l2`) are checked name by name."""
+    for arg in args:
+        key, sep, value = arg.lstrip("+").partition("=")
+        group = Path(CONFIG_DIR, key)
+        if not sep or "." in key or "/" in key or not group.is_dir() or "(" in value:
+            continue
+        options = sorted(p.stem for p in group.glob("*.yaml"))
+        for name in value.split(","):
+            if name not in options and name != "null":
+                print(
+                    f"error: {key}={name} is not a {key} config; choose one of: {', '.join(options)}", file=sys.stderr
+                )
+                sys.exit(EXIT_CONFIG_ERROR)
+
+
+def main() -> None:
+    """Console entry point (`reglab-train`): quick checks of the command line, then Hydra."""
+    check_group_choices(sys.argv[1:])
+    hydra_main()
+
+
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
-def main(cfg: DictConfig) -> float | None:
+def hydra_main(cfg: DictConfig) -> float | None:
     try:
         validate(cfg)
     except ConfigError as e:
@@ -195,7 +220,8 @@ def main(cfg: DictConfig) -> float | None:
                 file=sys.stderr,
             )
             sys.exit(EXIT_DIVERGED)
-    value = record["metrics"].get(cfg.get("optimized_metric") or "val/acc")
+    metric = cfg.optimized_metric or ("val/r2" if record["task"] == "regression" else "val/acc")
+    value = record["metrics"].get(metric)
     return float(value) if value is not None else None
 
 

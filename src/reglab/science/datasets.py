@@ -183,9 +183,9 @@ def prepare(data: Dataset, fractions: tuple[float, float, float], label_noise: f
         y = {k: ((v - y_mean) / y_std).astype(np.float32) for k, v in y.items()}
     else:
         y = {k: v.astype(np.int64) for k, v in y.items()}
-        flip = rng.random(len(y["train"])) < label_noise
+        flipped = int(round(label_noise * len(y["train"])))
+        flip = rng.choice(len(y["train"]), size=flipped, replace=False)
         # Shift each flipped label by 1..C-1 classes, so it always lands on a different class.
-        shift = rng.integers(1, data.n_classes, size=int(flip.sum()))
+        shift = rng.integers(1, data.n_classes, size=flipped)
         y["train"][flip] = (y["train"][flip] + shift) % data.n_classes
-        flipped = int(flip.sum())
     return Splits(x, y, data.task, data.n_classes, data.support, data.coef, flipped, mean, std)

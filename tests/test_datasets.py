@@ -1,0 +1,86 @@
+"""Data sets: generated or bundled, split with a seed, standardised on the training split only."""
+
+import numpy as np
+import pytest
+import torch
+
+from reglab.lightning.datamodule import IndexBatches, RegLabDataModule
+from reglab.science import datasets
+
+
+@pytest.mark.parametrize("name", list(datasets.GENERATORS))
+def test_every_dataset_has_the_task_it_is_registered_with(name):
+    data = datasets.GENERATORS[name](seed=0)
+    assert data.task == datasets.TASKS[name]
+    assert len(data.x) == len(data.y) > 100
+    if data.task != "regression":
+        assert set(np.unique(data.y)) == set(range(data.n_classes))
+
+
+def test_split_fractions_and_training_only_standardisation():
+    data = datasets.moons(n_samples=1000, noise=0.2, seed=0)
+    splits = datasets.prepare(data, (0.6, 0.2, 0.2), label_noise=0.0, seed=0)
+    assert [len(splits.y[s]) for s in datasets.SPLIT_NAMES] == [600, 200, 200]
+    np.testing.assert_allclose(splits.x["train"].mean(0), 0, atol=1e-6)
+    np.testing.assert_allclose(splits.x["train"].std(0), 1, atol=1e-5)
+    # Held-out splits use the training statistics, so they are close to, not exactly, standard.
+    assert np.abs(splits.x["val"].mean(0)).max() > 1e-4
+
+
+def test_label_noise_flips_the_asked_fraction_of_training_labels_only():
+    data = datasets.moons(n_samples=2000, noise=0.1, seed=3)
+    clean = datasets.prepare(data, (0.5, 0.25, 0.25), label_noise=0.0, seed=3)
+    noisy = datasets.prepare(data, (0.5, 0.25, 0.25), label_noise=0.2, seed=3)
+    flipped = (clean.y["train"] != noisy.y["train"]).mean()
+    assert flipped == 0.2 and noisy.flipped == (clean.y["train"] != noisy.y["train"]).sum()
+    for split in ("val", "test"):
+        np.testing.assert_array_equal(clean.y[split], noisy.y[split])
+
+
+def test_multiclass_label_noise_always_changes_the_class():
+    data = datasets.wine()
+    clean = datasets.prepare(data, (0.6, 0.2, 0.2), label_noise=0.0, seed=0)
+    noisy = datasets.prepare(data, (0.6, 0.2, 0.2), label_noise=0.5, seed=0)
+    assert (clean.y["train"] != noisy.y["train"]).sum() == noisy.flipped > 0
+
+
+def test_features_dataset_puts_the_signal_in_the_first_columns():
+    data = datasets.features(n_samples=2000, n_features=20, n_informative=3, seed=0)
+    assert data.support == [0, 1, 2]
+    # Noise columns are independent of the class; informative ones are not.
+    corr = [abs(np.corrcoef(data.x[:, j], data.y)[0, 1]) for j in range(20)]
+    assert max(corr[3:]) < 0.1 < max(corr[:3])
+
+
+def test_sparse_regression_has_the_stated_support():
+    data = datasets.sparse_regression(n_samples=300, n_features=30, n_informative=4, noise=0.0, seed=1)
+    coef = np.array(data.coef)
+    assert sorted(np.flatnonzero(coef).tolist()) == data.support and len(data.support) == 4
+    np.testing.assert_allclose(data.x @ coef, data.y, atol=1e-12)
+
+
+def test_unknown_dataset_and_argument_are_named():
+    with pytest.raises(ValueError, match="choose one of: moons, circles"):
+        datasets.check_arguments("mnist", {})
+    with pytest.raises(ValueError, match="data.noize is not an argument of data set 'moons'"):
+        datasets.check_arguments("moons", {"noize": 0.1})
+
+
+def test_batches_are_index_slices_with_an_order_fixed_by_seed_and_epoch():
+    x, y = torch.arange(10.0).unsqueeze(1), torch.arange(10)
+    loader = IndexBatches(x, y, batch_size=4, shuffle=True, seed=7)
+    assert len(loader) == 3
+    first = [b[1].tolist() for b in loader]
+    assert sorted(sum(first, [])) == list(range(10)) and [len(b) for b in first] == [4, 4, 2]
+    assert [b[1].tolist() for b in loader] == first  # same epoch, same order
+    loader.sampler.set_epoch(1)
+    assert [b[1].tolist() for b in loader] != first
+    full = list(IndexBatches(x, y, batch_size=None, shuffle=True, seed=7))
+    assert len(full) == 1 and full[0][1].tolist() == list(range(10))  # full batch: the tensors as they are
+
+
+def test_datamodule_sizes_come_from_the_data():
+    dm = RegLabDataModule(name="digits", split=(0.6, 0.2, 0.2), batch_size=None, seed=0)
+    assert (dm.task, dm.in_features, dm.out_features) == ("multiclass", 64, 10)
+    dm = RegLabDataModule(name="diabetes", seed=0)
+    assert (dm.task, dm.in_features, dm.out_features) == ("regression", 10, 1)
