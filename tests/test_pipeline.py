@@ -54,8 +54,7 @@ def test_every_data_config_builds_a_trainable_module(tmp_path, data):
     ],
 )
 def test_every_config_composes_validates_and_instantiates(tmp_path, group, option):
-    prefix = "+" if group in ("experiment", "hparams_search") else ""
-    cfg = make_config(tmp_path, [f"{prefix}{group}={option}"])
+    cfg = make_config(tmp_path, [f"{group}={option}"])
     validate(cfg)
     if group == "trainer" and cfg.trainer.accelerator == "gpu" and not torch.cuda.is_available():
         return  # composes and validates; building it needs a GPU

@@ -135,6 +135,10 @@ def validate(cfg: DictConfig) -> None:
     _require(
         strength >= 0 and math.isfinite(strength), f"regularizer.strength={strength:g} is negative; λ must be >= 0"
     )
+    _require(
+        names[reg._target_] != "none" or strength == 0,
+        f"regularizer.strength={strength:g} with regularizer=none would be ignored; use λ=0 or another regularizer",
+    )
     if "l1_ratio" in reg:
         _require(
             0 <= _number(cfg, "regularizer.l1_ratio") <= 1, f"regularizer.l1_ratio={reg.l1_ratio} must be in [0, 1]"

@@ -143,6 +143,13 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "config_hash": fingerprint,
     }
     rundir.write_metrics_json(run_dir, record)
+    if status == rundir.COMPLETED and not _in_multirun():  # a sweep gets them in its report
+        from reglab.report import write_run_figures
+
+        try:
+            write_run_figures(run_dir)  # before the W&B run finishes, so the images reach it
+        except Exception as e:  # a figure is not worth losing a finished run over
+            log.warning("run figures not written: %s: %s", type(e).__name__, e)
     for logger in loggers:
         if hasattr(logger, "experiment") and hasattr(logger.experiment, "summary"):
             logger.experiment.summary.update({"status": status, **{f"final/{k}": v for k, v in metrics.items()}})

@@ -21,6 +21,8 @@ _RULES = {
     ("l1", "sklearn_lasso"): (lambda v, **_: 2 * v, lambda lam, **_: lam / 2),
     # Ridge: ‖y − Xw‖² + α‖w‖² is n times reglab's MSE + λ‖w‖² with λ = α/n.
     ("l2", "sklearn_ridge"): (lambda v, n, **_: v / n, lambda lam, n, **_: n * lam),
+    # The article's L2: cost + (λ/2n)·Σw², i.e. the update factor (1 − ηλ/n), n = training samples.
+    ("l2", "article"): (lambda v, n, **_: v / (2 * n), lambda lam, n, **_: 2 * n * lam),
     # MLPClassifier adds (α / 2·batch)·Σw² to the mean loss of each batch.
     ("l2", "sklearn_mlp"): (lambda v, batch, **_: v / (2 * batch), lambda lam, batch, **_: 2 * batch * lam),
 }

@@ -60,6 +60,7 @@ def features(
     n_features: int = 50,
     n_informative: int = 5,
     n_redundant: int = 0,
+    n_clusters_per_class: int = 2,
     class_sep: float = 1.0,
     seed: int = 0,
 ) -> Dataset:
@@ -71,6 +72,7 @@ def features(
         n_informative=n_informative,
         n_redundant=n_redundant,
         n_repeated=0,
+        n_clusters_per_class=n_clusters_per_class,
         class_sep=class_sep,
         shuffle=False,
         random_state=seed,
