@@ -116,9 +116,10 @@ def test_sgd_with_l2_lambda_equals_sgd_with_decoupled_decay_2lambda():
     decoupled = _fit(_model(), WeightDecay(2 * lam), sgd, epochs=100)
     torch_wd = conventions.from_reglab(lam, "l2", "torch_sgd")
     reference = _model()
+    layers = reference.linear_layers().values()
     reference_opt = torch.optim.SGD(
-        [{"params": [l.weight for l in reference.linear_layers().values()], "weight_decay": torch_wd},
-         {"params": [l.bias for l in reference.linear_layers().values()], "weight_decay": 0.0}], lr=0.1,
+        [{"params": [layer.weight for layer in layers], "weight_decay": torch_wd},
+         {"params": [layer.bias for layer in layers], "weight_decay": 0.0}], lr=0.1,
     )  # fmt: skip
     data = RegLabDataModule(name="moons", n_samples=200, batch_size=None, seed=0)
     x, y = data.tensors["train"]
