@@ -78,8 +78,10 @@ def read_metrics_csv(run_dir: Path) -> list[dict[str, float]]:
         return [{k: float(v) if v != "" else math.nan for k, v in row.items()} for row in csv.DictReader(f)]
 
 
-def is_completed(run_dir: Path) -> bool:
+def is_finished(run_dir: Path) -> bool:
+    """Completed or diverged: outcomes that training the same config again would repeat.
+    A failed run is not finished: its crash may have been the machine's, not the config's."""
     try:
-        return read_metrics_json(run_dir).get("status") == COMPLETED
+        return read_metrics_json(run_dir).get("status") in (COMPLETED, DIVERGED)
     except (OSError, ValueError):
         return False

@@ -24,7 +24,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from reglab import rundir
-from reglab.config import ConfigError, validate
+from reglab.config import ConfigError, regularizer_name, task_of, validate
 
 log = logging.getLogger("reglab.train")
 CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "configs")
@@ -62,7 +62,59 @@ def environment() -> dict[str, str]:
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
-    """Train the model `cfg` describes and write its run directory; return its metrics.json record."""
+    """Train the model `cfg` describes and write its run directory; return its metrics.json record.
+
+    A completed or diverged run with the same config is not trained again (unless `force`); an interrupted
+    one resumes from its last checkpoint; a crash is retried `retries` times from there, then
+    recorded as `failed` (and re-raised, unless this is a job of a multirun).
+    """
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*")  # Lightning vs torch 2.13 deprecation noise
+    run_dir = Path(cfg.paths.output_dir)
+    fingerprint = config_hash(cfg)
+    if not cfg.force and rundir.is_finished(run_dir):
+        done = rundir.read_metrics_json(run_dir)
+        if done.get("config_hash") == fingerprint:
+            log.info("%s already %s; skipped (force=true trains it again)", run_dir, done["status"])
+            return done
+
+    started = time.perf_counter()
+    for attempt in range(1, cfg.retries + 2):
+        try:
+            record = _fit_and_test(cfg, run_dir)
+            break
+        except Exception as e:  # recorded in metrics.json below
+            log.exception("attempt %d of %d failed", attempt, cfg.retries + 1)
+            error = e
+    else:
+        record = {"status": rundir.FAILED, "error": f"{type(error).__name__}: {error}", **_identity(cfg), "metrics": {}}
+    record.update(attempts=attempt, wall_time_s=round(time.perf_counter() - started, 3), config_hash=fingerprint)
+    record["environment"] = environment()
+    rundir.write_metrics_json(run_dir, record)
+    if record["status"] == rundir.COMPLETED and not _in_multirun():
+        _write_run_figures(run_dir)
+    if record["status"] == rundir.FAILED and not _in_multirun():
+        raise error
+    return record
+
+
+def _identity(cfg: DictConfig) -> dict[str, Any]:
+    """What a run is, read from its config alone: enough for the report even if nothing was built."""
+    return {
+        "name": cfg.name,
+        "dataset": cfg.data.name,
+        "task": task_of(cfg),
+        "regularizer": regularizer_name(cfg),
+        "strength": float(cfg.regularizer.strength),
+        "seed": cfg.seed,
+        "optimizer": str(cfg.optimizer._target_).rsplit(".", 1)[-1],
+        "lr": float(cfg.optimizer.lr),
+        "batch_size": cfg.data.batch_size,
+    }
+
+
+def _fit_and_test(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+    """One attempt: build everything, fit (resuming from checkpoints/last.ckpt if there is one),
+    test unless the run diverged, and return the record for metrics.json."""
     import lightning as L
     from hydra.utils import instantiate
 
@@ -70,18 +122,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     from reglab.lightning.module import RegLabModule
     from reglab.science.metrics import feature_l1, n_weights
 
-    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # no "GPU available: False" banners
-    warnings.filterwarnings("ignore", message=".*LeafSpec.*")  # Lightning vs torch 2.13 deprecation noise
-    run_dir = Path(cfg.paths.output_dir)
-    fingerprint = config_hash(cfg)
-    if (
-        not cfg.force
-        and rundir.is_completed(run_dir)
-        and rundir.read_metrics_json(run_dir).get("config_hash") == fingerprint
-    ):
-        log.info("%s already completed; skipped (force=true trains it again)", run_dir)
-        return rundir.read_metrics_json(run_dir)
-
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # after its import: no "GPU available" banners
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = instantiate(cfg.data)
     model = instantiate(cfg.model, in_features=datamodule.in_features, out_features=datamodule.out_features)
@@ -92,71 +133,57 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     )
     callbacks = [instantiate(c) for c in (cfg.callbacks or {}).values() if c]
     loggers = [instantiate(c) for c in (cfg.logger or {}).values() if c]
-    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
-    hparams = {"regularizer_name": regularizer.name, "strength": regularizer.strength, "seed": cfg.seed}
-    for logger in loggers:
-        logger.log_hyperparams({**hparams, **OmegaConf.to_container(cfg, resolve=True)})  # type: ignore[arg-type]
-
-    last = run_dir / "checkpoints" / "last.ckpt"
-    history = next(c for c in callbacks if isinstance(c, MetricsHistory))
-    started, status, error, test_metrics = time.perf_counter(), rundir.FAILED, None, {}
     try:
+        trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+        hparams = {"regularizer_name": regularizer.name, "strength": regularizer.strength, "seed": cfg.seed}
+        for logger in loggers:
+            logger.log_hyperparams({**hparams, **OmegaConf.to_container(cfg, resolve=True)})  # type: ignore[arg-type]
+
+        last = run_dir / "checkpoints" / "last.ckpt"
         trainer.fit(module, datamodule=datamodule, ckpt_path=last if last.is_file() else None)
         trainer.save_checkpoint(last)
-        if module.diverged_epoch is not None:
-            status = rundir.DIVERGED
-        else:
+        test_metrics = {}
+        if module.diverged_epoch is None:
             trainer.test(module, datamodule=datamodule, verbose=False)
             test_metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")}
-            status = rundir.COMPLETED
-    except Exception as e:  # recorded in metrics.json; re-raised below for a single run
-        error = e
-        log.exception("training failed")
 
-    final = history.rows[-1] if history.rows else {}
-    metrics = {k: v for k, v in final.items() if k not in ("epoch", "step")} | test_metrics
-    best = _best_epoch(history.rows, "val/acc" if "val/acc" in final else "val/loss")
-    record = {
-        "status": status,
-        "error": f"{type(error).__name__}: {error}" if error else None,
-        "diverged_epoch": module.diverged_epoch,
-        "name": cfg.name,
-        "dataset": cfg.data.name,
-        "task": datamodule.task,
-        "regularizer": regularizer.name,
-        "strength": regularizer.strength,
-        "seed": cfg.seed,
-        "optimizer": type(module.optimizers().optimizer).__name__ if trainer.optimizers else None,
-        "lr": float(cfg.optimizer.lr),
-        "batch_size": cfg.data.batch_size,
-        "epochs": int(final.get("epoch", -1)) + 1,
-        "steps": int(final.get("step", 0)),
-        "metrics": metrics,
-        "best_epoch": best,
-        "feature_l1": feature_l1(model),
-        "support": datamodule.data.support,
-        "true_coef": datamodule.data.coef,
-        "n_weights": n_weights(model),
-        "flipped_labels": datamodule.data.flipped,
-        "wall_time_s": round(time.perf_counter() - started, 3),
-        "environment": environment(),
-        "config_hash": fingerprint,
-    }
-    rundir.write_metrics_json(run_dir, record)
-    if status == rundir.COMPLETED and not _in_multirun():  # a sweep gets them in its report
-        from reglab.report import write_run_figures
+        rows = next(c for c in callbacks if isinstance(c, MetricsHistory)).rows
+        final = rows[-1] if rows else {}
+        record = {
+            "status": rundir.DIVERGED if module.diverged_epoch is not None else rundir.COMPLETED,
+            "error": None,
+            "diverged_epoch": module.diverged_epoch,
+            **_identity(cfg),
+            "epochs": int(final.get("epoch", -1)) + 1,
+            "steps": int(final.get("step", 0)),
+            "metrics": {k: v for k, v in final.items() if k not in ("epoch", "step")} | test_metrics,
+            "best_epoch": _best_epoch(rows, "val/acc" if "val/acc" in final else "val/loss"),
+            "feature_l1": feature_l1(model),
+            "support": datamodule.data.support,
+            "true_coef": datamodule.data.coef,
+            "n_weights": n_weights(model),
+            "flipped_labels": datamodule.data.flipped,
+        }
+        for logger in loggers:
+            summary = getattr(getattr(logger, "experiment", None), "summary", None)
+            if summary is not None:
+                summary.update({"status": record["status"], **{f"final/{k}": v for k, v in record["metrics"].items()}})
+        return record
+    finally:
+        for logger in loggers:
+            finish = getattr(getattr(logger, "experiment", None), "finish", None)
+            if finish is not None:
+                finish()  # one W&B run per job, also inside a multirun
 
-        try:
-            write_run_figures(run_dir)  # before the W&B run finishes, so the images reach it
-        except Exception as e:  # a figure is not worth losing a finished run over
-            log.warning("run figures not written: %s: %s", type(e).__name__, e)
-    for logger in loggers:
-        if hasattr(logger, "experiment") and hasattr(logger.experiment, "summary"):
-            logger.experiment.summary.update({"status": status, **{f"final/{k}": v for k, v in metrics.items()}})
-            logger.experiment.finish()  # one W&B run per job, also inside a multirun
-    if error is not None and not _in_multirun():
-        raise error
-    return record
+
+def _write_run_figures(run_dir: Path) -> None:
+    """The run's decision boundary and weight histogram (a sweep gets them in its report)."""
+    from reglab.report import write_run_figures
+
+    try:
+        write_run_figures(run_dir)
+    except Exception as e:  # a figure is not worth losing a finished run over
+        log.warning("run figures not written: %s: %s", type(e).__name__, e)
 
 
 def _best_epoch(rows: list[dict[str, float]], key: str) -> int | None:
