@@ -140,7 +140,7 @@ def _fit_and_test(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
             logger.log_hyperparams({**hparams, **OmegaConf.to_container(cfg, resolve=True)})  # type: ignore[arg-type]
 
         last = run_dir / "checkpoints" / "last.ckpt"
-        trainer.fit(module, datamodule=datamodule, ckpt_path=last if last.is_file() else None)
+        trainer.fit(module, datamodule=datamodule, ckpt_path=last if last.is_file() else None, weights_only=True)
         trainer.save_checkpoint(last)
         test_metrics = {}
         if module.diverged_epoch is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import warnings
 from pathlib import Path
@@ -31,12 +32,23 @@ def wandb_logger(
     init_timeout_s: float = 15.0,
 ) -> WandbLogger:
     """A WandbLogger whose run has started: online if asked for and reachable within
-    `init_timeout_s`, otherwise offline, with one warning."""
+    `init_timeout_s`, otherwise offline, with one warning.
+
+    The W&B run id is derived from the run directory, so a resumed run continues the same W&B run.
+    """
     import wandb
 
     Path(save_dir).mkdir(parents=True, exist_ok=True)
+    run_id = hashlib.sha256(str(Path(save_dir).resolve()).encode()).hexdigest()[:12]
     kwargs = dict(
-        project=project, name=name, group=group, tags=list(tags or []), dir=save_dir, reinit="finish_previous"
+        project=project,
+        name=name or None,
+        group=group,
+        tags=list(tags or []),
+        dir=save_dir,
+        id=run_id,
+        resume="allow",
+        reinit="finish_previous",
     )
     resolved = wandb_mode(mode)
     try:
@@ -45,5 +57,6 @@ def wandb_logger(
         if resolved == "offline":
             raise
         warnings.warn(f"W&B {resolved} start failed ({type(e).__name__}: {e}); logging offline instead", stacklevel=1)
+        wandb.teardown()  # forget the failed run, whose id this offline one takes over
         run = wandb.init(mode="offline", settings=wandb.Settings(silent=True), **kwargs)
     return WandbLogger(experiment=run, project=project, save_dir=save_dir)

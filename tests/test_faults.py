@@ -1,0 +1,65 @@
+"""Faults cost nothing but their own time: killed runs resume exactly, W&B never blocks a run."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from reglab import rundir
+from tests.conftest import train_run
+
+RUN = ["trainer.max_epochs=300", "callbacks.model_checkpoint.every_n_epochs=40", "logger=none",
+       "callbacks.progress_bar=null", "trainer.enable_progress_bar=false", "data.n_samples=400", "model.hidden=[32,32]"]  # fmt: skip
+
+
+def _launch(run_dir: Path) -> subprocess.Popen:
+    env = {**os.environ, "WANDB_MODE": "offline"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "reglab.train", *RUN, f"hydra.run.dir={run_dir}"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+def _without_timing(record: dict) -> dict:
+    return {k: v for k, v in record.items() if k not in ("wall_time_s",)}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
+def test_a_killed_run_resumes_to_exactly_the_uninterrupted_metrics(tmp_path, sig):
+    reference = tmp_path / "reference"
+    assert _launch(reference).wait(timeout=300) == 0
+    killed = tmp_path / "killed"
+    process = _launch(killed)
+    ckpt = killed / "checkpoints" / "last.ckpt"
+    deadline = time.monotonic() + 120
+    while not ckpt.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)  # into the next stretch of epochs, past the checkpoint
+    process.send_signal(sig)
+    process.wait(timeout=60)
+    assert ckpt.exists() and not (killed / "metrics.json").exists(), "killed too late to test resuming"
+    assert _launch(killed).wait(timeout=300) == 0  # the same command, the same run directory
+    resumed, uninterrupted = rundir.read_metrics_json(killed), rundir.read_metrics_json(reference)
+    assert resumed["status"] == "completed" and resumed["epochs"] == 300
+    assert _without_timing(resumed) == _without_timing(uninterrupted)  # bit for bit
+    assert (killed / "metrics.csv").read_text() == (reference / "metrics.csv").read_text()
+
+
+def test_wandb_online_without_network_falls_back_to_offline_quickly(tmp_path, monkeypatch):
+    # An unreachable server (a closed local port) and a fake key: the run must finish, offline.
+    monkeypatch.setenv("WANDB_MODE", "online")
+    monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
+    monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")
+    started = time.monotonic()
+    with pytest.warns(UserWarning, match="logging offline instead"):
+        record = train_run(tmp_path, ["logger=wandb", "logger.wandb.init_timeout_s=5", "trainer.max_epochs=2"])
+    assert record["status"] == rundir.COMPLETED
+    assert time.monotonic() - started < 60
+    assert list((tmp_path / "wandb").glob("offline-run-*"))
