@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -17,6 +18,12 @@ from reglab.science.regularizers import REGULARIZERS
 
 TASK_OF_LOSS = {"bce": "binary", "cross_entropy": "multiclass", "mse": "regression"}
 LOSS_OF_TASK = {task: loss for loss, task in TASK_OF_LOSS.items()}
+
+
+TOP_LEVEL_KEYS = {
+    *("data", "model", "regularizer", "optimizer", "scheduler", "trainer", "logger", "callbacks", "paths", "sweep"),
+    *("name", "seed", "loss", "sparsity_threshold", "optimized_metric", "force", "retries", "tags"),
+}
 
 
 class ConfigError(ValueError):
@@ -146,13 +153,27 @@ def validate(cfg: DictConfig) -> None:
     layers = [f"hidden.{i}" for i in range(len(hidden))] + ["output"]
     for name in reg.exclude:
         _require(name in layers, f"regularizer.exclude names no layer {name!r}; the layers are: {', '.join(layers)}")
+    _require(
+        names[reg._target_] == "none" or set(layers) - set(reg.exclude),
+        f"regularizer.exclude={list(reg.exclude)} leaves no layer to regularize; the layers are: {', '.join(layers)}",
+    )
 
     opt = cfg.optimizer
     lr = _number(cfg, "optimizer.lr")
     _require(lr > 0 and math.isfinite(lr), f"optimizer.lr={lr:g} must be > 0")
+    _require(
+        "weight_decay" not in opt,
+        "optimizer.weight_decay would hide an L2 penalty in the optimizer; use regularizer=weight_decay (AdamW, SGDW) or regularizer=l2",
+    )
     if "momentum" in opt:
         _require(_number(cfg, "optimizer.momentum") >= 0, f"optimizer.momentum={opt.momentum} must be >= 0")
         _require(not opt.get("nesterov") or opt.momentum > 0, "optimizer.nesterov=true needs optimizer.momentum > 0")
+
+    unknown = sorted(set(cfg) - TOP_LEVEL_KEYS)
+    _require(not unknown, f"{unknown[0] if unknown else ''} is not a key of the config: check its spelling")
+    for group in ("model", "regularizer", "optimizer", "scheduler", "trainer"):
+        if cfg.get(group):
+            _check_arguments(cfg[group], group)
 
     epochs = cfg.trainer.max_epochs
     _require(isinstance(epochs, int) and epochs >= 1, f"trainer.max_epochs={epochs!r} must be an integer >= 1")
@@ -161,9 +182,99 @@ def validate(cfg: DictConfig) -> None:
     _require(threshold >= 0, f"sparsity_threshold={threshold:g} must be >= 0")
 
 
+def _check_arguments(node: DictConfig, group: str) -> None:
+    """Every key of a `_target_` node must be an argument of the target: nothing is silently ignored."""
+    import inspect
+
+    from hydra.utils import get_object
+
+    target = get_object(node._target_)
+    allowed: set[str] = set()
+    for fn in (
+        [c.__init__ for c in inspect.getmro(target) if "__init__" in vars(c)] if inspect.isclass(target) else [target]
+    ):
+        parameters = inspect.signature(fn).parameters.values()
+        allowed |= {p.name for p in parameters if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
+        if not any(p.kind == p.VAR_KEYWORD for p in parameters):
+            break  # no **kwargs passed further up
+    unknown = sorted(k for k in node if not k.startswith("_") and k not in allowed)
+    _require(not unknown, f"{group}.{unknown[0] if unknown else ''} is not an argument of {node._target_}")
+
+
 def regularizer_name(cfg: DictConfig) -> str:
     return {f"{c.__module__}.{c.__name__}": n for n, c in REGULARIZERS.items()}[cfg.regularizer._target_]
 
 
 def task_of(cfg: DictConfig) -> str:
     return datasets.TASKS[cfg.data.name]
+
+
+def check_command_line(args: list[str], config_dir: str) -> None:
+    """Compose and validate the jobs a command line asks for, before Hydra starts any of them,
+    so that a misspelt key or a bad value in a sweep list is one line and costs no job.
+
+    Each value of a sweep list is checked in turn against the first value of the others. Continuous
+    search spaces (Optuna's `interval`) and `hydra.*` settings are left to Hydra.
+    """
+    _check_group_choices(args, config_dir)
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        parsed = OverridesParser.create().parse_overrides([a for a in args if not a.startswith("-")])
+    except HydraException as e:
+        raise ConfigError(_one_line(e)) from None
+    base: list[str] = []
+    variants: list[tuple[int, list[str]]] = []  # (index in base, the other values of that override)
+    for override in parsed:
+        key = override.get_key_element()
+        if key.lstrip("+~").startswith("hydra"):
+            continue
+        if not override.is_sweep_override():
+            base.append(override.input_line or "")
+        elif override.is_discrete_sweep():
+            values = list(override.sweep_string_iterator())
+            base.append(f"{key}={values[0]}")
+            variants.append((len(base) - 1, [f"{key}={v}" for v in values[1:]]))
+    jobs = [base] + [base[:i] + [v] + base[i + 1 :] for i, others in variants for v in others]
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=config_dir, version_base="1.3"):
+        for job in jobs:
+            try:
+                cfg = compose("train", overrides=job)
+            except (HydraException, OmegaConfBaseException) as e:
+                raise ConfigError(_one_line(e)) from None
+            validate(cfg)
+    GlobalHydra.instance().clear()
+
+
+def _check_group_choices(args: list[str], config_dir: str) -> None:
+    """`group=name` must name a file of configs/<group>/; all names of a sweep list are checked."""
+    for arg in args:
+        key, sep, value = arg.lstrip("+").partition("=")
+        group = Path(config_dir, key)
+        if not sep or "." in key or "/" in key or not group.is_dir() or "(" in value:
+            continue
+        options = sorted(p.stem for p in group.glob("*.yaml"))
+        for name in value.split(","):
+            _require(
+                name in options or name == "null",
+                f"{key}={name} is not a {key} config; choose one of: {', '.join(options)}",
+            )
+
+
+def _one_line(error: Exception) -> str:
+    """Hydra's multi-line composition errors, said in one line."""
+    text = str(error)
+    if text.startswith("Could not override"):
+        key = text.split("'")[1]
+        return f"{key} is not a key of the config: check its spelling"
+    lines = [
+        line.strip()
+        for line in text.splitlines()
+        if line.strip() and not line.strip().startswith(("full_key", "object_type"))
+    ]
+    return " ".join(lines)

@@ -24,7 +24,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from reglab import rundir
-from reglab.config import ConfigError, regularizer_name, task_of, validate
+from reglab.config import ConfigError, check_command_line, regularizer_name, task_of, validate
 
 log = logging.getLogger("reglab.train")
 CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "configs")
@@ -214,26 +214,21 @@ def _discard_unfinished(run_dir: Path) -> None:
         shutil.rmtree(run_dir)
 
 
-def check_group_choices(args: list[str]) -> None:
-    """Refuse `group=name` overrides naming no config file, in one line listing the valid names
-    (Hydra would say it in a paragraph). Sweep lists (`regularizer=l1,l2`) are checked name by name."""
-    for arg in args:
-        key, sep, value = arg.lstrip("+").partition("=")
-        group = Path(CONFIG_DIR, key)
-        if not sep or "." in key or "/" in key or not group.is_dir() or "(" in value:
-            continue
-        options = sorted(p.stem for p in group.glob("*.yaml"))
-        for name in value.split(","):
-            if name not in options and name != "null":
-                print(
-                    f"error: {key}={name} is not a {key} config; choose one of: {', '.join(options)}", file=sys.stderr
-                )
-                sys.exit(EXIT_CONFIG_ERROR)
+def command_line_error(args: list[str]) -> str | None:
+    """The one-line error a bad command line gets before anything runs, or None if it is fine."""
+    try:
+        check_command_line(args, CONFIG_DIR)
+    except ConfigError as e:
+        return str(e)
+    return None
 
 
 def main() -> None:
-    """Console entry point (`reglab-train`): quick checks of the command line, then Hydra."""
-    check_group_choices(sys.argv[1:])
+    """Console entry point (`reglab-train`): check the command line, then hand it to Hydra."""
+    error = command_line_error(sys.argv[1:])
+    if error is not None:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(EXIT_CONFIG_ERROR)
     hydra_main()
 
 
