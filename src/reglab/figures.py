@@ -359,13 +359,15 @@ def decision_boundaries(groups: Groups, path: Path) -> Path | None:
     if run.task == "regression" or len(run.record.get("feature_l1") or []) != 2:
         return None
     regs, lams = _regularizers(groups), sorted({lam for _, lam in groups})
-    nrows, ncols = len(regs), len(lams)
-    size = 5.0 if nrows * ncols == 1 else 3.2
+    # One λ per regularizer (e.g. none vs l1): side by side, not a mostly empty diagonal grid.
+    side_by_side = len(groups) == len(regs)
+    nrows, ncols = (1, len(regs)) if side_by_side else (len(regs), len(lams))
+    size = 5.0 if nrows * ncols == 1 else 4.0 if side_by_side else 3.2
     with _figure(nrows, ncols, figsize=(size * ncols, size * nrows + 0.8), squeeze=False) as (fig, axes):
         for ax in axes.flat:
             ax.axis("off")
         for (reg, lam), runs in groups.items():
-            ax = axes[regs.index(reg), lams.index(lam)]
+            ax = axes[0, regs.index(reg)] if side_by_side else axes[regs.index(reg), lams.index(lam)]
             ax.axis("on")
             ax.set_xticks([])
             ax.set_yticks([])
