@@ -63,3 +63,21 @@ def test_wandb_online_without_network_falls_back_to_offline_quickly(tmp_path, mo
     assert record["status"] == rundir.COMPLETED
     assert time.monotonic() - started < 60
     assert list((tmp_path / "wandb").glob("offline-run-*"))
+
+
+def test_a_diverging_single_run_stops_records_its_epoch_and_exits_3(tmp_path):
+    from tests.conftest import run_cli
+
+    # SGD with 2·lr·λ = 100 multiplies the weights by −99 every step: non-finite within 2 epochs.
+    args = ["optimizer=sgd", "optimizer.lr=0.1", "regularizer=l2", "regularizer.strength=500", "trainer.max_epochs=50",
+            "logger=none", "callbacks.progress_bar=null", "trainer.enable_progress_bar=false", f"hydra.run.dir={tmp_path}"]  # fmt: skip
+    result = run_cli(args, cwd=tmp_path)
+    assert result.returncode == 3, result.stderr[-1000:]
+    assert "diverged at epoch" in result.stderr and "Traceback" not in result.stderr
+    record = rundir.read_metrics_json(tmp_path)
+    assert (
+        record["status"] == "diverged"
+        and record["diverged_epoch"] < 5
+        and record["epochs"] == record["diverged_epoch"] + 1
+    )
+    assert "test/acc" not in record["metrics"]  # a diverged model is not tested
