@@ -473,7 +473,18 @@ class ReportOnMultirunEnd(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         directory = Path(config.hydra.sweep.dir)
         try:
-            report(directory)
+            wandb_config = (config.get("logger") or {}).get("wandb")
+            if wandb_config is None:
+                report(directory)
+                return
+            # The sweep's figures go to W&B as one more run of its group, named "report".
+            from hydra.utils import instantiate
+
+            logger = instantiate(wandb_config, name="report", save_dir=str(directory))
+            try:
+                report(directory)
+            finally:
+                logger.experiment.finish()
         except ReportError as e:
             print(f"error: {e}", file=sys.stderr)
         except Exception as e:  # the runs are safe on disk; the report can be made again
