@@ -28,7 +28,7 @@ from reglab.config import ConfigError, check_command_line, regularizer_name, tas
 
 log = logging.getLogger("reglab.train")
 CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "configs")
-EXIT_CONFIG_ERROR, EXIT_FAILED, EXIT_DIVERGED = 2, 1, 3
+EXIT_CONFIG_ERROR, EXIT_DIVERGED = 2, 3  # a crash exits 1, with its traceback
 SUMMARY_KEYS = (
     "train/acc", "val/acc", "test/acc", "val/gap", "test/gap", "train/loss", "val/loss", "test/loss",
     "val/r2", "test/r2", "train/penalty", "weights/l1", "weights/l2", "weights/zero_frac",
@@ -233,7 +233,7 @@ def main() -> None:
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
-def hydra_main(cfg: DictConfig) -> float | None:
+def hydra_main(cfg: DictConfig) -> float:
     try:
         validate(cfg)
     except ConfigError as e:
@@ -251,7 +251,7 @@ def hydra_main(cfg: DictConfig) -> float | None:
             sys.exit(EXIT_DIVERGED)
     metric = cfg.optimized_metric or ("val/r2" if record["task"] == "regression" else "val/acc")
     value = record["metrics"].get(metric)
-    return float(value) if value is not None else None
+    return float(value) if value is not None else float("nan")  # a sweeper (Optuna) records NaN as a failed trial
 
 
 if __name__ == "__main__":
