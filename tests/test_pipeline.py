@@ -55,7 +55,12 @@ def test_every_data_config_builds_a_trainable_module(tmp_path, data):
 )
 def test_every_config_composes_validates_and_instantiates(tmp_path, group, option):
     cfg = make_config(tmp_path, [f"{group}={option}"])
-    validate(cfg)
+    if cfg.sweep.vectorize:
+        from reglab.sweep import sweep_members
+
+        sweep_members(cfg, root=tmp_path)
+    else:
+        validate(cfg)
     if group == "trainer" and cfg.trainer.accelerator == "gpu" and not torch.cuda.is_available():
         return  # composes and validates; building it needs a GPU
     if group in ("regularizer", "trainer", "callbacks"):

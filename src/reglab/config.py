@@ -247,7 +247,12 @@ def check_command_line(args: list[str], config_dir: str) -> None:
                 cfg = compose("train", overrides=job)
             except (HydraException, OmegaConfBaseException) as e:
                 raise ConfigError(_one_line(e)) from None
-            validate(cfg)
+            if cfg.sweep.vectorize:  # lists are the members of one run: each is checked like a single run
+                from reglab.sweep import sweep_members
+
+                sweep_members(cfg, root=Path("."))
+            else:
+                validate(cfg)
     GlobalHydra.instance().clear()
 
 

@@ -234,6 +234,8 @@ def main() -> None:
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
 def hydra_main(cfg: DictConfig) -> float:
+    if cfg.sweep.vectorize:  # the list-valued λ and seeds as stacked members of one run (reglab.sweep)
+        return _vectorized_main(cfg)
     try:
         validate(cfg)
     except ConfigError as e:
@@ -252,6 +254,26 @@ def hydra_main(cfg: DictConfig) -> float:
     metric = cfg.optimized_metric or ("val/r2" if record["task"] == "regression" else "val/acc")
     value = record["metrics"].get(metric)
     return float(value) if value is not None else float("nan")  # a sweeper (Optuna) records NaN as a failed trial
+
+
+def _vectorized_main(cfg: DictConfig) -> float:
+    from reglab.report import report
+    from reglab.sweep import print_sweep_summary, train_vectorized
+
+    try:
+        records = train_vectorized(cfg)  # checks every member's config before it trains any
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        _discard_unfinished(Path(cfg.paths.output_dir))
+        sys.exit(EXIT_CONFIG_ERROR)
+    if not _in_multirun():
+        report(Path(cfg.paths.output_dir), print_table=False)  # the members are runs: a multirun's report
+        print_sweep_summary(records)  # with inputs still connected: sparsity along a λ path
+        if records and all(r["status"] == rundir.DIVERGED for r in records):
+            print("error: every member diverged (non-finite loss or weights)", file=sys.stderr)
+            sys.exit(EXIT_DIVERGED)
+    metric = cfg.optimized_metric or ("val/r2" if records[0]["task"] == "regression" else "val/acc")
+    return max((r["metrics"].get(metric, float("nan")) for r in records), default=float("nan"))
 
 
 if __name__ == "__main__":

@@ -12,12 +12,18 @@ sees, how it converts to Keras, PyTorch and scikit-learn) are in the README, sec
 `penalty()` of a non-explicit regularizer is the term its update minimises; it is reported as
 `train/penalty`, never differentiated. `lr` is the optimizer's current learning rate, so a
 scheduler scales the decoupled and proximal updates as it scales the gradient step.
+
+The same rules act on K independent members at once (`reglab.science.stacked.StackedMLP`,
+weights of shape [K, out, in]): bound to such a model, `strength` may be a sequence or tensor
+of K values, one λ per member, every sum below is taken per member, and `penalty()` has shape
+[K]. Each formula is written once, in terms of `lam`, the strength shaped to broadcast over the
+tensor at hand (`_lam`): a float for one model, a [K, 1, …] tensor for stacked members.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import ClassVar
 
 import torch
@@ -25,12 +31,21 @@ from torch import Tensor
 
 from reglab.science.model import MLP
 
+Coefficient = float | Tensor  # a float for one model; for stacked members, a tensor that broadcasts per member
 
-def _sum_abs(tensors: list[Tensor]) -> Tensor:
+
+def _sum_abs(tensors: list[Tensor], members: bool = False) -> Tensor:
+    """Σ|w| over `tensors`; per member (shape [K]) if they are stacked [K, …] tensors."""
+    if members:
+        return torch.stack([t.abs().flatten(1).sum(1) for t in tensors]).sum(0)
     return torch.stack(torch._foreach_norm(tensors, 1)).sum()
 
 
-def _sum_squares(tensors: list[Tensor]) -> Tensor:
+def _sum_squares(tensors: list[Tensor], members: bool = False) -> Tensor:
+    """Σw² over `tensors`; per member if stacked. (Summed squares, not a squared norm, for members:
+    its backward is two multiplications where a norm's needs a division and a mask.)"""
+    if members:
+        return torch.stack([t.square().flatten(1).sum(1) for t in tensors]).sum(0)
     return torch.stack(torch._foreach_norm(tensors, 2)).square().sum()
 
 
@@ -45,19 +60,46 @@ class Regularizer:
     name: ClassVar[str] = "none"
     explicit: ClassVar[bool] = False  # True: penalty() is added to the loss and differentiated
 
-    def __init__(self, strength: float = 0.0, include_bias: bool = False, exclude: Sequence[str] = ()) -> None:
-        if not strength >= 0:  # also rejects NaN
-            raise ValueError(f"regularizer.strength={strength} is negative; λ must be >= 0")
-        self.strength = float(strength)
+    def __init__(
+        self, strength: float | Sequence[float] | Tensor = 0.0, include_bias: bool = False, exclude: Sequence[str] = ()
+    ) -> None:
+        self.strength = strength  # type: ignore[assignment]
         self.include_bias = include_bias
         self.exclude = tuple(exclude)
         self.params: list[Tensor] = []
+        self.members: int | None = None  # K when bound to stacked members
+
+    @property
+    def strength(self) -> float | Tensor:
+        """λ: a float, or (stacked members) a float64 tensor of shape [K] on the CPU."""
+        return self._strength
+
+    @strength.setter
+    def strength(self, value: float | Sequence[float] | Tensor) -> None:
+        if isinstance(value, (int, float)):
+            if not value >= 0:  # also rejects NaN
+                raise ValueError(f"regularizer.strength={value} is negative; λ must be >= 0")
+            self._strength: float | Tensor = float(value)
+        else:
+            value = torch.as_tensor(value, dtype=torch.float64).detach().cpu().reshape(-1)
+            if not bool((value >= 0).all()):
+                raise ValueError(f"regularizer.strength={value.tolist()} has a negative value; λ must be >= 0")
+            self._strength = value
+        self._shaped: dict[tuple, Tensor] = {}
 
     def bind(self, model: MLP) -> Regularizer:
+        """Select the tensors the rule acts on. `model` may be a `StackedMLP` (it has `members`)."""
         layers = model.linear_layers()
         unknown = [name for name in self.exclude if name not in layers]
         if unknown:
             raise ValueError(f"regularizer.exclude names no layer {unknown[0]!r}; the layers are: {', '.join(layers)}")
+        self.members = getattr(model, "members", None)
+        if isinstance(self.strength, Tensor) and len(self.strength) != (self.members or 1):
+            raise ValueError(
+                f"regularizer.strength has {len(self.strength)} values; the model has {self.members or 1} member(s)"
+            )
+        if self.members is not None and isinstance(self.strength, float):
+            self.strength = torch.full((self.members,), self.strength, dtype=torch.float64)
         self.layers = {name: layer for name, layer in layers.items() if name not in self.exclude}
         self.params = [
             p
@@ -66,8 +108,29 @@ class Regularizer:
         ]
         return self
 
+    def _lam(self, like: Tensor, coefficient: Callable[[Coefficient], Coefficient] = lambda lam: lam) -> Coefficient:
+        """`coefficient(λ)` shaped to broadcast over `like`: computed in double precision, as Python
+        does for a float, then cast to `like`'s dtype; per member ([K, 1, …]) when stacked."""
+        if self.members is None:
+            return coefficient(self.strength)
+        key = (like.device, like.dim())
+        if key not in self._shaped:
+            self._shaped[key] = self.strength.to(like.device).view(-1, *[1] * (like.dim() - 1))  # type: ignore[union-attr]
+        return coefficient(self._shaped[key]).to(like.dtype)  # type: ignore[union-attr]
+
+    def _each(self, coefficient: Callable[[Coefficient], Coefficient]) -> Coefficient | list[Coefficient]:
+        """`coefficient(λ)` for `torch._foreach_*` over `self.params`: one float, or one tensor per parameter."""
+        if self.members is None:
+            return coefficient(self.strength)
+        return [self._lam(p, coefficient) for p in self.params]  # type: ignore[misc]
+
+    def _active(self) -> bool:
+        """Whether any λ is non-zero (a host-side check: no device sync)."""
+        return bool(self.strength) if self.members is None else bool(self.strength.any())  # type: ignore[union-attr]
+
     def penalty(self) -> Tensor:
-        return torch.zeros((), device=self.params[0].device) if self.params else torch.zeros(())
+        shape = () if self.members is None else (self.members,)
+        return torch.zeros(shape, device=self.params[0].device) if self.params else torch.zeros(shape)
 
     @torch.no_grad()
     def before_step(self, lr: float) -> None:
@@ -78,7 +141,9 @@ class Regularizer:
         """Proximal map, applied to the weights the optimizer produced."""
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(strength={self.strength:g})"
+        lam = self.strength
+        shown = f"{lam:g}" if isinstance(lam, float) else "[" + ", ".join(f"{v:g}" for v in lam.tolist()) + "]"
+        return f"{type(self).__name__}(strength={shown})"
 
 
 class L1(Regularizer):
@@ -92,7 +157,8 @@ class L1(Regularizer):
     explicit = True
 
     def penalty(self) -> Tensor:
-        return self.strength * _sum_abs(self.params)
+        total = _sum_abs(self.params, self.members is not None)
+        return self._lam(total) * total
 
 
 class L2(Regularizer):
@@ -105,7 +171,8 @@ class L2(Regularizer):
     explicit = True
 
     def penalty(self) -> Tensor:
-        return self.strength * _sum_squares(self.params)
+        total = _sum_squares(self.params, self.members is not None)
+        return self._lam(total) * total
 
 
 class ElasticNet(Regularizer):
@@ -124,8 +191,9 @@ class ElasticNet(Regularizer):
         self.l1_ratio = float(l1_ratio)
 
     def penalty(self) -> Tensor:
-        a = self.l1_ratio
-        return self.strength * (a * _sum_abs(self.params) + (1 - a) * _sum_squares(self.params))
+        a, members = self.l1_ratio, self.members is not None
+        total = a * _sum_abs(self.params, members) + (1 - a) * _sum_squares(self.params, members)
+        return self._lam(total) * total
 
 
 class WeightDecay(Regularizer):
@@ -139,12 +207,13 @@ class WeightDecay(Regularizer):
     name = "weight_decay"
 
     def penalty(self) -> Tensor:
-        return 0.5 * self.strength * _sum_squares(self.params)
+        total = _sum_squares(self.params, self.members is not None)
+        return self._lam(total, lambda lam: 0.5 * lam) * total
 
     @torch.no_grad()
     def before_step(self, lr: float) -> None:
-        if self.strength:
-            torch._foreach_mul_(self.params, 1.0 - lr * self.strength)
+        if self._active():
+            torch._foreach_mul_(self.params, self._each(lambda lam: 1.0 - lr * lam))
 
 
 class ProxL1(Regularizer):
@@ -157,14 +226,15 @@ class ProxL1(Regularizer):
     name = "prox_l1"
 
     def penalty(self) -> Tensor:
-        return self.strength * _sum_abs(self.params)
+        total = _sum_abs(self.params, self.members is not None)
+        return self._lam(total) * total
 
     @torch.no_grad()
     def after_step(self, lr: float) -> None:
-        if self.strength:
-            t = lr * self.strength
+        if self._active():
+            t, minus_t = self._each(lambda lam: lr * lam), self._each(lambda lam: -(lr * lam))
             # w − clip(w, −t, t) is the soft threshold, exactly 0 wherever |w| ≤ t.
-            inside = torch._foreach_clamp_min(torch._foreach_clamp_max(self.params, t), -t)
+            inside = torch._foreach_clamp_min(torch._foreach_clamp_max(self.params, t), minus_t)
             torch._foreach_sub_(self.params, inside)
 
 
@@ -187,15 +257,16 @@ class GroupLasso(Regularizer):
 
     def bind(self, model: MLP) -> Regularizer:
         super().bind(model)
-        # (weight, bias or None, dim along which a group's entries lie)
+        # (weight, bias or None, dim along which a group's entries lie; negative, so that it also
+        # holds for stacked [K, out, in] weights)
         self.groups: list[tuple[Tensor, Tensor | None, int]] = [
-            (layer.weight, layer.bias if self.include_bias else None, 1)
+            (layer.weight, layer.bias if self.include_bias else None, -1)
             for name, layer in self.layers.items()
             if name != "output"
         ]
         first = next(iter(model.linear_layers()))
         if self.input_features and first in self.layers:
-            self.groups.append((self.layers[first].weight, None, 0))
+            self.groups.append((self.layers[first].weight, None, -2))
         return self
 
     @staticmethod
@@ -207,17 +278,18 @@ class GroupLasso(Regularizer):
         total = super().penalty()
         for weight, bias, dim in self.groups:
             size = weight.shape[dim] + (bias is not None)
-            total = total + math.sqrt(size) * self._norms(weight, bias, dim).sum()
-        return self.strength * total
+            total = total + math.sqrt(size) * self._norms(weight, bias, dim).sum(-1)
+        return self._lam(total) * total
 
     @torch.no_grad()
     def after_step(self, lr: float) -> None:
-        if not self.strength:
+        if not self._active():
             return
         for weight, bias, dim in self.groups:
             size = weight.shape[dim] + (bias is not None)
             norms = self._norms(weight, bias, dim)
-            scale = (1 - lr * self.strength * math.sqrt(size) / norms.clamp_min(1e-30)).clamp_min(0)
+            threshold = self._lam(norms, lambda lam: lr * lam * math.sqrt(size))  # noqa: B023 (called at once)
+            scale = (1 - threshold / norms.clamp_min(1e-30)).clamp_min(0)
             weight.mul_(scale.unsqueeze(dim))
             if bias is not None:
                 bias.mul_(scale)

@@ -1,0 +1,335 @@
+"""Vectorized sweeps: each stacked member ends where its own single run ends, in the same files."""
+
+from __future__ import annotations
+
+import copy
+import csv
+import inspect
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from reglab import rundir
+from reglab.config import ConfigError
+from reglab.science.metrics import prediction_metrics, weight_metrics
+from reglab.science.model import MLP
+from reglab.science.regularizers import REGULARIZERS
+from reglab.science.stacked import StackedMLP, member_prediction_metrics, member_weight_metrics
+from reglab.sweep import sweep_members, train_vectorized
+from tests.conftest import ROOT, make_config, run_cli, train_run
+
+# Small and quick: 120 training points in batches of 32 (the last one of 24), 3 epochs = 12 steps.
+QUICK = ["model.hidden=[16,16]", "trainer.max_epochs=3"]
+SMALL = ["data.n_samples=200", *QUICK]
+# Until train.yaml lists `sweep: default` among its defaults, the tests add the group themselves.
+SWEEP_IN_DEFAULTS = "- sweep: default" in (ROOT / "configs" / "train.yaml").read_text()
+STRENGTH = {"none": 0.0, "l1": 1e-2, "l2": 1e-2, "weight_decay": 0.5, "prox_l1": 0.5}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models on a shared CPU: one intra-op thread is several times faster than two competing ones."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def sweep_config(run_dir: Path, overrides: list[str], small: list[str] = SMALL):
+    extra = [] if SWEEP_IN_DEFAULTS else ["+sweep=default"]
+    return make_config(run_dir, [*small, *overrides, *extra, "sweep.vectorize=true"])
+
+
+def weights(run_dir: Path) -> dict[str, torch.Tensor]:
+    return torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["state_dict"]
+
+
+def assert_same_run(member_dir: Path, member: dict, single_dir: Path, single: dict) -> None:
+    """Same final weights to float tolerance, same metrics, same steps and status."""
+    ours, theirs = weights(member_dir), weights(single_dir)
+    assert ours.keys() == theirs.keys()
+    for key in theirs:
+        torch.testing.assert_close(ours[key], theirs[key], rtol=1e-5, atol=1e-5, msg=key)
+    assert member["metrics"].keys() == single["metrics"].keys()
+    for key, value in single["metrics"].items():
+        assert member["metrics"][key] == pytest.approx(value, rel=1e-5, abs=1e-5), key
+    for key in ("status", "epochs", "steps", "seed", "strength", "regularizer", "optimizer", "diverged_epoch"):
+        assert member[key] == single[key], key
+    assert member["feature_l1"] == pytest.approx(single["feature_l1"], rel=1e-5)
+
+
+def member_dir(sweep_dir: Path, lam: float, seed: int) -> Path:
+    return sweep_dir / f"regularizer.strength={lam:g},seed={seed}"
+
+
+def record_of(records: list[dict], lam: float, seed: int) -> dict:
+    return next(r for r in records if r["strength"] == lam and r["seed"] == seed)
+
+
+# The science layer: stacked rules and metrics equal the single model's, member by member -------
+
+
+def _members(n: int = 3) -> list[MLP]:
+    torch.manual_seed(0)
+    models = [MLP(5, 3, [16, 8]) for _ in range(n)]
+    with torch.no_grad():
+        for m in models:
+            for layer in m.linear_layers().values():
+                layer.bias.uniform_(-1, 1)
+    return models
+
+
+@pytest.mark.parametrize("name", list(REGULARIZERS))
+@pytest.mark.parametrize("options", [{}, {"include_bias": True}, {"exclude": ["output"]}])
+def test_stacked_regularizer_with_per_member_lambda_equals_each_member_alone(name, options):
+    if name == "group_lasso":
+        options = {**options, "input_features": True}
+    lams = [0.0, 0.013, 0.2]
+    singles = _members()
+    stacked = StackedMLP.stack(copy.deepcopy(singles))
+    alone = [REGULARIZERS[name](lam, **options).bind(m) for lam, m in zip(lams, singles)]
+    together = REGULARIZERS[name](lams, **options).bind(stacked)
+    for _ in range(5):  # penalty, decoupled update and proximal map, five times
+        penalties = together.penalty()
+        assert penalties.shape == (3,)
+        for k, reg in enumerate(alone):
+            assert penalties[k].item() == pytest.approx(reg.penalty().item(), rel=1e-6, abs=1e-9)
+        for reg in [*alone, together]:
+            reg.before_step(0.3)
+            reg.after_step(0.3)
+    for k, model in enumerate(singles):
+        for key, tensor in model.state_dict().items():
+            torch.testing.assert_close(stacked.state_dict()[key][k], tensor, rtol=1e-6, atol=1e-6)
+    if name == "prox_l1":  # the member with λ = 0.2 really was thresholded, the one with λ = 0 not at all
+        assert (stacked.hidden[1].weight[2] == 0).float().mean() > 0.5
+        assert (stacked.hidden[1].weight[0] != 0).all()
+
+
+def test_stacked_regularizer_refuses_a_wrong_number_of_strengths_and_negative_ones():
+    stacked = StackedMLP.stack(_members())
+    with pytest.raises(ValueError, match="2 values; the model has 3"):
+        REGULARIZERS["l1"]([0.1, 0.2]).bind(stacked)
+    with pytest.raises(ValueError, match="negative"):
+        REGULARIZERS["l2"]([0.1, -1.0, 0.0])
+
+
+@pytest.mark.parametrize("task,classes", [("binary", 1), ("multiclass", 3), ("regression", 1)])
+def test_member_metrics_equal_the_single_model_metrics(task, classes):
+    models = _members()
+    with torch.no_grad():
+        models[1].hidden[0].weight[:4] = 0  # dead units and exact zeros
+    stacked = StackedMLP.stack(models)
+    x = torch.randn(3, 40, 5)
+    logits = stacked(x)[..., :classes]
+    y = torch.randint(0, 3, (3, 40)) if task == "multiclass" else torch.randint(0, 2, (3, 40))
+    y = y.float() if task == "regression" else y
+    ours, theirs = member_prediction_metrics(logits, y, task), None
+    wm = member_weight_metrics(stacked, threshold=0.05)
+    for k, model in enumerate(models):
+        theirs = prediction_metrics(logits[k], y[k], task)
+        assert ours.keys() == theirs.keys()
+        for key in theirs:
+            assert ours[key][k].item() == pytest.approx(theirs[key].item(), rel=1e-5, abs=1e-6), key
+        single = weight_metrics(model, threshold=0.05)
+        assert list(wm) == list(single)
+        for key in single:
+            assert wm[key][k].item() == pytest.approx(single[key].item(), rel=1e-5, abs=1e-6), key
+    assert wm["weights/dead_units"].tolist() == [0.0, 4.0, 0.0]
+
+
+def test_stacked_forward_and_member_round_trip():
+    models = _members()
+    stacked = StackedMLP.stack(models)
+    x = torch.randn(3, 7, 5)
+    for k, model in enumerate(models):
+        torch.testing.assert_close(stacked(x)[k], model(x[k]))
+        torch.testing.assert_close(stacked(x[0])[k], model(x[0]))  # one input shared by all members
+        back = stacked.member(k)
+        assert all(torch.equal(a, b) for a, b in zip(back.parameters(), model.parameters()))
+
+
+# The sweep: members against the real single runs (`reglab.train.train`) ------------------------
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+@pytest.mark.parametrize("name", list(STRENGTH))
+def test_member_ends_with_the_weights_and_metrics_of_its_single_run(tmp_path, name, optimizer):
+    lam = STRENGTH[name]
+    common = [*SMALL, f"regularizer={name}", f"optimizer={optimizer}"]
+    common += ["optimizer.momentum=0.9"] if optimizer == "sgd" else []  # per-member momentum buffers
+    lams = f"[{lam / 10},{lam}]" if lam else "[0]"  # regularizer=none takes λ = 0 only
+    records = train_vectorized(
+        sweep_config(tmp_path / "sweep", [*common, f"regularizer.strength={lams}", "seed=[0,1]"])
+    )
+    assert len(records) == (4 if lam else 2)
+    single = train_run(tmp_path / "single", [*common, f"regularizer.strength={lam}", "seed=1"])
+    assert_same_run(member_dir(tmp_path / "sweep", lam, 1), record_of(records, lam, 1), tmp_path / "single", single)
+    if name == "prox_l1":
+        assert single["metrics"]["weights/zero_frac"] > 0  # the threshold really acted
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["data.n_samples=200", "regularizer=weight_decay", "data.batch_size=null", "scheduler=cosine"],
+        ["data=wine", "regularizer=l1", "model.hidden=[8]"],
+        ["data=sparse_regression", "data.n_samples=100", "data.n_features=6", "data.n_informative=2", "regularizer=l2"],
+    ],
+    ids=["full_batch_cosine", "multiclass", "regression"],
+)
+def test_every_member_equals_its_single_run(tmp_path, overrides):
+    grid = ["regularizer.strength=[0.001,0.1]", "seed=[2,0]"]
+    records = train_vectorized(sweep_config(tmp_path / "sweep", [*overrides, *grid], small=QUICK))
+    for lam in (0.001, 0.1):
+        for seed in (2, 0):
+            single = train_run(tmp_path / f"{lam}-{seed}", [*QUICK, *overrides, f"regularizer.strength={lam}", f"seed={seed}"])  # fmt: skip
+            assert_same_run(member_dir(tmp_path / "sweep", lam, seed), record_of(records, lam, seed), tmp_path / f"{lam}-{seed}", single)  # fmt: skip
+
+
+def test_chunked_sweep_trains_the_same_members(tmp_path):
+    grid = ["regularizer=l2", "regularizer.strength=[0.001,0.01,0.1]", "seed=[0,1]"]
+    whole = train_vectorized(sweep_config(tmp_path / "whole", grid))
+    chunked = train_vectorized(sweep_config(tmp_path / "chunked", [*grid, "sweep.chunk=4"]))
+    for a, b in zip(whole, chunked):
+        assert (a["strength"], a["seed"]) == (b["strength"], b["seed"])
+        assert a["metrics"] == pytest.approx(b["metrics"], rel=1e-6, abs=1e-7)
+    assert (tmp_path / "chunked" / ".sweep" / "checkpoints" / "members-4-5" / "last.ckpt").is_file()
+
+
+def test_diverging_member_stops_like_its_single_run_and_spares_the_others(tmp_path):
+    # SGD with lr·2λ = 20 > 2: the explicit L2 step overshoots and the weights blow up.
+    common = ["regularizer=l2", "optimizer=sgd", "trainer.max_epochs=8"]
+    records = train_vectorized(sweep_config(tmp_path / "sweep", [*common, "regularizer.strength=[0.001,1000]", "seed=[0]"]))  # fmt: skip
+    single = train_run(tmp_path / "single", [*SMALL, *common, "regularizer.strength=1000", "seed=0"])
+    diverged, fine = record_of(records, 1000.0, 0), record_of(records, 0.001, 0)
+    assert single["status"] == diverged["status"] == rundir.DIVERGED
+    assert diverged["diverged_epoch"] == single["diverged_epoch"] < 7
+    assert diverged["epochs"] == single["epochs"] and diverged["steps"] == single["steps"]
+    rows = rundir.read_metrics_csv(member_dir(tmp_path / "sweep", 1000.0, 0))
+    assert len(rows) == len(rundir.read_metrics_csv(tmp_path / "single")) == single["diverged_epoch"] + 1
+    assert fine["status"] == rundir.COMPLETED and fine["epochs"] == 8 and "test/acc" in fine["metrics"]
+
+
+# The run directories: a report cannot tell a member from a single run ---------------------------
+
+
+@pytest.fixture(scope="module")
+def small_sweep(tmp_path_factory) -> tuple[Path, list[dict], Path, dict]:
+    base = tmp_path_factory.mktemp("format")
+    records = train_vectorized(sweep_config(base / "sweep", ["regularizer=l1", "regularizer.strength=[0,0.001]", "seed=[0,1]"]))  # fmt: skip
+    single = train_run(base / "single", [*SMALL, "regularizer=l1", "regularizer.strength=0.001", "seed=1"])
+    return base / "sweep", records, base / "single", single
+
+
+def test_members_write_the_files_of_a_single_run(small_sweep):
+    sweep_dir, records, single_dir, single = small_sweep
+    names = sorted(p.name for p in sweep_dir.iterdir() if not p.name.startswith("."))
+    assert names == [f"regularizer.strength={lam},seed={s}" for lam in ("0", "0.001") for s in (0, 1)]
+    member = member_dir(sweep_dir, 0.001, 1)
+    record = rundir.read_metrics_json(member)
+    assert record.keys() == single.keys() and record["metrics"].keys() == single["metrics"].keys()
+    with open(member / "metrics.csv") as a, open(single_dir / "metrics.csv") as b:
+        assert next(csv.reader(a)) == next(csv.reader(b))
+    ours = torch.load(member / "checkpoints" / "last.ckpt", weights_only=False)
+    theirs = torch.load(single_dir / "checkpoints" / "last.ckpt", weights_only=False)
+    assert ours.keys() == theirs.keys()
+    assert {k: v.shape for k, v in ours["state_dict"].items()} == {k: v.shape for k, v in theirs["state_dict"].items()}
+    config = OmegaConf.load(member / ".hydra" / "config.yaml")
+    assert config.regularizer.strength == 0.001 and config.seed == 1 and config.data.seed == 1
+    assert config.paths.output_dir == str(member)
+    assert "regularizer.strength=0.001" in OmegaConf.load(member / ".hydra" / "overrides.yaml")
+    listed = json.loads((sweep_dir / ".sweep" / "members.json").read_text())
+    assert [m["name"] for m in listed] == [r.name for r in map(Path, [member_dir(sweep_dir, r["strength"], r["seed"]) for r in records])]  # fmt: skip
+
+
+def test_report_finds_exactly_the_members(small_sweep):
+    report = pytest.importorskip("reglab.report")
+    found = report.find_runs(small_sweep[0])
+    assert len(found.runs) == 4 and found.incomplete == []
+
+
+@pytest.mark.filterwarnings("ignore:Checkpoint directory .* exists and is not empty")  # it resumes from it
+def test_single_run_resumes_from_a_member_checkpoint_as_if_it_had_trained_alone(small_sweep, tmp_path):
+    sweep_dir, _, _, _ = small_sweep
+    member = tmp_path / "member"
+    __import__("shutil").copytree(member_dir(sweep_dir, 0.001, 1), member)
+    common = [*SMALL, "regularizer=l1", "regularizer.strength=0.001", "seed=1"]
+    resumed = train_run(member, [*common, "trainer.max_epochs=5", "force=true"])  # 3 epochs done, 2 to go
+    straight = train_run(tmp_path / "straight", [*common, "trainer.max_epochs=5"])
+    assert resumed["steps"] == straight["steps"] == 20
+    for key, tensor in weights(tmp_path / "straight").items():
+        torch.testing.assert_close(weights(member)[key], tensor, rtol=1e-5, atol=1e-5)
+    assert len(rundir.read_metrics_csv(member)) == 5
+
+
+def test_relaunched_sweep_skips_its_completed_members(small_sweep):
+    sweep_dir, records, _, _ = small_sweep
+    cfg = sweep_config(sweep_dir, ["regularizer=l1", "regularizer.strength=[0,0.001]", "seed=[0,1]"])
+    stamps = [p.stat().st_mtime_ns for p in sorted(sweep_dir.glob("*/metrics.json"))]
+    assert train_vectorized(cfg) == json.loads(json.dumps(records))
+    assert [p.stat().st_mtime_ns for p in sorted(sweep_dir.glob("*/metrics.json"))] == stamps
+
+
+# Warm-started λ paths --------------------------------------------------------------------------
+
+
+def test_lambda_path_warm_starts_each_lambda_and_grows_sparsity(tmp_path):
+    path = ["regularizer=prox_l1", "regularizer.strength=[3,0,0.3]", "seed=[0,1]", "sweep.path=true"]
+    records = train_vectorized(sweep_config(tmp_path / "path", [*path, "optimizer.lr=0.01"]))
+    assert [r["strength"] for r in records] == [0.0, 0.0, 0.3, 0.3, 3.0, 3.0]  # in increasing order
+    zeros = [record_of(records, lam, 0)["metrics"]["weights/zero_frac"] for lam in (0.0, 0.3, 3.0)]
+    assert zeros[0] == 0 < zeros[1] < zeros[2]
+    # Stage 0 starts from the seeded initialisation: it is the single run at the smallest λ.
+    single = train_run(tmp_path / "single", [*SMALL, "regularizer=prox_l1", "regularizer.strength=0", "seed=0", "optimizer.lr=0.01"])  # fmt: skip
+    assert_same_run(member_dir(tmp_path / "path", 0.0, 0), record_of(records, 0.0, 0), tmp_path / "single", single)
+    # Later stages start where the previous one ended: their first epoch is already trained.
+    cold = train_run(tmp_path / "cold", [*SMALL, "regularizer=prox_l1", "regularizer.strength=0.3", "seed=0", "optimizer.lr=0.01"])  # fmt: skip
+    warm_first = rundir.read_metrics_csv(member_dir(tmp_path / "path", 0.3, 0))[0]["train/loss"]
+    assert warm_first < 0.8 * rundir.read_metrics_csv(tmp_path / "cold")[0]["train/loss"]
+    assert cold["metrics"]["weights/zero_frac"] != zeros[1]  # a different run from the same λ started cold
+
+
+@pytest.mark.skipif(not SWEEP_IN_DEFAULTS, reason="train.yaml does not list `sweep: default` yet")
+def test_lambda_path_experiment_composes_into_valid_members(tmp_path):
+    cfg = make_config(tmp_path, ["experiment=lambda_path"])
+    assert cfg.sweep.vectorize and cfg.sweep.path
+    members = sweep_members(cfg)
+    assert len(members) == len(cfg.regularizer.strength) * len(cfg.seed)
+
+
+# Refusals ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "overrides,message",
+    [
+        (["optimizer.lr=[0.001,0.01]"], "share one learning rate"),
+        (["model.dropout=0.2"], "dropout"),
+        (["regularizer=l2", "regularizer.strength=[0.1,-1]"], r"member regularizer.strength=-1,seed=0: .*negative"),
+        (["sweep.chunk=0"], "sweep.chunk=0"),
+        (["seed=[]"], "empty list"),
+    ],
+)
+def test_a_sweep_it_cannot_run_is_refused_before_training(tmp_path, overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        train_vectorized(sweep_config(tmp_path / "sweep", overrides))
+    assert [p.name for p in (tmp_path / "sweep").glob("*")] in ([], [".hydra"])  # only what Hydra wrote
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(
+    "train_vectorized" not in inspect.getsource(__import__("reglab.train").train),
+    reason="reglab.train.main does not dispatch sweep.vectorize=true yet",
+)
+def test_command_line_sweep_writes_one_run_per_member(tmp_path):
+    result = run_cli(
+        ["sweep.vectorize=true", "regularizer=l2", "regularizer.strength=[0,1e-3]", "seed=[0,1]", *SMALL,
+         "logger=none", f"paths.log_dir={tmp_path}"],
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    runs = sorted(p.parent.name for p in tmp_path.rglob("metrics.json"))
+    assert runs == [f"regularizer.strength={lam},seed={s}" for lam in ("0", "0.001") for s in (0, 1)]
