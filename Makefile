@@ -7,6 +7,7 @@ BIN    := $(VENV)/bin
 # CUDA build installed beforehand is kept.
 TORCH_CPU := torch==2.13.0
 ARGS ?=
+DIR ?= logs/multiruns/l1_vs_none
 
 .DEFAULT_GOAL := help
 .PHONY: help install run train report test lint clean
