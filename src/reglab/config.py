@@ -7,8 +7,9 @@ unknown group choices are already refused by Hydra (struct mode, the config grou
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import cast
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -154,7 +155,7 @@ def validate(cfg: DictConfig) -> None:
     for name in reg.exclude:
         _require(name in layers, f"regularizer.exclude names no layer {name!r}; the layers are: {', '.join(layers)}")
     _require(
-        names[reg._target_] == "none" or set(layers) - set(reg.exclude),
+        names[reg._target_] == "none" or bool(set(layers) - set(reg.exclude)),
         f"regularizer.exclude={list(reg.exclude)} leaves no layer to regularize; the layers are: {', '.join(layers)}",
     )
 
@@ -191,13 +192,16 @@ def _check_arguments(node: DictConfig, group: str) -> None:
     target = get_object(node._target_)
     allowed: set[str] = set()
     for fn in (
-        [c.__init__ for c in inspect.getmro(target) if "__init__" in vars(c)] if inspect.isclass(target) else [target]
+        [vars(c)["__init__"] for c in inspect.getmro(target) if "__init__" in vars(c)]
+        if inspect.isclass(target)
+        else [target]
     ):
         parameters = inspect.signature(fn).parameters.values()
         allowed |= {p.name for p in parameters if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
         if not any(p.kind == p.VAR_KEYWORD for p in parameters):
             break  # no **kwargs passed further up
-    unknown = sorted(k for k in node if not k.startswith("_") and k not in allowed)
+    # the keys of a config node are strings
+    unknown = sorted(k for k in cast("Iterable[str]", node) if not k.startswith("_") and k not in allowed)
     _require(not unknown, f"{group}.{unknown[0] if unknown else ''} is not an argument of {node._target_}")
 
 

@@ -38,7 +38,7 @@ import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
@@ -435,7 +435,7 @@ def _log_member(member: DictConfig, rows: list[dict[str, float]], record: dict[s
     loggers = [instantiate(c) for c in (member.logger or {}).values() if c is not None]
     hparams = {"regularizer_name": record["regularizer"], "strength": record["strength"], "seed": record["seed"]}
     for logger in loggers:
-        logger.log_hyperparams({**hparams, **OmegaConf.to_container(member, resolve=True)})  # type: ignore[arg-type]
+        logger.log_hyperparams({**hparams, **cast(dict[str, Any], OmegaConf.to_container(member, resolve=True))})
         for row in rows:
             logger.log_metrics({k: v for k, v in row.items() if k != "step"}, step=int(row["step"]))
         if hasattr(logger, "experiment") and hasattr(logger.experiment, "summary"):

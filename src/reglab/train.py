@@ -16,7 +16,7 @@ import sys
 import time
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -42,9 +42,9 @@ OmegaConf.register_new_resolver("run_suffix", lambda: secrets.token_hex(3), use_
 def config_hash(cfg: DictConfig) -> str:
     """Identifies a job's config, so a re-launched sweep can tell a finished job from a changed one."""
     # Unresolved, so that paths derived from the run directory don't enter it.
-    container = OmegaConf.to_container(cfg, resolve=False)
+    container = cast(dict[str, Any], OmegaConf.to_container(cfg, resolve=False))  # a DictConfig gives a dict
     for key in ("force", "paths"):  # neither changes what is trained
-        container.pop(key, None)  # type: ignore[union-attr]
+        container.pop(key, None)
     return hashlib.sha256(OmegaConf.to_yaml(container).encode()).hexdigest()[:16]
 
 
@@ -137,7 +137,7 @@ def _fit_and_test(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
         hparams = {"regularizer_name": regularizer.name, "strength": regularizer.strength, "seed": cfg.seed}
         for logger in loggers:
-            logger.log_hyperparams({**hparams, **OmegaConf.to_container(cfg, resolve=True)})  # type: ignore[arg-type]
+            logger.log_hyperparams({**hparams, **cast(dict[str, Any], OmegaConf.to_container(cfg, resolve=True))})
 
         last = run_dir / "checkpoints" / "last.ckpt"
         trainer.fit(module, datamodule=datamodule, ckpt_path=last if last.is_file() else None, weights_only=True)

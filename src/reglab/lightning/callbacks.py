@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import lightning as L
 import torch
@@ -13,6 +13,10 @@ from lightning.pytorch.loggers import WandbLogger
 from tqdm.auto import tqdm
 
 from reglab import rundir
+
+if TYPE_CHECKING:
+    from reglab.science.model import MLP
+    from reglab.science.stacked import StackedMLP
 
 
 class MetricsHistory(Callback):
@@ -66,15 +70,18 @@ class WeightHistograms(Callback):
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         epoch = trainer.current_epoch
-        if epoch % self.every_n_epochs and epoch != trainer.max_epochs - 1:
+        # max_epochs is an int: config.validate requires trainer.max_epochs >= 1
+        if epoch % self.every_n_epochs and epoch != cast(int, trainer.max_epochs) - 1:
             return
         import wandb
 
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger):
+                model = cast("MLP | StackedMLP", pl_module.model)  # RegLabModule's or VectorizedModule's
+                # wandb types `sequence` as a Sequence; it passes it to np.histogram, which takes an array
                 histograms = {
-                    f"histograms/{name}": wandb.Histogram(layer.weight.detach().flatten().cpu().numpy())
-                    for name, layer in pl_module.model.linear_layers().items()
+                    f"histograms/{name}": wandb.Histogram(layer.weight.detach().flatten().cpu().numpy())  # type: ignore[arg-type]
+                    for name, layer in model.linear_layers().items()
                 }
                 logger.experiment.log({**histograms, "trainer/global_step": trainer.global_step})
 

@@ -6,6 +6,7 @@ import hashlib
 import os
 import warnings
 from pathlib import Path
+from typing import Any
 
 from lightning.pytorch.loggers import WandbLogger
 
@@ -40,7 +41,7 @@ def wandb_logger(
 
     Path(save_dir).mkdir(parents=True, exist_ok=True)
     run_id = hashlib.sha256(str(Path(save_dir).resolve()).encode()).hexdigest()[:12]
-    kwargs = dict(
+    kwargs: dict[str, Any] = dict(
         project=project,
         name=name or None,
         group=group,
@@ -52,7 +53,12 @@ def wandb_logger(
     )
     resolved = wandb_mode(mode)
     try:
-        run = wandb.init(mode=resolved, settings=wandb.Settings(init_timeout=init_timeout_s, silent=True), **kwargs)
+        # wandb types `mode` as a Literal; `resolved` may come from WANDB_MODE, which wandb.init validates
+        run = wandb.init(
+            mode=resolved,  # type: ignore[arg-type]
+            settings=wandb.Settings(init_timeout=init_timeout_s, silent=True),
+            **kwargs,
+        )
     except Exception as e:  # no network, a bad key, a server error: the run must go on
         if resolved == "offline":
             raise

@@ -7,9 +7,11 @@ regularizer touches the weights is visible in one screen of code.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import cast
 
 import lightning as L
 import torch
+from lightning.pytorch.core.optimizer import LightningOptimizer
 from torch import Tensor
 
 from reglab.science.datasets import Task
@@ -21,6 +23,8 @@ SPLITS_OF_LOADER = {"validate": ("train", "val"), "test": ("train", "test")}
 
 
 class RegLabModule(L.LightningModule):
+    all_finite: Tensor  # a buffer, registered in __init__
+
     def __init__(
         self,
         model: MLP,
@@ -46,7 +50,7 @@ class RegLabModule(L.LightningModule):
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         x, y = batch
-        optimizer = self.optimizers()
+        optimizer = cast(LightningOptimizer, self.optimizers())  # configure_optimizers returns one
         objective = data_loss(self.model(x), y, self.task)
         if self.regularizer.explicit:
             objective = objective + self.regularizer.penalty()
@@ -91,7 +95,7 @@ class RegLabModule(L.LightningModule):
         logged = {f"{held_out}/gap": gap}
         if held_out == "val":
             logged.update(weight_metrics(self.model, self.sparsity_threshold))
-            logged["lr"] = torch.tensor(self.optimizers().param_groups[0]["lr"])
+            logged["lr"] = torch.tensor(cast(LightningOptimizer, self.optimizers()).param_groups[0]["lr"])
         self.log_dict(logged)
 
     def on_validation_epoch_end(self) -> None:

@@ -21,11 +21,12 @@ import io
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.core.optimizer import LightningOptimizer
 from torch import Tensor
 
 from reglab.lightning.datamodule import EpochPermutation, RegLabDataModule
@@ -102,6 +103,8 @@ class StackedDataModule(L.LightningDataModule):
 class VectorizedModule(L.LightningModule):
     """K members of one sweep; `regularizer.strength` holds their λ, one per member."""
 
+    all_finite: Tensor  # a buffer, registered in __init__
+
     def __init__(
         self,
         model: StackedMLP,
@@ -140,14 +143,14 @@ class VectorizedModule(L.LightningModule):
         members = torch.arange(len(orders), device=orders.device)[:, None]
         x, y = x[members, orders], y[members, orders]
         batch = self.trainer.datamodule.batch_size  # type: ignore[attr-defined]
-        optimizer = self.optimizers()
+        optimizer = cast(LightningOptimizer, self.optimizers())  # configure_optimizers returns one
         for start in range(0, x.shape[1], batch):
             self._step(x[:, start : start + batch], y[:, start : start + batch], optimizer)
         if (self.current_epoch + 1) % self.check_val_every_n_epoch == 0:  # Lightning's validation schedule
             self._record(self.current_epoch)
         self._check_divergence(self.current_epoch)
 
-    def _step(self, x: Tensor, y: Tensor, optimizer) -> None:
+    def _step(self, x: Tensor, y: Tensor, optimizer: LightningOptimizer) -> None:
         objective = member_losses(self.model(x), y, self.task)  # [K]
         if self.regularizer.explicit:
             objective = objective + self.regularizer.penalty()
@@ -196,7 +199,9 @@ class VectorizedModule(L.LightningModule):
     def _record(self, epoch: int) -> None:
         metrics = self.evaluate("val")
         metrics.update(member_weight_metrics(self.model, self.sparsity_threshold))
-        metrics["lr"] = torch.full_like(metrics["val/loss"], self.optimizers().param_groups[0]["lr"])
+        metrics["lr"] = torch.full_like(
+            metrics["val/loss"], cast(LightningOptimizer, self.optimizers()).param_groups[0]["lr"]
+        )
         self.metric_names = list(metrics)
         self.history.append((epoch, self.global_step, torch.stack([v.float() for v in metrics.values()])))
         if self.trainer.progress_bar_callback is not None:  # the bar shows means over members

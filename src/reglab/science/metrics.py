@@ -5,6 +5,8 @@ Pure functions of a model and tensors, computed once per epoch on whole splits, 
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -55,7 +57,10 @@ def weight_metrics(model: MLP, threshold: float = 1e-3) -> dict[str, Tensor]:
     out["weights/zero_frac"] = (flat == 0).float().mean()
     out["weights/small_frac"] = (flat.abs() < threshold).float().mean()
     hidden = [w for name, w in weights.items() if name != "output"]
-    out["weights/dead_units"] = sum(((w != 0).sum(1) == 0).sum() for w in hidden).float() if hidden else torch.zeros(())
+    # sum() of a non-empty list of tensors is a tensor, never its start value 0
+    out["weights/dead_units"] = (
+        cast(Tensor, sum(((w != 0).sum(1) == 0).sum() for w in hidden)).float() if hidden else torch.zeros(())
+    )
     return out
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 from torch import nn
 
@@ -48,7 +50,7 @@ class MLP(nn.Module):
 
     def linear_layers(self) -> dict[str, nn.Linear]:
         """The affine layers by name, input first."""
-        layers = {f"hidden.{i}": layer for i, layer in enumerate(self.hidden)}
+        layers = {f"hidden.{i}": cast(nn.Linear, layer) for i, layer in enumerate(self.hidden)}
         layers["output"] = self.output
         return layers
 

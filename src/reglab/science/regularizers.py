@@ -24,12 +24,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar, cast
 
 import torch
 from torch import Tensor
 
 from reglab.science.model import MLP
+
+if TYPE_CHECKING:
+    from reglab.science.stacked import StackedMLP
 
 Coefficient = float | Tensor  # a float for one model; for stacked members, a tensor that broadcasts per member
 
@@ -63,7 +66,7 @@ class Regularizer:
     def __init__(
         self, strength: float | Sequence[float] | Tensor = 0.0, include_bias: bool = False, exclude: Sequence[str] = ()
     ) -> None:
-        self.strength = strength  # type: ignore[assignment]
+        self.strength = strength
         self.include_bias = include_bias
         self.exclude = tuple(exclude)
         self.params: list[Tensor] = []
@@ -87,7 +90,7 @@ class Regularizer:
             self._strength = value
         self._shaped: dict[tuple, Tensor] = {}
 
-    def bind(self, model: MLP) -> Regularizer:
+    def bind(self, model: MLP | StackedMLP) -> Regularizer:
         """Select the tensors the rule acts on. `model` may be a `StackedMLP` (it has `members`)."""
         layers = model.linear_layers()
         unknown = [name for name in self.exclude if name not in layers]
@@ -100,6 +103,8 @@ class Regularizer:
             )
         if self.members is not None and isinstance(self.strength, float):
             self.strength = torch.full((self.members,), self.strength, dtype=torch.float64)
+        if self.members is None and isinstance(self.strength, Tensor):  # [λ] for one model is λ
+            self.strength = float(self.strength[0])
         self.layers = {name: layer for name, layer in layers.items() if name not in self.exclude}
         self.params = [
             p
@@ -118,10 +123,10 @@ class Regularizer:
             self._shaped[key] = self.strength.to(like.device).view(-1, *[1] * (like.dim() - 1))  # type: ignore[union-attr]
         return coefficient(self._shaped[key]).to(like.dtype)  # type: ignore[union-attr]
 
-    def _each(self, coefficient: Callable[[Coefficient], Coefficient]) -> Coefficient | list[Coefficient]:
+    def _each(self, coefficient: Callable[[Coefficient], Coefficient]) -> float | list[Tensor]:
         """`coefficient(λ)` for `torch._foreach_*` over `self.params`: one float, or one tensor per parameter."""
         if self.members is None:
-            return coefficient(self.strength)
+            return cast(float, coefficient(self.strength))  # one model's λ is a float
         return [self._lam(p, coefficient) for p in self.params]  # type: ignore[misc]
 
     def _active(self) -> bool:
@@ -255,7 +260,7 @@ class GroupLasso(Regularizer):
         super().__init__(strength, **kwargs)
         self.input_features = input_features
 
-    def bind(self, model: MLP) -> Regularizer:
+    def bind(self, model: MLP | StackedMLP) -> Regularizer:
         super().bind(model)
         # (weight, bias or None, dim along which a group's entries lie; negative, so that it also
         # holds for stacked [K, out, in] weights)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from functools import partial
+from typing import cast
 
 import torch
 from torch import Tensor, nn
@@ -72,7 +73,7 @@ class StackedMLP(nn.Module):
         first = models[0]
         activation = next(name for name, act in ACTIVATIONS.items() if isinstance(first.activation, act))
         dropout = first.dropout.p if isinstance(first.dropout, nn.Dropout) else 0.0
-        widths = [layer.out_features for layer in first.hidden]
+        widths = [cast(nn.Linear, layer).out_features for layer in first.hidden]
         in_features = next(iter(first.linear_layers().values())).in_features
         stacked = cls(len(models), in_features, first.output.out_features, widths, activation, dropout)
         states = [model.state_dict() for model in models]
@@ -83,7 +84,7 @@ class StackedMLP(nn.Module):
 
     def linear_layers(self) -> dict[str, StackedLinear]:
         """The affine layers by name, input first: the names of `MLP.linear_layers`."""
-        layers = {f"hidden.{i}": layer for i, layer in enumerate(self.hidden)}
+        layers = {f"hidden.{i}": cast(StackedLinear, layer) for i, layer in enumerate(self.hidden)}
         layers["output"] = self.output
         return layers
 
