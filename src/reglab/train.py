@@ -116,9 +116,10 @@ def _fit_and_test(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """One attempt: build everything, fit (resuming from checkpoints/last.ckpt if there is one),
     test unless the run diverged, and return the record for metrics.json."""
     import lightning as L
+    import torch
     from hydra.utils import instantiate
 
-    from reglab.lightning.callbacks import MetricsHistory
+    from reglab.lightning.callbacks import CheckpointAtFitEnd, MetricsHistory
     from reglab.lightning.module import RegLabModule
     from reglab.science.metrics import feature_l1, n_weights
 
@@ -131,7 +132,10 @@ def _fit_and_test(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     module = RegLabModule(
         model, regularizer, instantiate(cfg.optimizer), datamodule.task, scheduler, cfg.sparsity_threshold
     )
-    callbacks = [instantiate(c) for c in (cfg.callbacks or {}).values() if c]
+    last = run_dir / "checkpoints" / "last.ckpt"
+    at_fit_end = CheckpointAtFitEnd(last)
+    callbacks = [instantiate(c) for c in (cfg.callbacks or {}).values() if c] + [at_fit_end]
+    history = next(c for c in callbacks if isinstance(c, MetricsHistory))
     loggers = [instantiate(c) for c in (cfg.logger or {}).values() if c]
     try:
         trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
@@ -139,15 +143,18 @@ def _fit_and_test(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         for logger in loggers:
             logger.log_hyperparams({**hparams, **cast(dict[str, Any], OmegaConf.to_container(cfg, resolve=True))})
 
-        last = run_dir / "checkpoints" / "last.ckpt"
         trainer.fit(module, datamodule=datamodule, ckpt_path=last if last.is_file() else None, weights_only=True)
-        trainer.save_checkpoint(last)
+        # The record is built from the state the training process saved: under trainer=ddp_spawn
+        # that process was a spawned worker, and this one got only its weights back.
+        state = torch.load(last, map_location="cpu", weights_only=True)
+        history.load_state_dict(state["callbacks"][history.state_key])
+        module.diverged_epoch = state["callbacks"][at_fit_end.state_key]["diverged_epoch"]
         test_metrics = {}
         if module.diverged_epoch is None:
             trainer.test(module, datamodule=datamodule, verbose=False)
             test_metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")}
 
-        rows = next(c for c in callbacks if isinstance(c, MetricsHistory)).rows
+        rows = history.rows
         final = rows[-1] if rows else {}
         record = {
             "status": rundir.DIVERGED if module.diverged_epoch is not None else rundir.COMPLETED,

@@ -15,6 +15,7 @@ from tqdm.auto import tqdm
 from reglab import rundir
 
 if TYPE_CHECKING:
+    from reglab.lightning.module import RegLabModule
     from reglab.science.model import MLP
     from reglab.science.stacked import StackedMLP
 
@@ -30,6 +31,10 @@ class MetricsHistory(Callback):
         self.write_every_n_epochs = write_every_n_epochs
         self.rows: list[dict[str, float]] = []
         self._evaluated = False
+        self._writes = True  # false on the ranks other than 0 of a distributed run
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        self._writes = trainer.is_global_zero
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._evaluated = not trainer.sanity_checking
@@ -46,7 +51,7 @@ class MetricsHistory(Callback):
             self.write()
 
     def write(self) -> None:
-        if self.rows:
+        if self.rows and self._writes:
             rundir.write_metrics_csv(self.run_dir, self.rows)
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -60,6 +65,27 @@ class MetricsHistory(Callback):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.rows = list(state_dict["rows"])
+
+
+class CheckpointAtFitEnd(Callback):
+    """Saves the run's `last.ckpt` when fit ends, in the process that trained, with the module's
+    `diverged_epoch` in this callback's state. `train` reads the run's history and divergence back
+    from it: under `trainer=ddp_spawn` training ran in spawned workers, whose callbacks and module
+    the launching process never sees (Lightning sends back only the weights)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.diverged_epoch: int | None = None
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.diverged_epoch = cast("RegLabModule", pl_module).diverged_epoch
+        trainer.save_checkpoint(self.path)  # every rank calls it; rank 0 writes
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"diverged_epoch": self.diverged_epoch}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.diverged_epoch = state_dict["diverged_epoch"]
 
 
 class WeightHistograms(Callback):
