@@ -401,31 +401,15 @@ def _save(checkpoint: dict[str, Any], path: Path) -> None:
 def _record(m: Member, datamodule, module, k: int, rows: list[dict], test: dict[str, list[float]]) -> dict[str, Any]:
     """Member k's metrics.json record, as `reglab.train` writes a single run's (its caller adds
     attempts, wall_time_s, config_hash and environment)."""
-    from reglab.science.metrics import feature_l1, n_weights
-    from reglab.train import _best_epoch, _identity
+    from reglab.train import run_record
 
     diverged = module.diverged_epoch[k]
-    final = rows[-1] if rows else {}
     tested = (
         {key: values[k] for key, values in test.items()} if diverged is None else {}
     )  # a diverged run is not tested
     model = module.model.member(k)
     model.load_state_dict(module.member_weights(k))  # a diverged member: where its single run stopped
-    return {
-        "status": rundir.DIVERGED if diverged is not None else rundir.COMPLETED,
-        "error": None,
-        "diverged_epoch": diverged,
-        **_identity(m.cfg),
-        "epochs": int(final.get("epoch", -1)) + 1,
-        "steps": int(final.get("step", 0)),
-        "metrics": {key: v for key, v in final.items() if key not in ("epoch", "step")} | tested,
-        "best_epoch": _best_epoch(rows, "val/acc" if "val/acc" in final else "val/loss"),
-        "feature_l1": feature_l1(model),
-        "support": datamodule.data.support,
-        "true_coef": datamodule.data.coef,
-        "n_weights": n_weights(model),
-        "flipped_labels": datamodule.data.flipped,
-    }
+    return run_record(m.cfg, rows, diverged, tested, model, datamodule.data)
 
 
 def _log_member(member: DictConfig, rows: list[dict[str, float]], record: dict[str, Any]) -> None:

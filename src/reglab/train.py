@@ -121,7 +121,6 @@ def _fit_and_test(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
 
     from reglab.lightning.callbacks import CheckpointAtFitEnd, MetricsHistory
     from reglab.lightning.module import RegLabModule
-    from reglab.science.metrics import feature_l1, n_weights
 
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # after its import: no "GPU available" banners
     L.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -154,23 +153,7 @@ def _fit_and_test(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
             trainer.test(module, datamodule=datamodule, verbose=False)
             test_metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")}
 
-        rows = history.rows
-        final = rows[-1] if rows else {}
-        record = {
-            "status": rundir.DIVERGED if module.diverged_epoch is not None else rundir.COMPLETED,
-            "error": None,
-            "diverged_epoch": module.diverged_epoch,
-            **_identity(cfg),
-            "epochs": int(final.get("epoch", -1)) + 1,
-            "steps": int(final.get("step", 0)),
-            "metrics": {k: v for k, v in final.items() if k not in ("epoch", "step")} | test_metrics,
-            "best_epoch": _best_epoch(rows, "val/acc" if "val/acc" in final else "val/loss"),
-            "feature_l1": feature_l1(model),
-            "support": datamodule.data.support,
-            "true_coef": datamodule.data.coef,
-            "n_weights": n_weights(model),
-            "flipped_labels": datamodule.data.flipped,
-        }
+        record = run_record(cfg, history.rows, module.diverged_epoch, test_metrics, model, datamodule.data)
         for logger in loggers:
             summary = getattr(getattr(logger, "experiment", None), "summary", None)
             if summary is not None:
@@ -181,6 +164,36 @@ def _fit_and_test(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
             finish = getattr(getattr(logger, "experiment", None), "finish", None)
             if finish is not None:
                 finish()  # one W&B run per job, also inside a multirun
+
+
+def run_record(
+    cfg: DictConfig,
+    rows: list[dict[str, float]],
+    diverged_epoch: int | None,
+    test_metrics: dict[str, float],
+    model: Any,
+    data: Any,
+) -> dict[str, Any]:
+    """metrics.json of a trained run (less what `train` adds: attempts, wall time, hash,
+    environment), from its per-epoch rows, final model and data: the one format every run has."""
+    from reglab.science.metrics import feature_l1, n_weights
+
+    final = rows[-1] if rows else {}
+    return {
+        "status": rundir.DIVERGED if diverged_epoch is not None else rundir.COMPLETED,
+        "error": None,
+        "diverged_epoch": diverged_epoch,
+        **_identity(cfg),
+        "epochs": int(final.get("epoch", -1)) + 1,
+        "steps": int(final.get("step", 0)),
+        "metrics": {k: v for k, v in final.items() if k not in ("epoch", "step")} | test_metrics,
+        "best_epoch": _best_epoch(rows, "val/acc" if "val/acc" in final else "val/loss"),
+        "feature_l1": feature_l1(model),
+        "support": data.support,
+        "true_coef": data.coef,
+        "n_weights": n_weights(model),
+        "flipped_labels": data.flipped,
+    }
 
 
 def _write_run_figures(run_dir: Path) -> None:
