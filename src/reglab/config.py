@@ -21,6 +21,8 @@ TASK_OF_LOSS = {"bce": "binary", "cross_entropy": "multiclass", "mse": "regressi
 LOSS_OF_TASK = {task: loss for loss, task in TASK_OF_LOSS.items()}
 
 
+# `regularizer._target_` → the regularizer's name ("reglab.science.regularizers.L1" → "l1")
+REGULARIZER_OF_TARGET = {f"{cls.__module__}.{cls.__name__}": name for name, cls in REGULARIZERS.items()}
 TOP_LEVEL_KEYS = {
     *("data", "model", "regularizer", "optimizer", "scheduler", "trainer", "logger", "callbacks", "paths", "sweep"),
     *("name", "seed", "loss", "sparsity_threshold", "optimized_metric", "force", "retries", "tags"),
@@ -43,10 +45,6 @@ def _number(cfg: DictConfig, key: str) -> float:
         f"{key}={value!r} is not a number",
     )
     return float(value)
-
-
-def _class_name(node: DictConfig) -> str:
-    return str(node.get("_target_", "")).rsplit(".", 1)[-1]
 
 
 def validate(cfg: DictConfig) -> None:
@@ -134,7 +132,7 @@ def validate(cfg: DictConfig) -> None:
     _require(model.init in INITS, f"model.init={model.init!r} is unknown; choose one of: {', '.join(INITS)}")
 
     reg = cfg.regularizer
-    names = {f"{cls.__module__}.{cls.__name__}": name for name, cls in REGULARIZERS.items()}
+    names = REGULARIZER_OF_TARGET
     _require(
         reg._target_ in names,
         f"regularizer._target_={reg._target_!r} is not a regularizer; choose regularizer= one of: {', '.join(REGULARIZERS)}",
@@ -206,7 +204,7 @@ def _check_arguments(node: DictConfig, group: str) -> None:
 
 
 def regularizer_name(cfg: DictConfig) -> str:
-    return {f"{c.__module__}.{c.__name__}": n for n, c in REGULARIZERS.items()}[cfg.regularizer._target_]
+    return REGULARIZER_OF_TARGET[cfg.regularizer._target_]
 
 
 def task_of(cfg: DictConfig) -> str:
