@@ -32,8 +32,8 @@ train: install ## one training run on defaults; pass overrides as ARGS="regulari
 report: install ## report of a run or sweep directory: make report DIR=logs/multiruns/l1_vs_none
 	$(BIN)/reglab-report $(DIR)
 
-test: install ## the test suite (CPU, a few minutes; one torch thread per process: these models are too small to share)
-	WANDB_MODE=offline OMP_NUM_THREADS=1 $(BIN)/pytest -q --durations=15 $(ARGS)
+test: install ## the test suite (CPU, a few minutes; two workers, one torch thread each: these models are too small to share)
+	WANDB_MODE=offline OMP_NUM_THREADS=1 $(BIN)/pytest -q -n 2 --dist loadfile --durations=15 $(ARGS)
 
 lint: install ## ruff and mypy
 	$(BIN)/ruff check src tests scripts

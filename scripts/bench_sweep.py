@@ -1,151 +1,216 @@
-"""Benchmarks 2 and 3: a 64-member sweep vectorized vs sequential, and hardware efficiency.
+"""Issue 10, goals 4 and 6: a λ × seed stack vs a sequential multirun; the engine's throughput.
 
-    python scripts/bench_sweep.py [--threads 1] [--sequential-jobs 2,4 | --sequential-jobs all] [--quick]
+Goal 4: a 64-member stack against the same grid as a sequential multirun (CPU processes). Goal 6:
+the stacked engine's throughput (members × steps per second) as K grows, on the CPU or a GPU.
 
-Sweep (benchmark 2): 16 λ × 4 seeds of explicit L2 on the article's problem (moons, 100 training
-points, 2 → 128 → 128 → 1, Adam, batch 32, 300 epochs), `logger=none`, each side a fresh process
-timed from launch to exit (imports and start-up included):
+    python scripts/bench_sweep.py [--epochs 50] [--grid 16x4] [--members 1,16,64] [--threads 1] [--quick]
+    python scripts/bench_sweep.py --device cuda            # K = 1, 64, 1024, 4096 (scripts/gpu_checks.sh)
 
-    vectorized   python -m reglab.train sweep.vectorize=true regularizer.strength=[…16…] seed=[0,1,2,3] …
-    sequential   python -m reglab.train -m regularizer.strength=a,b,… seed=0,1,… …   (Hydra's basic launcher)
+Goal 4 (CPU only). The article's problem (moons, 1000 points, noise 0.2, 10 % label noise, split
+0.1/0.45/0.45 so 100 training points, 2 → 128 → 128 → 1, Adam lr 5e-3, batch 32) with L1 on the
+hidden layers, 16 λ × 4 seeds, `--epochs` epochs, logger=csv, no progress bar. Each side is one
+fresh process timed from outside, launch to exit (start-up, 64 run directories and the report
+included):
 
-Timing all 64 sequential jobs takes long; by default two multiruns of a few jobs each are timed and
-a line t = start-up + n · per-job is fitted through them and extrapolated to 64 jobs (said so in
-the table). `--sequential-jobs all` times the whole sequential sweep instead.
+    stack        reglab-train regularizer=l1 'regularizer.strength=[0,1e-06,…]' 'seed=[0,1,2,3]' …
+    sequential   reglab-train -m regularizer=l1 regularizer.strength=0,1e-06,… seed=0,1,2,3 …
+                 (64 jobs one after another in one process: Hydra's basic launcher)
 
-Efficiency (benchmark 3): model-steps per second of the stacked training step (K members, batch 32,
-`VectorizedModule` in a Lightning Trainer, evaluation off) times the FLOPs of one model-step
-(forward 2·B·Σ in·out, backward twice that), as a fraction of the float32 matmul throughput
-measured here with the same threads (1024 × 1024 GEMMs).
+Goal ≥ 30×.
+
+Goal 6. In this process, the real engine (`reglab.fit.build`: data, model, regularizer, module,
+Lightning Trainer) of K members on `--device`, evaluated every epoch as a run is, metrics kept
+in memory (no files); timed over `trainer.fit` after a warm-up fit. members × steps / s, and the
+speed-up over K sequential runs = K · t(K = 1) / t(K), t(K = 1) measured in the same call.
+`--device cuda` without a CUDA GPU exits with an error.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parents[1]
-LAMBDAS = ["0", "1e-6", "2e-6", "5e-6", "1e-5", "2e-5", "5e-5", "1e-4", "2e-4", "5e-4", "1e-3", "2e-3", "5e-3", "1e-2", "2e-2", "5e-2"]  # fmt: skip
-SEEDS = ["0", "1", "2", "3"]
-# moons with 100 training points (200 points, half for training), the article's network and optimizer
-PROBLEM = ["regularizer=l2", "data.n_samples=200", "data.split=[0.5,0.25,0.25]", "logger=none"]
+PROBLEM = [
+    "regularizer=l1",
+    "regularizer.exclude=[output]",
+    "data.n_samples=1000",
+    "data.noise=0.2",
+    "data.label_noise=0.1",
+    "data.split=[0.1,0.45,0.45]",
+    "data.batch_size=32",
+    "optimizer.lr=5e-3",
+]
+QUIET = ["callbacks.progress_bar=null", "trainer.enable_progress_bar=false"]
 
 
 def parse() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--threads", type=int, default=None, help="intra-op threads, here and in the runs")
-    parser.add_argument("--epochs", type=int, default=300)
-    parser.add_argument("--sequential-jobs", default="2,4", help="job counts of the timed multiruns, or 'all'")
-    parser.add_argument("--entry", default="reglab.train", help="the module `python -m` runs")
-    parser.add_argument("--extra", action="append", default=[], help="an override added to every launch")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="where goal 6 trains (cuda: a GPU)")
+    parser.add_argument("--epochs", type=int, default=50, help="epochs of both sides of goal 4")
+    parser.add_argument("--grid", default="16x4", help="λ count × seed count of goal 4")
+    parser.add_argument("--repeat", type=int, default=1, help="interleaved repetitions of goal 4 (medians)")
+    parser.add_argument("--members", default=None, help="K values of goal 6 (cpu: 1,16,64; cuda: 1,64,1024,4096)")
+    parser.add_argument("--throughput-epochs", type=int, default=None, help="epochs per goal-6 fit (cpu 20, cuda 50)")
+    parser.add_argument("--parts", default=None, help="sweep,throughput (default: both on cpu, throughput on cuda)")
+    parser.add_argument("--threads", type=int, default=1, help="torch/OMP threads here and in launched runs (0: leave)")
     parser.add_argument("--quick", action="store_true", help="toy size, for the smoke test")
     return parser.parse_args()
 
 
-def launch(args: argparse.Namespace, overrides: list[str], log_dir: Path) -> float:
-    """Seconds from launching `python -m <entry> <overrides>` to its exit."""
-    env = {**os.environ, "WANDB_MODE": "offline", "HYDRA_FULL_ERROR": "1"}
-    if args.threads:
-        env["OMP_NUM_THREADS"] = env["OPENBLAS_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(args.threads)
-    command = [
-        sys.executable,
-        "-m",
-        args.entry,
-        *overrides,
-        *args.extra,
-        f"paths.log_dir={log_dir}",
-    ]  # the default callbacks, progress bar (one line per epoch) included, as a user runs it
-    started = time.perf_counter()
-    result = subprocess.run(command, cwd=log_dir, env=env, capture_output=True, text=True)
-    elapsed = time.perf_counter() - started
+def lambdas(n: int) -> list[str]:
+    """0 and n − 1 log-spaced values from 1e-6 to 1e-2, distinct as a run directory writes them."""
+    values = ["0"] + [f"{v:.4g}" for v in np.logspace(-6, -2, n - 1)] if n > 1 else ["1e-3"]
+    assert len(set(values)) == n, "λ values must be distinct"
+    return values
+
+
+def load() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3]) if Path("/proc/loadavg").exists() else "?"
+
+
+def reglab_train() -> list[str]:
+    script = Path(sys.executable).with_name("reglab-train")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "reglab.train"]
+
+
+# Goal 4: whole processes ------------------------------------------------------------------------
+def timed(command: list[str], env: dict[str, str], log: Path) -> float:
+    with open(log, "w") as out:
+        started = time.perf_counter()
+        result = subprocess.run(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+        elapsed = time.perf_counter() - started
     if result.returncode != 0:
-        sys.exit(f"error: {' '.join(command)} failed:\n{result.stderr[-3000:]}")
+        sys.exit(f"error: {' '.join(command)} exited {result.returncode}:\n{log.read_text()[-3000:]}")
     return elapsed
 
 
-def sweep_rows(args: argparse.Namespace, lambdas: list[str], seeds: list[str], epochs: int) -> list[tuple]:
-    work = Path(tempfile.mkdtemp(prefix="bench_sweep_"))
-    common = [*PROBLEM, f"trainer.max_epochs={epochs}"]
-    members = len(lambdas) * len(seeds)
-    vectorized = launch(args, [*common, "sweep.vectorize=true", f"regularizer.strength=[{','.join(lambdas)}]", f"seed=[{','.join(seeds)}]"], work)  # fmt: skip
-
-    def multirun(jobs: int, name: str) -> float:
-        grid = [(lam, seed) for lam in lambdas for seed in seeds][:jobs]
-        chosen_lams = sorted({g[0] for g in grid}, key=lambdas.index)
-        chosen_seeds = sorted({g[1] for g in grid}, key=seeds.index)
-        assert len(chosen_lams) * len(chosen_seeds) == jobs, f"{jobs} jobs is not a product of λ and seed counts"
-        sweep = [f"regularizer.strength={','.join(chosen_lams)}", f"seed={','.join(chosen_seeds)}"]
-        return launch(args, ["-m", *common, *sweep, f"name={name}"], work)
-
-    if args.sequential_jobs == "all" or args.quick:
-        sequential, how = multirun(members, "all"), f"measured, {members} jobs"
-    else:
-        n1, n2 = (int(n) for n in args.sequential_jobs.split(","))
-        t1, t2 = multirun(n1, "a"), multirun(n2, "b")
-        per_job = (t2 - t1) / (n2 - n1)
-        startup = t1 - n1 * per_job
-        sequential = startup + members * per_job
-        how = f"extrapolated: {n1} jobs {t1:.1f} s, {n2} jobs {t2:.1f} s → {startup:.1f} s + n · {per_job:.2f} s"
-    return [(members, epochs, vectorized, sequential, sequential / vectorized, how)]
-
-
-def matmul_flops(n: int = 1024, repeat: int = 20) -> float:
-    import torch
-
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    a @ b
-    best = float("inf")
-    for _ in range(3):
-        started = time.perf_counter()
-        for _ in range(repeat):
-            a @ b
-        best = min(best, (time.perf_counter() - started) / repeat)
-    return 2 * n**3 / best
-
-
-def step_throughput(members: int, batch: int, epochs: int, n_train: int = 100) -> float:
-    """Model-steps per second of `VectorizedModule`'s training step (evaluation off)."""
-    import lightning as L
-    import torch
-
-    from reglab.lightning.datamodule import RegLabDataModule
-    from reglab.lightning.vectorized import StackedDataModule, VectorizedModule
-    from reglab.science.model import MLP
-    from reglab.science.regularizers import L2
-    from reglab.science.stacked import StackedMLP
-
-    datamodules = [RegLabDataModule(name="moons", n_samples=2 * n_train, split=(0.5, 0.25, 0.25), batch_size=batch, seed=s % 4) for s in range(members)]  # fmt: skip
-    model = StackedMLP.stack([MLP(2, 1, [128, 128]) for _ in range(members)])
-    module = VectorizedModule(
-        model,
-        L2([1e-4] * members),
-        lambda p: torch.optim.Adam(p, lr=1e-3, eps=1e-7, fused=True),
-        "binary",
-        check_val_every_n_epoch=10**9,
+def finished_runs(directory: Path) -> int:
+    return sum(
+        json.loads(p.read_text()).get("status") == "completed"
+        for p in directory.glob("**/metrics.json")
+        if ".stack" not in p.parts
     )
-    trainer = L.Trainer(
-        max_epochs=epochs, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-        enable_model_summary=False, accelerator="cpu",
-    )  # fmt: skip
+
+
+def sweep_part(args: argparse.Namespace, n_lambda: int, n_seed: int, epochs: int, repeat: int) -> tuple[list, list]:
+    env = {**os.environ, "WANDB_MODE": "offline"}
+    if args.threads:
+        env |= dict.fromkeys(("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"), str(args.threads))
+    lams, seeds = lambdas(n_lambda), [str(s) for s in range(n_seed)]
+    common = [*PROBLEM, "logger=csv", *QUIET, f"trainer.max_epochs={epochs}"]
+    commands = {
+        "stack": [*reglab_train(), *common, f"regularizer.strength=[{','.join(lams)}]", f"seed=[{','.join(seeds)}]"],
+        "sequential": [
+            *reglab_train(),
+            "-m",
+            *common,
+            f"regularizer.strength={','.join(lams)}",
+            f"seed={','.join(seeds)}",
+        ],
+    }
+    work = Path(tempfile.mkdtemp(prefix="bench_sweep_"))
+    times: dict[str, list[float]] = {"stack": [], "sequential": []}
+    runs: dict[str, int] = {}
+    for r in range(repeat):
+        for side in ("stack", "sequential") if r % 2 == 0 else ("sequential", "stack"):
+            out = work / f"{side}-{r}"
+            where = f"hydra.run.dir={out}" if side == "stack" else f"hydra.sweep.dir={out}"
+            times[side].append(timed([*commands[side], where], env, work / f"{side}-{r}.log"))
+            runs[side] = finished_runs(out)
+    stack, sequential = statistics.median(times["stack"]), statistics.median(times["sequential"])
+    members = n_lambda * n_seed
+    if runs["stack"] != members or runs["sequential"] != members:
+        sys.exit(f"error: expected {members} completed runs on each side, got {runs}")
+    speed_up = sequential / stack
+    row = (members, f"{n_lambda} λ × {n_seed} seeds", epochs, stack, sequential, speed_up, "≥ 30",
+           "met" if speed_up >= 30 else "not met", ", ".join(f"{t:.1f}" for t in times["stack"]),
+           ", ".join(f"{t:.1f}" for t in times["sequential"]))  # fmt: skip
+    shown = [" ".join(c).replace(f"{ROOT}/", "") for c in commands.values()]
+    return [row], [f"  stack: {shown[0]} hydra.run.dir=<tmp>", f"  sequential: {shown[1]} hydra.sweep.dir=<tmp>"]
+
+
+# Goal 6: the engine's throughput in this process ------------------------------------------------------
+def compose(overrides: list[str], run_dir: Path):
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        cfg = hydra_compose("train", overrides=overrides, return_hydra_config=True)
+    cfg.hydra.runtime.output_dir = str(run_dir)
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        del cfg["hydra"]
+    return cfg
+
+
+def fit_stack(members: int, epochs: int, device: str, work: Path) -> tuple[float, float, int]:
+    """(build seconds, fit seconds, optimizer steps) of a K-member stack: members/4 λ × 4 seeds."""
+    from reglab.fit import build, members_of
+
+    n_seed = 4 if members % 4 == 0 else 1
+    grid = [f"regularizer.strength=[{','.join(lambdas(members // n_seed))}]", f"seed=[{','.join(map(str, range(n_seed)))}]"]  # fmt: skip
+    overrides = [
+        *PROBLEM,
+        *grid,
+        "logger=none",
+        *QUIET,
+        "callbacks.model_checkpoint=null",
+        f"trainer.max_epochs={epochs}",
+    ]
+    if device == "cuda":
+        overrides.append("trainer=gpu")
+    run_dir = work / f"K{members}-{time.monotonic_ns()}"
+    cfg = compose(overrides, run_dir)
     started = time.perf_counter()
-    trainer.fit(module, datamodule=StackedDataModule(datamodules))
-    elapsed = time.perf_counter() - started
-    return members * trainer.global_step / elapsed
+    stack = build(cfg, members_of(cfg), run_dir / "last.ckpt")
+    built = time.perf_counter() - started
+    stack.history.run_dirs = []  # keep the metrics in memory: no files in the timing
+    synchronize(device)
+    started = time.perf_counter()
+    stack.trainer.fit(stack.module, datamodule=stack.datamodule)
+    synchronize(device)
+    return built, time.perf_counter() - started, stack.trainer.global_step
 
 
-def efficiency_rows(members_list: list[int], epochs: int) -> list[tuple]:
-    peak = matmul_flops()
-    flops_per_model_step = 3 * 2 * 32 * (2 * 128 + 128 * 128 + 128 * 1)  # forward 2·B·Σ in·out; backward 2×
+def synchronize(device: str) -> None:
+    import torch
+
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def throughput_part(members_list: list[int], epochs: int, device: str) -> list[tuple]:
+    import logging
+    import warnings
+
+    import lightning  # noqa: F401 (before quietening its logger: importing it sets the level)
+
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*")  # Lightning vs torch 2.13, as reglab.fit does
+    work = Path(tempfile.mkdtemp(prefix="bench_throughput_"))
+    fit_stack(1, 2, device, work)  # warm-up: first-call costs (and the CUDA context) out of the timings
+    measured = {}
+    for k in sorted(set([1, *members_list])):
+        measured[k] = fit_stack(k, epochs, device, work)
+    single = measured[1][1]
     rows = []
-    for members in members_list:
-        rate = step_throughput(members, 32, epochs)
-        achieved = rate * flops_per_model_step
-        rows.append((members, 32, rate, achieved / 1e9, peak / 1e9, achieved / peak))
+    for k in members_list:
+        built, fitted, steps = measured[k]
+        rows.append((device, k, epochs, steps, built, fitted, k * steps / fitted, k * single / fitted))
     return rows
 
 
@@ -154,26 +219,37 @@ def main() -> None:
     import torch
 
     if args.threads:
-        from threadpoolctl import threadpool_limits
-
         torch.set_num_threads(args.threads)
-        threadpool_limits(args.threads)  # NumPy's BLAS too (scikit-learn)
-    import logging
-
-    import lightning  # noqa: F401 (before quietening its logger: importing it sets the level)
-
-    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        sys.exit(f"error: --device cuda: torch {torch.__version__} sees no CUDA GPU (CUDA build: {torch.version.cuda}); run it on a GPU machine (scripts/gpu_checks.sh), or use --device cpu")  # fmt: skip
     from reglab.tables import markdown_table
 
-    lambdas, seeds, epochs = (LAMBDAS[:2], SEEDS[:2], 3) if args.quick else (LAMBDAS, SEEDS, args.epochs)
-    print(f"threads={torch.get_num_threads()} load={os.getloadavg()[0]:.2f}")
-    rows = sweep_rows(args, lambdas, seeds, epochs)
-    header = ["members", "epochs", "vectorized s", "sequential s", "speed-up", "sequential timing"]
-    print(markdown_table(header, rows) + "\n")
-    eff = efficiency_rows([4] if args.quick else [1, 16, 64], 2 if args.quick else 30)
-    header = ["K", "batch", "model-steps/s", "GFLOP/s", "matmul GFLOP/s", "efficiency"]
-    print(markdown_table(header, eff) + "\n")
-    print(f"load={os.getloadavg()[0]:.2f}")
+    parts = (args.parts or ("throughput" if args.device == "cuda" else "sweep,throughput")).split(",")
+    if args.quick:
+        n_lambda, n_seed, epochs = 1, 2, 3
+        members, throughput_epochs = [1, 4], 2
+    else:
+        n_lambda, n_seed = (int(v) for v in args.grid.split("x"))
+        epochs = args.epochs
+        members = [
+            int(k) for k in (args.members or ("1,64,1024,4096" if args.device == "cuda" else "1,16,64")).split(",")
+        ]
+        throughput_epochs = args.throughput_epochs or (50 if args.device == "cuda" else 20)
+    device = torch.cuda.get_device_name() if args.device == "cuda" else "cpu"
+    print(f"device={device} threads={torch.get_num_threads()} load={load()}\n")
+    if "sweep" in parts:
+        if args.device == "cuda":
+            sys.exit("error: the sweep part (goal 4) times CPU processes; run it without --device cuda")
+        rows, commands = sweep_part(args, n_lambda, n_seed, epochs, 1 if args.quick else args.repeat)
+        header = ["members", "grid", "epochs", "stack s", "sequential s", "speed-up", "goal", "status",
+                  "stack runs s", "sequential runs s"]  # fmt: skip
+        print(markdown_table(header, rows) + "\n")
+        print("commands (from the repository root):\n" + "\n".join(commands) + f"\nload={load()}\n")
+    if "throughput" in parts:
+        rows = throughput_part(members, throughput_epochs, args.device)
+        header = ["device", "K", "epochs", "steps", "build s", "fit s", "member-steps/s", "speed-up vs K sequential"]
+        print(markdown_table(header, rows) + "\n")
+        print(f"load={load()}")
 
 
 if __name__ == "__main__":

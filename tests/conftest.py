@@ -43,9 +43,11 @@ def make_config(run_dir: Path, overrides: list[str] = (), fast: bool = True) -> 
 
 
 def train_run(run_dir: Path, overrides: list[str] = (), fast: bool = True) -> dict:
-    from reglab.train import train
+    """A K = 1 run's metrics.json record."""
+    from reglab.fit import fit
 
-    return train(make_config(run_dir, overrides, fast))
+    (record,) = fit(make_config(run_dir, overrides, fast))
+    return record
 
 
 def run_cli(args: list[str], cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess:

@@ -17,7 +17,7 @@ from hydra.plugins.launcher import Launcher
 from hydra.utils import get_class, instantiate
 
 from reglab import rundir
-from reglab.report import find_runs
+from reglab.runs import find_runs
 from reglab.train import CONFIG_DIR
 from tests.conftest import FAST, run_cli, train_run
 
@@ -157,39 +157,6 @@ def test_slurm_launcher_gives_the_expected_sbatch_options(tmp_path, monkeypatch)
         assert option in options, (option, sorted(options))
     assert f"--output={sweep_dir}/.submitit/" in "\n".join(options)
     assert "\nmodule load cuda\n" in script
-
-
-# What a submitit job on SLURM sees (one task): Lightning must not take the ranks of its spawned
-# processes from these, or both processes are rank 0.
-SLURM_TASK = {"SLURM_NTASKS": "1", "SLURM_NTASKS_PER_NODE": "1", "SLURM_PROCID": "0", "SLURM_LOCALID": "0",
-              "SLURM_NODEID": "0", "SLURM_NNODES": "1", "SLURM_JOB_ID": "1", "SLURM_JOB_NAME": "train"}  # fmt: skip
-
-
-@pytest.mark.slow
-def test_ddp_spawn_multirun_in_a_slurm_job_writes_each_run_with_one_process_metrics(tmp_path, monkeypatch):
-    """Two jobs, each spawning 2 CPU processes, in a SLURM task's environment. Every process trains
-    on the whole batch (reglab does not shard its data), so DDP's averaged gradient is the
-    one-process gradient: seed 0's metrics equal a one-process run's."""
-    for key, value in SLURM_TASK.items():
-        monkeypatch.setenv(key, value)
-    sweep_dir = tmp_path / "sweep"
-    args = ["-m", "seed=0,1", "trainer=ddp_spawn", "trainer.accelerator=cpu", "trainer.devices=2", *SMALL]
-    no_report = "~hydra.callbacks.report"  # 5 s of figures; the launcher tests cover the report
-    result = run_cli([*args, no_report, f"hydra.sweep.dir={sweep_dir}"], cwd=tmp_path, timeout=240)
-    assert result.returncode == 0, result.stderr[-3000:]
-    runs = run_dirs(sweep_dir)
-    assert len(runs) == 2  # one directory per job: no second rank's
-    for run_dir in runs.values():
-        record, rows = rundir.read_metrics_json(run_dir), rundir.read_metrics_csv(run_dir)
-        assert record["status"] == rundir.COMPLETED
-        assert record["epochs"] == len(rows) == 5
-        last = {k: v for k, v in rows[-1].items() if k not in ("epoch", "step")}
-        assert_same_metrics({k: v for k, v in record["metrics"].items() if not k.startswith("test/")}, last)
-    for key in SLURM_TASK:
-        monkeypatch.delenv(key)
-    single = train_run(tmp_path / "single", SIZE)
-    (seed0,) = [d for name, d in runs.items() if "seed=0" in name]
-    assert_same_metrics(rundir.read_metrics_json(seed0)["metrics"], single["metrics"])
 
 
 # GPU checks: skipped without CUDA; scripts/gpu_checks.sh runs them (`pytest -k gpu`).

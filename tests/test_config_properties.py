@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import tempfile
 from pathlib import Path
 
@@ -10,6 +11,7 @@ from hypothesis import strategies as st
 
 from reglab import rundir
 from reglab.config import validate
+from reglab.science import datasets
 from tests.conftest import make_config, train_run
 
 DATASETS = {"moons": ["data.n_samples=120"], "xor": ["data.n_samples=120"], "wine": [], "diabetes": [],
@@ -33,7 +35,7 @@ def valid_overrides(draw) -> list[str]:
         f"regularizer={regularizer}", f"regularizer.strength={strength}",
         f"optimizer={optimizer}", f"optimizer.lr={draw(st.sampled_from([1e-4, 1e-2, 0.3]))}",
         f"seed={draw(st.integers(0, 2**31 - 1))}",
-        "trainer.max_epochs=1", "+trainer.limit_train_batches=1",
+        "trainer.max_epochs=1",
     ]  # fmt: skip
     if regularizer != "none" and hidden and draw(st.booleans()):
         overrides.append("regularizer.exclude=[output]")
@@ -46,8 +48,10 @@ def valid_overrides(draw) -> list[str]:
 @given(overrides=valid_overrides())
 def test_every_valid_config_composes_validates_and_trains_a_step(overrides):
     with tempfile.TemporaryDirectory() as tmp:
-        validate(make_config(Path(tmp), overrides))
+        cfg = make_config(Path(tmp), overrides)
+        validate(cfg)
         record = train_run(Path(tmp), overrides)
     # A step with a huge λ·lr may overflow, which is a finding (diverged), not an error.
     assert record["status"] in (rundir.COMPLETED, rundir.DIVERGED), record.get("error")
-    assert record["steps"] == 1
+    n_train = len(datasets.load_splits(cfg.data, cfg.seed).y["train"])
+    assert record["steps"] == math.ceil(n_train / (cfg.data.batch_size or n_train))  # one epoch of mini-batches

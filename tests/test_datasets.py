@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from reglab.lightning.datamodule import IndexBatches, RegLabDataModule
+from reglab.lightning.datamodule import EpochOrders, RegLabDataModule
 from reglab.science import datasets
 
 
@@ -66,17 +66,29 @@ def test_unknown_dataset_and_argument_are_named():
         datasets.check_arguments("moons", {"noize": 0.1})
 
 
-def test_batches_are_index_slices_with_an_order_fixed_by_seed_and_epoch():
-    x, y = torch.arange(10.0).unsqueeze(1), torch.arange(10)
-    loader = IndexBatches(x, y, batch_size=4, shuffle=True, seed=7)
-    assert len(loader) == 3
-    first = [b[1].tolist() for b in loader]
-    assert sorted(sum(first, [])) == list(range(10)) and [len(b) for b in first] == [4, 4, 2]
-    assert [b[1].tolist() for b in loader] == first  # same epoch, same order
-    loader.sampler.set_epoch(1)
-    assert [b[1].tolist() for b in loader] != first
-    full = list(IndexBatches(x, y, batch_size=None, shuffle=True, seed=7))
-    assert len(full) == 1 and full[0][1].tolist() == list(range(10))  # full batch: the tensors as they are
+def test_epoch_orders_are_permutations_fixed_by_seed_and_epoch():
+    loader = EpochOrders(10, shuffle=True, seeds=[7, 8])
+    assert len(loader) == 1
+    (first,) = list(loader)
+    assert first.shape == (2, 10) and all(sorted(row) == list(range(10)) for row in first.tolist())
+    assert not torch.equal(first[0], first[1])  # each seed its own order
+    assert torch.equal(next(iter(loader)), first)  # same epoch, same order
+    loader.set_epoch(1)
+    assert not torch.equal(next(iter(loader)), first)
+    single = next(iter(EpochOrders(10, shuffle=True, seeds=[7])))
+    assert torch.equal(single[0], first[0])  # a seed's order does not depend on the other members
+    (full,) = list(EpochOrders(10, shuffle=False, seeds=[7]))
+    assert full.tolist() == [list(range(10))]  # full batch: the split as it is
+
+
+def test_members_with_one_seed_share_their_data_and_others_get_their_own():
+    dm = RegLabDataModule(name="moons", n_samples=100, seed=[0, 0, 1])
+    x, y = dm.inputs("train")
+    assert x.shape == (3, 60, 2) and torch.equal(x[0], x[1]) and not torch.equal(x[0], x[2])
+    alone = RegLabDataModule(name="moons", n_samples=100, seed=1)
+    assert torch.equal(alone.inputs("train")[0], x[2])  # member 2's data are its single run's
+    shared, _ = RegLabDataModule(name="moons", n_samples=100, seed=[3, 3]).inputs("val")
+    assert shared.shape == (20, 2)  # one seed: one copy, shared by every member
 
 
 def test_datamodule_sizes_come_from_the_data():

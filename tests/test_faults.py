@@ -44,7 +44,8 @@ def test_a_killed_run_resumes_to_exactly_the_uninterrupted_metrics(tmp_path, sig
     time.sleep(0.3)  # into the next stretch of epochs, past the checkpoint
     process.send_signal(sig)
     process.wait(timeout=60)
-    assert ckpt.exists() and not (killed / "metrics.json").exists(), "killed too late to test resuming"
+    assert ckpt.exists() and not rundir.is_finished(killed), "killed too late to test resuming"
+    assert rundir.read_metrics_json(killed)["status"] == rundir.RUNNING  # claimed by its config, not finished
     assert _launch(killed).wait(timeout=300) == 0  # the same command, the same run directory
     resumed, uninterrupted = rundir.read_metrics_json(killed), rundir.read_metrics_json(reference)
     assert resumed["status"] == "completed" and resumed["epochs"] == 300

@@ -122,10 +122,10 @@ def test_sgd_with_l2_lambda_equals_sgd_with_decoupled_decay_2lambda():
          {"params": [layer.bias for layer in layers], "weight_decay": 0.0}], lr=0.1,
     )  # fmt: skip
     data = RegLabDataModule(name="moons", n_samples=200, batch_size=None, seed=0)
-    x, y = data.tensors["train"]
+    x, y = data.inputs("train")
     for _ in range(100):
         reference_opt.zero_grad()
-        torch.nn.functional.binary_cross_entropy_with_logits(reference(x).squeeze(-1), y.float()).backward()
+        torch.nn.functional.binary_cross_entropy_with_logits(reference(x)[0, :, 0], y.float()).backward()
         reference_opt.step()
     for a, b, c in zip(explicit.parameters(), decoupled.parameters(), reference.parameters()):
         assert (a - b).abs().max().item() <= 1e-6
@@ -149,10 +149,10 @@ def test_weight_decay_with_adam_is_torch_adamw_step_for_step():
     adamw = torch.optim.AdamW(
         reference.parameters(), lr=lr, weight_decay=conventions.from_reglab(lam, "weight_decay", "torch_adamw")
     )
-    x, y = RegLabDataModule(name="moons", n_samples=200, batch_size=None, seed=0).tensors["train"]
+    x, y = RegLabDataModule(name="moons", n_samples=200, batch_size=None, seed=0).inputs("train")
     for _ in range(50):
         adamw.zero_grad()
-        torch.nn.functional.binary_cross_entropy_with_logits(reference(x).squeeze(-1), y.float()).backward()
+        torch.nn.functional.binary_cross_entropy_with_logits(reference(x)[0, :, 0], y.float()).backward()
         adamw.step()
     for a, b in zip(ours.parameters(), reference.parameters()):
         assert (a - b).abs().max().item() <= 1e-6
@@ -187,7 +187,7 @@ FEATURES = [
 @pytest.fixture(scope="module")
 def feature_runs(tmp_path_factory):
     runs = {}
-    for name, strength in [("none", 0.0), ("l1", 2e-2), ("prox_l1", 2e-2), ("l2", 2e-2)]:
+    for name, strength in [("none", 0.0), ("l1", 2e-2), ("prox_l1", 1e-2), ("l2", 2e-2)]:
         runs[name] = train_run(
             tmp_path_factory.mktemp(name), [*FEATURES, f"regularizer={name}", f"regularizer.strength={strength}"]
         )
@@ -298,3 +298,32 @@ def test_conversions_round_trip_and_state_the_known_factors():
         )
     with pytest.raises(ValueError, match="no conversion"):
         conventions.from_reglab(1.0, "prox_l1", "keras")
+
+
+@pytest.mark.parametrize("name", ["l1", "l2", "elastic_net", "group_lasso"])
+def test_reported_penalty_is_exact_to_1e6_on_trained_sparse_weights(tmp_path, name):
+    from reglab.science.model import MLP
+
+    model = MLP(30, 1, [64, 64], members=2, seeds=[0, 1])
+    with torch.no_grad():  # trained-looking weights: most exactly 0 or tiny, a few large
+        for layer in model.linear_layers().values():
+            w = layer.weight
+            w.mul_(torch.rand_like(w) < 0.1).mul_(torch.logspace(-8, 1, w.shape[-1]))
+    reg = REGULARIZERS[name]([1e-3, 0.5], **({"input_features": True} if name == "group_lasso" else {})).bind(model)
+    reported = reg.penalty(torch.float64)
+    reference = []
+    for k in range(2):  # float64 from scratch, member by member
+        ws = [layer.weight[k].double() for layer in model.linear_layers().values()]
+        abs_, sq = sum(w.abs().sum() for w in ws), sum(w.square().sum() for w in ws)
+        if name == "l1":
+            total = abs_
+        elif name == "l2":
+            total = sq
+        elif name == "elastic_net":
+            total = 0.5 * abs_ + 0.5 * sq
+        else:
+            rows = sum(w.norm(dim=1).sum() * w.shape[1] ** 0.5 for w in ws[:-1])
+            total = rows + ws[0].norm(dim=0).sum() * ws[0].shape[0] ** 0.5
+        reference.append(float(reg.strength[k]) * float(total))
+    for ours, theirs in zip(reported.tolist(), reference):
+        assert ours == pytest.approx(theirs, rel=1e-6)

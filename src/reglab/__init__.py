@@ -1,3 +1,17 @@
 """reglab: see what regularization does to a neural network. Conventions: README.md."""
 
 __version__ = "0.1.0"
+
+
+def load_run(run_dir):  # noqa: ANN001, ANN201 (re-exported; see reglab.runs.load_run)
+    """The trained model of a run directory, its fitted input transform and its config: `reglab.runs.load_run`."""
+    from reglab.runs import load_run as _load_run
+
+    return _load_run(run_dir)
+
+
+def results(directory):  # noqa: ANN001, ANN201
+    """A pandas DataFrame of the runs under `directory`: `reglab.runs.results_table`."""
+    from reglab.runs import results_table
+
+    return results_table(directory)

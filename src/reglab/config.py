@@ -6,26 +6,33 @@ unknown group choices are already refused by Hydra (struct mode, the config grou
 
 from __future__ import annotations
 
+import copy
+import itertools
 import math
-from collections.abc import Iterable, Sequence
+import re
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import cast
 
 from omegaconf import DictConfig, OmegaConf
 
-from reglab.science import datasets
-from reglab.science.model import ACTIVATIONS, INITS
-from reglab.science.regularizers import REGULARIZERS
+# Imported only by the checks that need them: `reglab-train --cfg job` or `--help` should not
+# pay for torch and scikit-learn.
 
 TASK_OF_LOSS = {"bce": "binary", "cross_entropy": "multiclass", "mse": "regression"}
 LOSS_OF_TASK = {task: loss for loss, task in TASK_OF_LOSS.items()}
 
 
-# `regularizer._target_` → the regularizer's name ("reglab.science.regularizers.L1" → "l1")
-REGULARIZER_OF_TARGET = {f"{cls.__module__}.{cls.__name__}": name for name, cls in REGULARIZERS.items()}
+def regularizer_of_target() -> dict[str, str]:
+    """`regularizer._target_` → the regularizer's name ("reglab.science.regularizers.L1" → "l1")."""
+    from reglab.science.regularizers import REGULARIZERS
+
+    return {f"{cls.__module__}.{cls.__name__}": name for name, cls in REGULARIZERS.items()}
+
+
 TOP_LEVEL_KEYS = {
     *("data", "model", "regularizer", "optimizer", "scheduler", "trainer", "logger", "callbacks", "paths", "sweep"),
-    *("name", "seed", "loss", "sparsity_threshold", "optimized_metric", "force", "retries", "tags"),
+    *("name", "seed", "loss", "sparsity_threshold", "optimized_metric", "force", "retries", "tags", "cpu_threads"),
 }
 
 
@@ -47,8 +54,43 @@ def _number(cfg: DictConfig, key: str) -> float:
     return float(value)
 
 
+# Keys that may hold a list: the stacked members of one run (`reglab.fit`).
+MEMBER_KEYS = ("regularizer.strength", "seed")
+
+
+def member_configs(cfg: DictConfig) -> list[DictConfig]:
+    """One config per member: the product of the `MEMBER_KEYS` lists, each value set as a scalar."""
+    axes = {}
+    for key in MEMBER_KEYS:
+        value = OmegaConf.select(cfg, key)
+        if OmegaConf.is_list(value) or isinstance(value, list):
+            _require(len(value) > 0, f"{key}=[] is an empty list; give at least one value")
+            axes[key] = list(value)
+    members = []
+    for combination in itertools.product(*axes.values()):
+        member = copy.deepcopy(cfg)
+        for key, value in zip(axes, combination):
+            OmegaConf.update(member, key, value, merge=False)
+        members.append(member)
+    return members
+
+
 def validate(cfg: DictConfig) -> None:
-    """Raise ConfigError on the first problem found."""
+    """Raise ConfigError on the first problem found, in any member."""
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        for member in member_configs(cfg):
+            _validate_one(member)
+    except OmegaConfBaseException as e:  # a key removed (~trainer.max_epochs) or a group set to null
+        raise ConfigError(_one_line(e)) from None
+
+
+def _validate_one(cfg: DictConfig) -> None:
+    from reglab.science import datasets
+    from reglab.science.model import ACTIVATIONS, INITS
+    from reglab.science.regularizers import REGULARIZERS
+
     data = cfg.data
     datasets_known = ", ".join(datasets.GENERATORS)
     _require(
@@ -132,7 +174,7 @@ def validate(cfg: DictConfig) -> None:
     _require(model.init in INITS, f"model.init={model.init!r} is unknown; choose one of: {', '.join(INITS)}")
 
     reg = cfg.regularizer
-    names = REGULARIZER_OF_TARGET
+    names = regularizer_of_target()
     _require(
         reg._target_ in names,
         f"regularizer._target_={reg._target_!r} is not a regularizer; choose regularizer= one of: {', '.join(REGULARIZERS)}",
@@ -179,6 +221,56 @@ def validate(cfg: DictConfig) -> None:
     _require(isinstance(cfg.seed, int), f"seed={cfg.seed!r} must be an integer")
     threshold = _number(cfg, "sparsity_threshold")
     _require(threshold >= 0, f"sparsity_threshold={threshold:g} must be >= 0")
+    retries = cfg.get("retries", 0)
+    _require(isinstance(retries, int) and retries >= 0, f"retries={retries!r} must be an integer >= 0")
+    _check_paths(cfg)
+    _check_memory(cfg)
+
+
+# What a run logs, so that a metric a sweep optimizes names something that exists.
+METRIC = re.compile(r"^(train|val|test)/(loss|acc|mse|r2|gap|penalty|objective)$|^weights/\S+$")
+
+
+def _check_paths(cfg: DictConfig) -> None:
+    """`name` and the log root may not climb out of the log root; an absolute path is the user's choice."""
+    name = str(cfg.name)
+    _require(
+        name.strip() != "" and "/" not in name and "\\" not in name and name not in (".", ".."),
+        f"name={name!r} must be a plain name (it is a directory under logs/multiruns/)",
+    )
+    log_dir = OmegaConf.select(cfg, "paths.log_dir")
+    _require(isinstance(log_dir, str) and log_dir.strip() != "", f"paths.log_dir={log_dir!r} must name a directory")
+    _require(
+        Path(log_dir).is_absolute() or ".." not in Path(log_dir).parts,
+        f"paths.log_dir={log_dir} climbs out of the launch directory with '..'; give an absolute path instead",
+    )
+    metric = cfg.get("optimized_metric")
+    _require(
+        not metric or bool(METRIC.match(str(metric))),
+        f"optimized_metric={metric} names no logged value; use e.g. val/acc, val/loss, val/r2, val/gap or weights/zero_frac",
+    )
+
+
+def _check_memory(cfg: DictConfig) -> None:
+    """Refuse a data set or model that cannot fit in this machine's memory, with the estimate."""
+    import os
+
+    n = OmegaConf.select(cfg, "data.n_samples") or 0
+    d = OmegaConf.select(cfg, "data.n_features") or 2
+    widths = [d, *[int(w) for w in cfg.model.hidden], 1]
+    members = 1
+    for key in MEMBER_KEYS:
+        value = OmegaConf.select(cfg, key)
+        members *= len(value) if OmegaConf.is_list(value) else 1
+    # float64 generation and split, float32 tensors; per member weights with Adam's two moments and grads
+    data_bytes = 40 * int(n) * int(d)
+    model_bytes = 16 * members * sum(a * b for a, b in zip(widths[:-1], widths[1:]))
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    need = data_bytes + model_bytes
+    _require(
+        need < 0.8 * total,
+        f"data.n_samples={n} and the model need about {need / 2**30:.1f} GiB; this machine has {total / 2**30:.1f} GiB",
+    )
 
 
 def _check_arguments(node: DictConfig, group: str) -> None:
@@ -204,63 +296,68 @@ def _check_arguments(node: DictConfig, group: str) -> None:
 
 
 def regularizer_name(cfg: DictConfig) -> str:
-    return REGULARIZER_OF_TARGET[cfg.regularizer._target_]
+    return regularizer_of_target()[cfg.regularizer._target_]
 
 
 def task_of(cfg: DictConfig) -> str:
+    from reglab.science import datasets
+
     return datasets.TASKS[cfg.data.name]
 
 
-def check_command_line(args: list[str], config_dir: str) -> None:
-    """Compose and validate the jobs a command line asks for, before Hydra starts any of them,
-    so that a misspelt key or a bad value in a sweep list is one line and costs no job.
-
-    Each value of a sweep list is checked in turn against the first value of the others. Continuous
-    search spaces (Optuna's `interval`) and `hydra.*` settings are left to Hydra.
-    """
-    _check_group_choices(args, config_dir)
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
+def check_jobs(
+    overrides: list[str],
+    compose: Callable[[list[str]], DictConfig],
+    config_dir: str,
+    build: Callable[[DictConfig], object] | None = None,
+) -> None:
+    """Compose and validate every job a sweep's overrides describe, before any of them runs, so that
+    a bad value anywhere in a sweep list (or at either end of an Optuna interval) is one line and
+    costs no job. `overrides` are Hydra's own (the sweeper's params, then the command line's); each
+    value of a sweep list is checked against the first value of the others. `build(cfg)`, if
+    given, builds each job in memory (`reglab.fit.preflight`) after its checks."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import IntervalSweep
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
+    _check_group_choices(overrides, config_dir)
     try:
-        parsed = OverridesParser.create().parse_overrides([a for a in args if not a.startswith("-")])
+        parsed = OverridesParser.create().parse_overrides(overrides)
     except HydraException as e:
         raise ConfigError(_one_line(e)) from None
-    base: list[str] = []
-    variants: list[tuple[int, list[str]]] = []  # (index in base, the other values of that override)
+    base: dict[str, str] = {}  # the first value of every key (later overrides of a key win)
+    variants: dict[str, list[str]] = {}  # the other values of the swept keys
     for override in parsed:
         key = override.get_key_element()
         if key.lstrip("+~").startswith("hydra"):
             continue
         if not override.is_sweep_override():
-            base.append(override.input_line or "")
-        elif override.is_discrete_sweep():
-            values = list(override.sweep_string_iterator())
-            base.append(f"{key}={values[0]}")
-            variants.append((len(base) - 1, [f"{key}={v}" for v in values[1:]]))
-    jobs = [base] + [base[:i] + [v] + base[i + 1 :] for i, others in variants for v in others]
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=config_dir, version_base="1.3"):
-        for job in jobs:
-            try:
-                cfg = compose("train", overrides=job)
-            except (HydraException, OmegaConfBaseException) as e:
-                raise ConfigError(_one_line(e)) from None
-            if cfg.sweep.vectorize:  # lists are the members of one run: each is checked like a single run
-                from reglab.sweep import sweep_members
+            base[key], variants[key] = override.input_line or "", []
+            continue
+        if override.is_discrete_sweep():
+            values = [f"{key}={v}" for v in override.sweep_string_iterator()]
+        else:
+            value = override.value()
+            ends = (value.start, value.end) if isinstance(value, IntervalSweep) else ()
+            values = [f"{key}={v}" for v in ends]
+        if values:
+            base[key], variants[key] = values[0], values[1:]
+    jobs = [list(base.values())]
+    jobs += [[v if k == key else line for k, line in base.items()] for key, others in variants.items() for v in others]
+    for job in jobs:
+        try:
+            cfg = compose(job)
+        except (HydraException, OmegaConfBaseException, ValueError) as e:  # ValueError: a group set to null
+            raise ConfigError(_one_line(e)) from None
+        validate(cfg)
+        if build is not None:  # everything the job needs, built in memory: a constructor's own checks
+            build(cfg)
 
-                sweep_members(cfg, root=Path("."))
-            else:
-                validate(cfg)
-    GlobalHydra.instance().clear()
 
-
-def _check_group_choices(args: list[str], config_dir: str) -> None:
+def _check_group_choices(overrides: list[str], config_dir: str) -> None:
     """`group=name` must name a file of configs/<group>/; all names of a sweep list are checked."""
-    for arg in args:
+    for arg in overrides:
         key, sep, value = arg.lstrip("+").partition("=")
         group = Path(config_dir, key)
         if not sep or "." in key or "/" in key or not group.is_dir() or "(" in value:
@@ -271,6 +368,26 @@ def _check_group_choices(args: list[str], config_dir: str) -> None:
                 name in options or name == "null",
                 f"{key}={name} is not a {key} config; choose one of: {', '.join(options)}",
             )
+
+
+def one_line_error(error: BaseException) -> str:
+    """An exception said in one line: Hydra's instantiation errors name the config key they came from."""
+    cause: BaseException = error
+    while cause.__cause__ is not None and type(cause).__name__ == "InstantiationException":
+        cause = cause.__cause__
+    text = " ".join(str(cause).split())
+    key = getattr(error, "full_key", None) or ""
+    return f"{key}: {text}" if key and key not in text else text
+
+
+def hydra_error_line(text: str) -> str:
+    """Hydra's multi-line composition error messages, said in one line."""
+    missing = re.search(r"Could not find '([\w/]+)/([^']+)'", text)
+    if missing:
+        group, name = missing.groups()
+        options = re.findall(r"^\t(\S+)$", text, flags=re.MULTILINE)
+        return f"{group}={name} is not a {group} config; choose one of: {', '.join(options)}"
+    return _one_line(Exception(text))
 
 
 def _one_line(error: Exception) -> str:

@@ -4,15 +4,20 @@ Reads only what runs wrote (metrics.json, metrics.csv, .hydra/config.yaml, check
 see `reglab.rundir`), never W&B, and writes into DIR:
 
     summary.csv   one row per finished run (completed, failed or diverged), metric names as columns
-    summary.md    the runs, the mean ± std over seeds per (regularizer, λ) of completed runs only,
+    summary.md    the runs, the mean ± 95% CI over seeds per (regularizer, λ) of completed runs only,
                   the failed and diverged runs apart, the figures
-    *.png         the figures of `reglab.figures`
+    *.png         the figures of `reglab.figures` (`--format png pdf svg`: each figure in every
+                  format; `--dpi`; `--band minmax` for the seeds' range instead of the 95% CI)
 
 A run is any directory under DIR (DIR included) holding `.hydra/config.yaml`. One without a
 readable metrics.json is skipped with a warning and counted as incomplete. Runs of several data
 sets are reported per data set; figure names then end in `_<data set>`.
 
-Exit codes: 0 report written, 1 no finished run in DIR, 2 DIR does not exist.
+With W&B (`wandb=True`, `--wandb`, or by default where the runs of a sweep or stack were logged
+to W&B), the report is also a W&B run of job type "report" in the runs' group: its figures as
+images, summary.csv as a table, and its files as an artifact.
+
+Exit codes: 0 report written, 1 no finished run in DIR, 2 DIR does not exist or a bad option.
 """
 
 from __future__ import annotations
@@ -22,211 +27,36 @@ import csv
 import io
 import math
 import sys
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from functools import cached_property
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from reglab import rundir
+from reglab.runs import (
+    FINISHED,
+    NOT_TRAINING,
+    Found,
+    ReportError,
+    Run,
+    best_strengths,
+    find_runs,
+    mean_ci,
+    one_line,
+    read_run,
+    seed_groups,
+    strength_cell,
+    values,
+    warn,
+)
 from reglab.tables import format_value, markdown_table
 
 EXIT_NO_RUNS, EXIT_BAD_PATH = 1, 2
-FINISHED = (rundir.COMPLETED, rundir.FAILED, rundir.DIVERGED)
-# Regularizers whose λ is unused: their runs are one baseline, drawn and averaged at λ = 0.
-STRENGTH_UNUSED = ("none",)
-REGULARIZER_ORDER = ("none", "l1", "prox_l1", "elastic_net", "group_lasso", "l2", "weight_decay")
-
-
-class ReportError(Exception):
-    """Nothing to report: said in one line, never as a traceback."""
-
-
-@dataclass
-class Run:
-    """One finished run directory and its metrics.json record."""
-
-    path: Path
-    name: str  # relative to the reported directory
-    record: dict[str, Any]
-
-    @property
-    def status(self) -> str:
-        return self.record["status"]
-
-    @property
-    def regularizer(self) -> str:
-        return self.record["regularizer"]
-
-    @property
-    def strength(self) -> float:
-        """λ as recorded."""
-        return float(self.record["strength"])
-
-    @property
-    def lam(self) -> float:
-        """λ for grouping and plotting: 0 where the regularizer does not use it."""
-        return 0.0 if self.regularizer in STRENGTH_UNUSED else self.strength
-
-    @property
-    def seed(self) -> int:
-        return int(self.record["seed"])
-
-    @property
-    def dataset(self) -> str:
-        return self.record["dataset"]
-
-    @property
-    def task(self) -> str:
-        return self.record["task"]
-
-    @property
-    def score(self) -> str:
-        """The metric a model is judged by: accuracy, or R² for a regression."""
-        return "r2" if self.task == "regression" else "acc"
-
-    def metric(self, key: str) -> float:
-        value = self.record.get("metrics", {}).get(key)
-        return math.nan if value is None else float(value)
-
-    @cached_property
-    def config(self) -> DictConfig:
-        return OmegaConf.load(self.path / ".hydra" / "config.yaml")  # type: ignore[return-value]
-
-    @property
-    def sparsity_threshold(self) -> float:
-        return float(self.config.get("sparsity_threshold", math.nan))
-
-
-@dataclass
-class Found:
-    runs: list[Run] = field(default_factory=list)
-    incomplete: list[str] = field(default_factory=list)
-
-
-def warn(message: str) -> None:
-    print(f"warning: {message}", file=sys.stderr)
-
-
-def lam_label(lam: float) -> str:
-    return "0" if lam == 0 else f"{lam:g}"
-
-
-def strength_cell(regularizer: str, lam: float) -> str:
-    """λ as a table shows it: "—" for a regularizer that does not use it."""
-    return "—" if regularizer in STRENGTH_UNUSED else lam_label(lam)
-
-
-def _regularizer_rank(name: str) -> tuple[int, str]:
-    return (REGULARIZER_ORDER.index(name) if name in REGULARIZER_ORDER else len(REGULARIZER_ORDER), name)
-
-
-def run_order(run: Run) -> tuple:
-    return (run.dataset, _regularizer_rank(run.regularizer), run.lam, run.seed, run.name)
-
-
-def _one_line(e: BaseException) -> str:
-    return f"{type(e).__name__}: {' '.join(str(e).split())}"
-
-
-def load_run(run_dir: Path, name: str) -> Run:
-    """The run in `run_dir`; ValueError (with the reason) if it has no finished metrics.json."""
-    try:
-        record = rundir.read_metrics_json(run_dir)
-    except FileNotFoundError:
-        raise ValueError("no metrics.json (still running, or stopped before the end)") from None
-    except (OSError, ValueError) as e:
-        raise ValueError(f"metrics.json is unreadable ({_one_line(e)})") from None
-    if not isinstance(record, dict) or not isinstance(record.get("metrics"), dict):
-        raise ValueError("metrics.json holds no metrics record")
-    if record.get("status") not in FINISHED:
-        raise ValueError(f"status {record.get('status')!r} is not one of {', '.join(FINISHED)}")
-    missing = [k for k in ("regularizer", "strength", "seed", "dataset", "task") if record.get(k) is None]
-    if missing:
-        raise ValueError(f"metrics.json lacks {', '.join(missing)}")
-    run = Run(run_dir, name, record)
-    try:
-        run.config  # noqa: B018 (read now, so that a broken config is reported here, in one line)
-    except Exception as e:
-        raise ValueError(f".hydra/config.yaml is unreadable ({_one_line(e)})") from None
-    return run
-
-
-def find_runs(directory: Path) -> Found:
-    """Every run directory under `directory` (itself included), with a warning for each incomplete one."""
-    found = Found()
-    run_dirs = sorted({p.parent.parent for p in directory.rglob("config.yaml") if p.parent.name == ".hydra"})
-    for run_dir in run_dirs:
-        name = directory.name if run_dir == directory else str(run_dir.relative_to(directory))
-        try:
-            found.runs.append(load_run(run_dir, name))
-        except ValueError as e:
-            warn(f"skipped {name}: {e}")
-            found.incomplete.append(name)
-    found.runs.sort(key=run_order)
-    return found
-
-
-# Config keys that do not change what is trained: ignored when comparing two runs' configs.
-NOT_TRAINING = ("name", "tags", "force", "paths", "logger", "callbacks")
-
-
-def _flatten(node: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(node, dict):
-        return {k: v for key, value in node.items() for k, v in _flatten(value, f"{prefix}{key}.").items()}
-    return {prefix.rstrip("."): node}
-
-
-def config_difference(a: Run, b: Run) -> list[str]:
-    """The config keys whose values differ between two runs, leaving out NOT_TRAINING."""
-    fa, fb = (_flatten(OmegaConf.to_container(r.config, resolve=False)) for r in (a, b))
-    keys = {k for k in fa.keys() | fb.keys() if fa.get(k) != fb.get(k)}
-    return sorted(k for k in keys if k.split(".")[0] not in NOT_TRAINING)
-
-
-def seed_groups(runs: Sequence[Run]) -> dict[tuple[str, float], list[Run]]:
-    """Completed runs by (regularizer, λ), in report order: the runs a mean over seeds is taken of.
-
-    Runs of a regularizer that ignores λ and differ only in that λ are one experiment: one run
-    per seed is kept. Runs with the same (regularizer, λ, seed) that differ in anything else
-    (an optimizer.lr sweep, say) are averaged together, with a warning naming the difference.
-    """
-    groups: dict[tuple[str, float], list[Run]] = {}
-    mixed: dict[tuple[str, float, int], set[str]] = {}
-    for run in sorted(runs, key=run_order):
-        if run.status != rundir.COMPLETED:
-            continue
-        group = groups.setdefault((run.regularizer, run.lam), [])
-        twins = [r for r in group if r.seed == run.seed]
-        differences = {k for twin in twins for k in config_difference(twin, run)}
-        if twins and run.regularizer in STRENGTH_UNUSED and differences <= {"regularizer.strength"}:
-            continue
-        if twins:
-            mixed.setdefault((run.regularizer, run.lam, run.seed), set()).update(differences)
-        group.append(run)
-    for (reg, lam, seed), keys in mixed.items():
-        n = sum(r.seed == seed for r in groups[(reg, lam)])
-        how = f"differ in {', '.join(sorted(keys))}" if keys else "have the same config (one run copied twice?)"
-        warn(f"{n} runs of {reg} at λ={lam_label(lam)}, seed {seed} {how}; they are averaged together like seeds")
-    return groups
-
-
-def values(runs: Sequence[Run], key: str) -> np.ndarray:
-    return np.array([run.metric(key) for run in runs], dtype=float)
-
-
-def best_strengths(groups: dict[tuple[str, float], list[Run]], key: str) -> dict[str, float]:
-    """Per regularizer that uses λ, the λ of the highest mean `key` (the "sweet spot")."""
-    best: dict[str, tuple[float, float]] = {}
-    for (reg, lam), runs in groups.items():
-        mean = float(np.nanmean(values(runs, key))) if np.isfinite(values(runs, key)).any() else -math.inf
-        if reg not in STRENGTH_UNUSED and (reg not in best or mean > best[reg][1]):
-            best[reg] = (lam, mean)
-    return {reg: lam for reg, (lam, _) in best.items()}
+# The keys of `logger.wandb` a report run takes from the runs' config (never a `_target_`).
+WANDB_KEYS = ("project", "group", "tags", "mode", "init_timeout_s")
 
 
 # --- tables ---------------------------------------------------------------------------------
@@ -315,17 +145,16 @@ def runs_table(runs: Sequence[Run], console: bool = False) -> str:
     return markdown_table(header, rows)
 
 
-def _mean_std(x: np.ndarray) -> str:
-    x = x[np.isfinite(x)]
-    if len(x) == 0:
+def _mean_ci(x: np.ndarray) -> str:
+    """Mean ± the half-width of its 95% confidence interval over seeds (`results.mean_ci`)."""
+    mean, half = mean_ci(x)
+    if not math.isfinite(mean):
         return "nan"
-    if len(x) == 1:
-        return format_value(float(x[0]))
-    return f"{float(x.mean()):.4g} ± {float(x.std(ddof=1)):.2g}"
+    return format_value(mean) if math.isnan(half) else f"{mean:.4g} ± {half:.2g}"
 
 
 def aggregate_table(groups: dict[tuple[str, float], list[Run]], console: bool = False) -> tuple[str, list[dict]]:
-    """Mean ± std over seeds per (regularizer, λ); ★ marks each regularizer's best λ (by val score)."""
+    """Mean ± 95% CI over seeds per (regularizer, λ); ★ marks each regularizer's best λ (by val score)."""
     runs = [r for group in groups.values() for r in group]
     columns = metric_columns(runs[0].task, _threshold(runs))
     if console:
@@ -335,7 +164,7 @@ def aggregate_table(groups: dict[tuple[str, float], list[Run]], console: bool = 
     for (reg, lam), group in groups.items():
         star = " ★" if best.get(reg) == lam and sum(r == reg for r, _ in groups) > 1 else ""
         rows.append(
-            [reg, strength_cell(reg, lam) + star, len(group), *(_mean_std(values(group, k)) for _, k in columns)]
+            [reg, strength_cell(reg, lam) + star, len(group), *(_mean_ci(values(group, k)) for _, k in columns)]
         )
         records.append(
             {"regularizer": reg, "lambda": lam, "n": len(group)}
@@ -386,25 +215,70 @@ def draw_figure(draw: Callable[..., Path | None], groups: dict, path: Path) -> P
     try:
         return draw(groups, path)
     except Exception as e:
-        warn(f"{path.name} not drawn: {_one_line(e)}")
+        warn(f"{path.name} not drawn: {one_line(e)}")
         return None
 
 
-def write_run_figures(run_dir: Path) -> None:
-    """decision_boundary.png (2-D classification only) and weight_histogram.png of one run, into its directory."""
+def write_run_figures(
+    run_dir: Path, formats: Sequence[str] = ("png",), dpi: int | None = None, log: bool = True
+) -> list[Path]:
+    """decision_boundary (2-D classification only) and weight_histogram of one run, into its
+    directory, in each format; returns the files written. `log`: the PNGs also go to the active
+    W&B run, if there is one."""
     from reglab import figures
 
-    run = load_run(Path(run_dir), Path(run_dir).name)
+    run = read_run(Path(run_dir), Path(run_dir).name)
     groups = {(run.regularizer, run.lam): [run]}
-    written = [draw_figure(draw, groups, run.path / f"{name}.png") for name, draw in figures.RUN.items()]
-    log_images_to_wandb([p for p in written if p is not None])
+    with figures.output(formats, dpi) as out:
+        pngs = [run.path / f"{name}.png" for name in figures.RUN]
+        if list(out.formats) == ["png"] and dpi is None and _drawn_since_trained(run, pngs):
+            files = [f for f in pngs if f.is_file()]
+        else:
+            drawn = [draw_figure(draw, groups, run.path / f"{name}.png") for name, draw in figures.RUN.items()]
+            files = [f for p in drawn if p is not None for f in out.files(p)]
+    if log:
+        log_images_to_wandb([p for p in files if p.suffix == ".png"])
+    return files
 
 
-def report(directory: Path, print_table: bool = True) -> dict[str, Any]:
+def _drawn_since_trained(run: Run, files: Sequence[Path]) -> bool:
+    """Some of a run's figures exist, none older than its metrics.json and checkpoint: drawn from
+    these very files already (by its W&B run's end, `member_figures`), at the default resolution."""
+    sources = [run.path / "metrics.json", run.path / "checkpoints" / "last.ckpt"]
+    present = [f for f in files if f.is_file()]
+    if not present or not all(p.is_file() for p in sources):
+        return False
+    return min(f.stat().st_mtime_ns for f in present) >= max(p.stat().st_mtime_ns for p in sources)
+
+
+def member_figures(run_dir: Path) -> list[Path]:
+    """The images a member's W&B run gets at its end (`logger.wandb.figures`): its decision
+    boundary and weight histogram as PNGs in its run directory, for a completed run on a 2-D
+    classification data set; none otherwise (the W&B run already has per-layer histograms)."""
+    run = read_run(Path(run_dir), Path(run_dir).name)
+    if run.status != rundir.COMPLETED or run.task == "regression" or len(run.record.get("feature_l1") or []) != 2:
+        return []
+    return write_run_figures(run_dir, log=False)
+
+
+def report(
+    directory: Path,
+    print_table: bool = True,
+    *,
+    formats: Sequence[str] = ("png",),
+    dpi: int | None = None,
+    band: str = "ci",
+    wandb: bool | Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
     """Write summary.csv, summary.md and the figures into `directory`; print the summary if asked.
 
+    `formats` (png, pdf, svg), `dpi` and `band` ("ci": 95% CI of the mean over seeds, "minmax")
+    are the figures' (`figures.output`). `wandb`: also log the report as a W&B run of job type
+    "report": True (settings from the runs' `logger.wandb`), a mapping of `WANDB_KEYS`, False
+    (never), or None: only for a sweep or stack whose runs were logged to W&B.
+
     Returns {"runs": summary.csv rows, "aggregate": {dataset: mean rows}, "incomplete": names,
-    "figures": paths}. Raises ReportError if `directory` holds no finished run.
+    "figures": the figure files}. Raises ReportError if `directory` holds no finished run.
     """
     from reglab import figures
 
@@ -418,7 +292,7 @@ def report(directory: Path, print_table: bool = True) -> dict[str, Any]:
     if len(datasets) > 1:
         print(
             f"note: the runs are on {len(datasets)} data sets ({', '.join(datasets)}, tasks: {', '.join(tasks)}); "
-            "each is reported separately, its figures named *_<data set>.png",
+            "each is reported separately, its figures named *_<data set>.<format>",
             file=sys.stderr,
         )
     single = len(found.runs) == 1 and found.runs[0].path == directory
@@ -427,32 +301,39 @@ def report(directory: Path, print_table: bool = True) -> dict[str, Any]:
     console = [f"\n{directory}: {counts_line(found)}"]
     aggregates: dict[str, list[dict]] = {}
     written: list[Path] = []
-    for dataset, runs in datasets.items():
-        completed = [r for r in runs if r.status == rundir.COMPLETED]
-        failed = [r for r in runs if r.status != rundir.COMPLETED]
-        suffix = f"_{dataset}" if len(datasets) > 1 else ""
-        heading = f"## {dataset} ({runs[0].task})"
-        md += [heading, ""]
-        console += [heading[3:]] if len(datasets) > 1 else []
-        if completed:
-            groups = seed_groups(completed)
-            table, aggregates[dataset] = aggregate_table(groups)
-            md += ["### Completed runs", "", runs_table(completed), ""]
-            md += ["### Mean ± std over seeds (completed runs only; ★ best λ by validation score)", "", table, ""]
-            console += [runs_table(completed, console=True)]
-            if any(len(g) > 1 for g in groups.values()):
-                console += ["mean ± std over seeds:", aggregate_table(groups, console=True)[0]]
-            if single:  # a run directory: the figures write_run_figures makes, and its learning curves
-                plan = figures.RUN | {"learning_curves": figures.learning_curves}
-            else:
-                plan = {f"{name}{suffix}": draw for name, draw in figures.SWEEP.items()}
-            drawn = [draw_figure(draw, groups, directory / f"{name}.png") for name, draw in plan.items()]
-            drawn_here = [p for p in drawn if p is not None]
-            written += drawn_here
-            md += ["### Figures", ""] + [f"![{p.stem}]({p.name})" for p in drawn_here] + [""]
-        if failed:
-            md += ["### Failed and diverged runs (not averaged in)", "", failures_table(failed), ""]
-            console += ["failed or diverged (not averaged in):", failures_table(failed)]
+    with figures.output(formats, dpi, band) as out:
+        for dataset, runs in datasets.items():
+            completed = [r for r in runs if r.status == rundir.COMPLETED]
+            failed = [r for r in runs if r.status != rundir.COMPLETED]
+            suffix = f"_{dataset}" if len(datasets) > 1 else ""
+            heading = f"## {dataset} ({runs[0].task})"
+            md += [heading, ""]
+            console += [heading[3:]] if len(datasets) > 1 else []
+            if completed:
+                groups = seed_groups(completed)
+                table, aggregates[dataset] = aggregate_table(groups)
+                md += ["### Completed runs", "", runs_table(completed), ""]
+                md += [
+                    "### Mean ± 95% confidence interval over seeds (Student t; completed runs only; ★ best λ by validation score)",
+                    "",
+                    table,
+                    "",
+                ]
+                console += [runs_table(completed, console=True)]
+                if any(len(g) > 1 for g in groups.values()):
+                    console += ["mean ± 95% CI over seeds (Student t):", aggregate_table(groups, console=True)[0]]
+                if single:  # a run directory: the figures write_run_figures makes, and its learning curves
+                    plan = figures.RUN | {"learning_curves": figures.learning_curves}
+                else:
+                    plan = {f"{name}{suffix}": draw for name, draw in figures.SWEEP.items()}
+                drawn = [draw_figure(draw, groups, directory / f"{name}.png") for name, draw in plan.items()]
+                files = [out.files(p) for p in drawn if p is not None]
+                written += [f for fs in files for f in fs]
+                md += ["### Figures", f"(error bars and bands: {figures.band_text(band)})", ""]
+                md += [_figure_markdown(fs) for fs in files] + [""]
+            if failed:
+                md += ["### Failed and diverged runs (not averaged in)", "", failures_table(failed), ""]
+                console += ["failed or diverged (not averaged in):", failures_table(failed)]
     if found.incomplete:
         md += ["## Incomplete runs (skipped: no readable metrics.json)", ""] + [f"- {n}" for n in found.incomplete]
         md += [""]
@@ -460,51 +341,211 @@ def report(directory: Path, print_table: bool = True) -> dict[str, Any]:
     rows = csv_rows(found.runs)
     rundir.atomic_write_text(directory / "summary.csv", _csv_text(rows))
     rundir.atomic_write_text(directory / "summary.md", "\n".join(md))
-    log_images_to_wandb(written)
+    settings = wandb_settings(wandb, found.runs)
+    if settings is not None:
+        try:
+            log_report_to_wandb(
+                directory, found.runs, rows, written, settings, {"formats": list(formats), "band": band}
+            )
+        except Exception as e:  # the report is on disk; W&B is a copy of it
+            warn(f"the report was not logged to W&B ({one_line(e)})")
+    else:
+        log_images_to_wandb([p for p in written if p.suffix == ".png"])
     if print_table:
-        console += [f"report: {directory / 'summary.md'}, {len(written)} figures\n"]
+        console += [f"report: {directory / 'summary.md'}, {len(written)} figure files\n"]
         print("\n\n".join(console))
     return {"runs": rows, "aggregate": aggregates, "incomplete": found.incomplete, "figures": written}
 
 
+def _figure_markdown(files: Sequence[Path]) -> str:
+    """A figure in summary.md: the PNG shown, other formats linked."""
+    png = next((f for f in files if f.suffix == ".png"), None)
+    links = " ".join(f"[{f.suffix[1:]}]({f.name})" for f in files if f is not png)
+    return (f"![{png.stem}]({png.name})" if png else f"{files[0].stem}:") + (f" {links}" if links else "")
+
+
+# --- the report as a W&B run ----------------------------------------------------------------
+
+
+def _plain(value: Any) -> Any:
+    return value if value is None or isinstance(value, (bool, int, float, str)) else str(value)
+
+
+def _flat(node: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(node, dict):
+        return {k: v for key, value in node.items() for k, v in _flat(value, f"{prefix}{key}.").items()}
+    return {prefix.rstrip("."): _plain(node)}
+
+
+def _runs_wandb_config(runs: Sequence[Run]) -> dict[str, Any] | None:
+    """`logger.wandb` of the first run that was logged to W&B: its plain settings, else None."""
+    for run in runs:
+        node = OmegaConf.select(run.config, "logger.wandb", default=None)
+        if node is None:
+            continue
+        try:
+            plain = OmegaConf.to_container(node, resolve=True)
+        except Exception:  # an interpolation the run's config alone cannot resolve
+            plain = OmegaConf.to_container(node, resolve=False)
+        return {k: v for k, v in cast(dict, plain).items() if k in WANDB_KEYS}
+    return None
+
+
+def wandb_settings(option: bool | Mapping[str, Any] | None, runs: Sequence[Run]) -> dict[str, Any] | None:
+    """The W&B settings (`WANDB_KEYS`) of a report run, or None for no report run (see `report`)."""
+    if option is False:
+        return None
+    if isinstance(option, Mapping):
+        return {k: v for k, v in option.items() if k in WANDB_KEYS}
+    logged = _runs_wandb_config(runs)
+    if option is True:
+        return logged or {}
+    return logged if len(runs) > 1 else None
+
+
+def config_columns(runs: Sequence[Run]) -> list[dict[str, Any]]:
+    """Per run, the config keys whose values differ between the runs (an optimizer.lr swept with
+    -m, say), λ, seed and regularizer aside (summary.csv has them), and its optimizer, lr and
+    batch size."""
+    flat = [_flat(cast(dict, OmegaConf.to_container(r.config, resolve=False))) for r in runs]
+    keys = sorted(
+        {
+            k
+            for f in flat
+            for k in f
+            if k.split(".")[0] not in NOT_TRAINING
+            and not k.endswith("_target_")
+            and k not in ("seed", "regularizer.strength", "data.seed")
+            and len({repr(g.get(k)) for g in flat}) > 1
+        }
+    )
+    identity = ("optimizer", "lr", "batch_size")
+    return [
+        {k: _plain(r.record.get(k)) for k in identity} | {k: f.get(k) for k in keys if k not in identity}
+        for r, f in zip(runs, flat)
+    ]
+
+
+def log_report_to_wandb(
+    directory: Path,
+    runs: Sequence[Run],
+    rows: Sequence[dict[str, Any]],
+    figure_files: Sequence[Path],
+    settings: Mapping[str, Any],
+    options: Mapping[str, Any],
+) -> None:
+    """One W&B run of job type "report" in the runs' group: the figures (PNG) as images,
+    summary.csv's rows with config columns as a table, and summary.csv, summary.md and every
+    figure file as an artifact of type "report"."""
+    import re
+
+    import wandb
+
+    from reglab.lightning.loggers import start_run
+
+    group = settings.get("group") or directory.name
+    run = start_run(
+        settings.get("mode"),
+        float(settings.get("init_timeout_s") or 15),
+        project=settings.get("project") or "reglab",
+        group=group,
+        tags=list(settings.get("tags") or []),
+        name=f"report {group}",
+        job_type="report",
+        dir=str(directory),
+        config={"directory": str(directory), "runs": len(rows), **options},
+    )
+    try:
+        table_rows = [row | extra for row, extra in zip(rows, config_columns(runs))]
+        columns: list[Any] = list(dict.fromkeys(k for row in table_rows for k in row))
+        table = wandb.Table(
+            columns=columns, data=[[row.get(c) for c in columns] for row in table_rows], allow_mixed_types=True
+        )
+        images = {f"figures/{p.stem}": wandb.Image(str(p)) for p in figure_files if p.suffix == ".png"}
+        run.log({"summary": table, **images})
+        artifact = wandb.Artifact(re.sub(r"[^\w.-]+", "-", f"report-{group}"), type="report")
+        for path in [directory / "summary.csv", directory / "summary.md", *figure_files]:
+            artifact.add_file(str(path))
+        run.log_artifact(artifact)
+        run.finish()
+    except BaseException:
+        run.finish(exit_code=1)
+        raise
+
+
 class ReportOnMultirunEnd(Callback):
-    """Hydra callback: when a multirun ends, report its sweep directory and print the summary."""
+    """Hydra callback: when a multirun ends, report its sweep directory and print the summary;
+    with a W&B logger, the report is also a W&B run of the sweep's group (`log_report_to_wandb`).
+    `formats`, `dpi` and `band` are the figures' (set them as hydra.callbacks.report.formats=...)."""
+
+    def __init__(self, formats: Sequence[str] = ("png",), dpi: int | None = None, band: str = "ci") -> None:
+        self.formats, self.dpi, self.band = list(formats), dpi, band
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         directory = Path(config.hydra.sweep.dir)
         try:
-            wandb_config = (config.get("logger") or {}).get("wandb")
-            if wandb_config is None:
-                report(directory)
-                return
-            # The sweep's figures go to W&B as one more run of its group, named "report".
-            from hydra.utils import instantiate
-
-            logger = instantiate(wandb_config, name="report", save_dir=str(directory))
-            try:
-                report(directory)
-            finally:
-                logger.experiment.finish()
+            node = OmegaConf.select(config, "logger.wandb", default=None)
+            settings = None if node is None else cast(dict, OmegaConf.to_container(node, resolve=True))
+            report(
+                directory,
+                formats=self.formats,
+                dpi=self.dpi,
+                band=self.band,
+                wandb=False if settings is None else {k: v for k, v in settings.items() if k in WANDB_KEYS},
+            )
         except ReportError as e:
             print(f"error: {e}", file=sys.stderr)
         except Exception as e:  # the runs are safe on disk; the report can be made again
-            print(f"error: the report failed ({_one_line(e)}); retry: reglab-report {directory}", file=sys.stderr)
+            print(f"error: the report failed ({one_line(e)}); retry: reglab-report {directory}", file=sys.stderr)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    from reglab import figures
+
     parser = argparse.ArgumentParser(
         prog="reglab-report",
         description="Summarise a run or sweep directory: summary.csv, summary.md and figures, written into it.",
     )
     parser.add_argument("directory", type=Path, help="a run directory, or a sweep directory holding runs")
     parser.add_argument("--quiet", action="store_true", help="do not print the summary table")
+    parser.add_argument(
+        "--format",
+        nargs="+",
+        choices=figures.FORMATS,
+        default=["png"],
+        metavar="FORMAT",
+        help="figure formats, one or more of png pdf svg (default: png); PDF and SVG keep text as text",
+    )
+    parser.add_argument("--dpi", type=int, default=None, help=f"resolution of PNGs (default: {figures.DPI}; 300 for print)")  # fmt: skip
+    parser.add_argument(
+        "--band",
+        choices=figures.BANDS,
+        default="ci",
+        help="what error bars and bands over seeds show: ci = 95%% CI of the mean (Student t, default), minmax = range",
+    )
+    parser.add_argument(
+        "--wandb",
+        action="store_true",
+        help='also log the report as a W&B run of job type "report" (settings from the runs\' logger.wandb)',
+    )
     args = parser.parse_args(argv)
+    try:
+        figures.Output(tuple(args.format), figures.DPI if args.dpi is None else args.dpi, args.band)
+    except ValueError as e:
+        parser.error(str(e))
     if not args.directory.is_dir():
         what = "is not a directory" if args.directory.exists() else "does not exist"
         print(f"error: {args.directory} {what}", file=sys.stderr)
         sys.exit(EXIT_BAD_PATH)
     try:
-        report(args.directory, print_table=not args.quiet)
+        report(
+            args.directory,
+            print_table=not args.quiet,
+            formats=args.format,
+            dpi=args.dpi,
+            band=args.band,
+            wandb=args.wandb,
+        )
     except ReportError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(EXIT_NO_RUNS)

@@ -23,19 +23,22 @@ from typing import Any
 COMPLETED, FAILED, DIVERGED, RUNNING = "completed", "failed", "diverged", "running"
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
+def atomic_write_text(path: Path, text: str, fsync: bool = True) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"), fsync)
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write `path` whole or not at all: a temporary file in the same directory, then a rename."""
+def atomic_write_bytes(path: Path, data: bytes, fsync: bool = True) -> None:
+    """Write `path` whole or not at all: a temporary file in the same directory, then a rename.
+    `fsync=False` for snapshots rewritten often, where a crash may lose the latest but never
+    leaves a torn file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
-            os.fsync(f.fileno())
+            if fsync:
+                os.fsync(f.fileno())
         os.chmod(tmp, 0o644)  # mkstemp makes it private; these files are for everyone to read
         os.replace(tmp, path)
     except BaseException:

@@ -1,58 +1,81 @@
-"""Callbacks: the per-epoch record of a run, weight histograms for W&B, a one-line progress bar."""
+"""Callbacks that read the epoch's metrics dict of `RegLabModule`: each member's metrics.csv, a
+one-line progress bar, and checkpoints written whole into the run directory."""
 
 from __future__ import annotations
 
+import csv
+import io
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback, ProgressBar
-from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 from tqdm.auto import tqdm
 
 from reglab import rundir
 
 if TYPE_CHECKING:
     from reglab.lightning.module import RegLabModule
-    from reglab.science.model import MLP
-    from reglab.science.stacked import StackedMLP
 
 
 class MetricsHistory(Callback):
-    """Keeps one row of metrics per evaluated epoch and writes `metrics.csv` atomically.
+    """One row per evaluated epoch and member, kept on the host (one transfer per epoch) and
+    written as each member's `metrics.csv` every `write_every_n_epochs` epochs, at the end and on
+    an exception. Saved in checkpoints, so a resumed run's CSV continues the interrupted one's.
 
-    The rows are saved in checkpoints, so a resumed run's CSV continues the interrupted one's.
+    A member that diverged has its rows up to and including the epoch it diverged at.
     """
 
-    def __init__(self, run_dir: str | Path, write_every_n_epochs: int = 50) -> None:
-        self.run_dir = Path(run_dir)
+    def __init__(self, run_dirs: Sequence[str | Path] = (), write_every_n_epochs: int = 50) -> None:
+        if not isinstance(write_every_n_epochs, int) or write_every_n_epochs < 1:
+            raise ValueError(f"write_every_n_epochs={write_every_n_epochs!r} must be an integer >= 1")
+        self.run_dirs = [Path(d) for d in run_dirs]
         self.write_every_n_epochs = write_every_n_epochs
-        self.rows: list[dict[str, float]] = []
-        self._evaluated = False
-        self._writes = True  # false on the ranks other than 0 of a distributed run
-
-    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        self._writes = trainer.is_global_zero
-
-    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._evaluated = not trainer.sanity_checking
+        self.names: list[str] = []
+        self.epochs: list[tuple[int, int]] = []  # (epoch, global step) of each row
+        self.values: list[torch.Tensor] = []  # per row, [metrics, K] float64 on the CPU
+        self.diverged_epoch: list[int | None] = [None] * len(self.run_dirs)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        # Validation has already run for this epoch, so callback_metrics hold its values.
-        if not self._evaluated:
+        module = cast("RegLabModule", pl_module)
+        if module.evaluated_epoch != trainer.current_epoch:
             return
-        self._evaluated = False
-        metrics = {k: v for k, v in trainer.callback_metrics.items() if not k.startswith("test/")}
-        values = torch.stack([v.detach().float().cpu() for v in metrics.values()]).tolist()
-        self.rows.append({"epoch": trainer.current_epoch, "step": trainer.global_step, **dict(zip(metrics, values))})
+        self.names = list(module.epoch_metrics)
+        self.values.append(torch.stack([v.double() for v in module.epoch_metrics.values()]).cpu())
+        self.epochs.append((trainer.current_epoch, trainer.global_step))
+        self.diverged_epoch = list(module.diverged_epoch)
         if (trainer.current_epoch + 1) % self.write_every_n_epochs == 0:
             self.write()
 
+    def latest(self, k: int) -> dict[str, float]:
+        """Member k's last row as {metric: value}."""
+        return dict(zip(self.names, self.values[-1][:, k].tolist())) if self.values else {}
+
+    def rows(self, k: int) -> list[dict[str, float]]:
+        """Member k's metrics.csv rows: {"epoch", "step", metric: value}."""
+        if not self.values:
+            return []
+        last = self.diverged_epoch[k]
+        values = torch.stack([v[:, k] for v in self.values]).tolist()
+        return [
+            {"epoch": epoch, "step": step, **dict(zip(self.names, row))}
+            for (epoch, step), row in zip(self.epochs, values)
+            if last is None or epoch <= last
+        ]
+
     def write(self) -> None:
-        if self.rows and self._writes:
-            rundir.write_metrics_csv(self.run_dir, self.rows)
+        if not self.values:
+            return
+        for k, run_dir in enumerate(self.run_dirs):
+            buffer = io.StringIO()
+            writer = csv.writer(buffer, lineterminator="\n")
+            writer.writerow(["epoch", "step", *self.names])
+            writer.writerows([row["epoch"], row["step"], *(row[n] for n in self.names)] for row in self.rows(k))
+            rundir.atomic_write_text(run_dir / "metrics.csv", buffer.getvalue(), fsync=False)
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.write()
@@ -61,60 +84,30 @@ class MetricsHistory(Callback):
         self.write()
 
     def state_dict(self) -> dict[str, Any]:
-        return {"rows": self.rows}
+        values = torch.stack(self.values) if self.values else torch.zeros(0)
+        return {"names": self.names, "epochs": self.epochs, "values": values, "diverged_epoch": self.diverged_epoch}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.rows = list(state_dict["rows"])
+        self.names, self.epochs = list(state_dict["names"]), [tuple(e) for e in state_dict["epochs"]]  # type: ignore[misc]
+        self.values = list(state_dict["values"]) if len(state_dict["values"]) else []
+        self.diverged_epoch = list(state_dict["diverged_epoch"])
 
 
-class CheckpointAtFitEnd(Callback):
-    """Saves the run's `last.ckpt` when fit ends, in the process that trained, with the module's
-    `diverged_epoch` in this callback's state. `train` reads the run's history and divergence back
-    from it: under `trainer=ddp_spawn` training ran in spawned workers, whose callbacks and module
-    the launching process never sees (Lightning sends back only the weights)."""
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Checkpoints written whole or not at all, in the target's own directory (a temporary file
+    beside it, fsync, rename): never through the system temp dir, where a move across file
+    systems is a copy that a full disk or a kill can leave truncated. The previous checkpoint
+    stays in place until the new one is complete."""
 
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self.diverged_epoch: int | None = None
-
-    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.diverged_epoch = cast("RegLabModule", pl_module).diverged_epoch
-        trainer.save_checkpoint(self.path)  # every rank calls it; rank 0 writes
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"diverged_epoch": self.diverged_epoch}
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.diverged_epoch = state_dict["diverged_epoch"]
-
-
-class WeightHistograms(Callback):
-    """Logs a histogram of every layer's weights to W&B every `every_n_epochs` epochs."""
-
-    def __init__(self, every_n_epochs: int = 50) -> None:
-        self.every_n_epochs = every_n_epochs
-
-    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        epoch = trainer.current_epoch
-        # max_epochs is an int: config.validate requires trainer.max_epochs >= 1
-        if epoch % self.every_n_epochs and epoch != cast(int, trainer.max_epochs) - 1:
-            return
-        import wandb
-
-        for logger in trainer.loggers:
-            if isinstance(logger, WandbLogger):
-                model = cast("MLP | StackedMLP", pl_module.model)  # RegLabModule's or VectorizedModule's
-                # wandb types `sequence` as a Sequence; it passes it to np.histogram, which takes an array
-                histograms = {
-                    f"histograms/{name}": wandb.Histogram(layer.weight.detach().flatten().cpu().numpy())  # type: ignore[arg-type]
-                    for name, layer in model.linear_layers().items()
-                }
-                logger.experiment.log({**histograms, "trainer/global_step": trainer.global_step})
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
+        buffer = io.BytesIO()
+        torch.save(checkpoint, buffer)
+        rundir.atomic_write_bytes(Path(path), buffer.getvalue())
 
 
 class EpochProgressBar(ProgressBar):
-    """One bar over epochs, with the latest validation metric: for runs of many tiny epochs a
-    per-step bar costs more than the steps."""
+    """One bar over epochs with the latest metrics (means over members): for runs of many tiny
+    epochs a per-step bar costs more than the steps."""
 
     def __init__(self, show: tuple[str, ...] = ("train/acc", "val/acc", "val/loss")) -> None:
         super().__init__()
@@ -141,10 +134,10 @@ class EpochProgressBar(ProgressBar):
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.bar is None:
             return
-        shown = {k.split("/")[0][:2] + "/" + k.split("/")[1]: trainer.callback_metrics.get(k) for k in self.show}
-        self.bar.set_postfix(
-            {k: f"{float(v):.4f}" for k, v in shown.items() if v is not None and math.isfinite(float(v))}, refresh=False
-        )
+        if self.bar.n == 0 or self.bar.n % 10 == 0:  # means over members cost a sync: not every epoch
+            metrics = cast("RegLabModule", pl_module).epoch_metrics
+            shown = {k.split("/")[0][:2] + "/" + k.split("/")[1]: float(metrics[k].nanmean()) for k in self.show if k in metrics}  # fmt: skip
+            self.bar.set_postfix({k: f"{v:.4f}" for k, v in shown.items() if math.isfinite(v)}, refresh=False)
         self.bar.update(1)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:

@@ -1,9 +1,12 @@
-"""The data as tensors on the training device, served as index-sliced mini-batches."""
+"""The data of K members as tensors on the training device; one item per epoch: the sample orders.
+
+Members that share a seed share a data set (generated once), split and batch order; member k's
+data are exactly those its K = 1 run with its seed would see.
+"""
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import lightning as L
 import numpy as np
@@ -15,8 +18,7 @@ from reglab.science import datasets
 
 class EpochPermutation:
     """Sample order for one epoch, a function of (seed, epoch) only, so a resumed run sees
-    the same batches as an uninterrupted one. Lightning calls `set_epoch` like it does for
-    a `DistributedSampler`."""
+    the same batches as an uninterrupted one."""
 
     def __init__(self, n: int, shuffle: bool, seed: int) -> None:
         self.n, self.shuffle, self.seed, self.epoch = n, shuffle, seed, 0
@@ -24,42 +26,41 @@ class EpochPermutation:
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
-    def indices(self) -> Tensor | None:
+    def indices(self) -> Tensor:
         if not self.shuffle:
-            return None
+            return torch.arange(self.n)
         generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
         return torch.randperm(self.n, generator=generator)
 
 
-class IndexBatches:
-    """Mini-batches `(x[idx], y[idx])` of tensors that already live on the device: no
-    per-sample collation, no host-to-device copy per step."""
+class EpochOrders:
+    """The training "loader": one item per epoch, the sample order of each distinct seed, [S, n].
 
-    def __init__(self, x: Tensor, y: Tensor, batch_size: int | None, shuffle: bool, seed: int) -> None:
-        self.x, self.y = x, y
-        self.batch_size = batch_size or len(y)
-        self.sampler = EpochPermutation(len(y), shuffle and self.batch_size < len(y), seed)
+    Lightning calls `sampler.set_epoch(epoch)` before every epoch, as for a DistributedSampler."""
+
+    def __init__(self, n: int, shuffle: bool, seeds: Sequence[int]) -> None:
+        self.permutations = [EpochPermutation(n, shuffle, s) for s in seeds]
+        self.sampler = self
         self.batch_sampler = None  # read by Lightning's checks for DataLoader-like objects
 
-    def __len__(self) -> int:
-        return math.ceil(len(self.y) / self.batch_size)
+    def set_epoch(self, epoch: int) -> None:
+        for p in self.permutations:
+            p.set_epoch(epoch)
 
-    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
-        order = self.sampler.indices()
-        if order is None:
-            for start in range(0, len(self.y), self.batch_size):
-                yield self.x[start : start + self.batch_size], self.y[start : start + self.batch_size]
-            return
-        order = order.to(self.x.device)
-        for idx in order.split(self.batch_size):
-            yield self.x[idx], self.y[idx]
+    def __len__(self) -> int:
+        return 1
+
+    def __iter__(self):
+        yield torch.stack([p.indices() for p in self.permutations])
 
 
 class RegLabDataModule(L.LightningDataModule):
-    """One data set from `reglab.science.datasets`, split, standardised and moved to the device.
+    """One data set from `reglab.science.datasets`, split, standardised and moved to the device,
+    for members with the seeds `seed` (an int for every member, or one per member).
 
-    Validation (and test) evaluate two whole splits per epoch as single batches: the training
-    split (for `train/` metrics at the epoch's final weights) and the held-out split.
+    `tensors[split]` holds the distinct seeds' splits stacked, x [S, n, d] and y [S, n];
+    `inputs(split)` gives them per member: [n, d] shared when every member has the same data,
+    else [K, n, d].
     """
 
     def __init__(
@@ -68,54 +69,73 @@ class RegLabDataModule(L.LightningDataModule):
         split: Sequence[float] = (0.6, 0.2, 0.2),
         batch_size: int | None = 32,
         label_noise: float = 0.0,
-        seed: int = 0,
+        seed: int | Sequence[int] = 0,
         **dataset_kwargs,
     ) -> None:
         super().__init__()
         datasets.check_arguments(name, dataset_kwargs)
-        self.name, self.split, self.batch_size = name, tuple(split), batch_size
-        self.label_noise, self.seed, self.dataset_kwargs = label_noise, seed, dataset_kwargs
-        raw = datasets.GENERATORS[name](seed=seed, **dataset_kwargs)
-        self.data = datasets.prepare(raw, self.split, label_noise, seed)  # type: ignore[arg-type]
+        self.name, self.split, self.dataset_kwargs = name, tuple(split), dataset_kwargs
+        self.label_noise = label_noise
+        self.seeds = [seed] if isinstance(seed, int) else [int(s) for s in seed]
+        self.distinct = list(dict.fromkeys(self.seeds))
+        self.data = {s: datasets.load(name, self.split, label_noise, s, **dataset_kwargs) for s in self.distinct}
+        for s, splits in self.data.items():
+            if not all(np.isfinite(x).all() for x in splits.x.values()):
+                raise ValueError(
+                    f"data set {name!r} with seed {s} and {dataset_kwargs} has non-finite inputs; check its arguments"
+                )
+        first = self.data[self.distinct[0]]
+        sizes = {split: len(first.y[split]) for split in datasets.SPLIT_NAMES}
+        if min(sizes.values()) < 1 or sizes["train"] < 2:
+            raise ValueError(f"data.split={list(self.split)} of {sum(sizes.values())} samples leaves splits of {sizes}; every split needs samples (train at least 2)")  # fmt: skip
+        self.n_train = len(first.y["train"])
+        if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
+            raise ValueError(f"data.batch_size={batch_size!r} must be an integer >= 1, or null for full batch")
+        self.batch_size = min(batch_size or self.n_train, self.n_train)
+        self.member_data = torch.tensor([self.distinct.index(s) for s in self.seeds])
         self.tensors = {
-            s: (torch.from_numpy(self.data.x[s]), torch.from_numpy(self.data.y[s])) for s in datasets.SPLIT_NAMES
+            s: (
+                torch.stack([torch.from_numpy(self.data[d].x[s]) for d in self.distinct]),
+                torch.stack([torch.from_numpy(self.data[d].y[s]) for d in self.distinct]),
+            )
+            for s in datasets.SPLIT_NAMES
         }
 
     @property
     def task(self) -> datasets.Task:
-        return self.data.task
+        return self.data[self.distinct[0]].task
 
     @property
     def in_features(self) -> int:
-        return self.data.x["train"].shape[1]
+        return self.tensors["train"][0].shape[-1]
 
     @property
     def out_features(self) -> int:
-        return self.data.n_classes if self.task == "multiclass" else 1
+        n_classes = self.data[self.distinct[0]].n_classes
+        return n_classes if self.task == "multiclass" else 1
+
+    def member(self, k: int) -> datasets.Splits:
+        """Member k's splits as NumPy arrays (standardised), with the data set's facts."""
+        return self.data[self.seeds[k]]
 
     def to(self, device: torch.device) -> None:
         self.tensors = {s: (x.to(device), y.to(device)) for s, (x, y) in self.tensors.items()}
+        self.member_data = self.member_data.to(device)
 
-    def _on_device(self) -> None:
+    def per_member(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        """[S, n, …] tensors of the distinct seeds → shared [n, …] (one seed) or per member [K, n, …]."""
+        if len(self.distinct) == 1:
+            return x[0], y[0]
+        return x[self.member_data], y[self.member_data]
+
+    def inputs(self, split: str) -> tuple[Tensor, Tensor]:
+        return self.per_member(*self.tensors[split])
+
+    def train_dataloader(self) -> EpochOrders:
         if self.trainer is not None:
             self.to(self.trainer.strategy.root_device)
+        # A full batch is never shuffled: the order would change nothing but float rounding.
+        return EpochOrders(self.n_train, self.batch_size < self.n_train, self.distinct)
 
-    def train_dataloader(self) -> IndexBatches:
-        self._on_device()
-        x, y = self.tensors["train"]
-        return IndexBatches(x, y, self.batch_size, shuffle=True, seed=self.seed)
-
-    def _whole(self, split: str) -> IndexBatches:
-        x, y = self.tensors[split]
-        return IndexBatches(x, y, None, shuffle=False, seed=self.seed)
-
-    def val_dataloader(self) -> list[IndexBatches]:
-        self._on_device()
-        return [self._whole("train"), self._whole("val")]
-
-    def test_dataloader(self) -> list[IndexBatches]:
-        self._on_device()
-        return [self._whole("train"), self._whole("test")]
-
-    def split_arrays(self, split: str) -> tuple[np.ndarray, np.ndarray]:
-        return self.data.x[split], self.data.y[split]
+    def split_arrays(self, split: str, k: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        return self.member(k).x[split], self.member(k).y[split]

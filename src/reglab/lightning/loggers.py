@@ -1,14 +1,34 @@
-"""W&B without an account or a network: offline unless the user opted in, never blocking."""
+"""W&B: one run per member, live, offline unless the user opted in, never blocking.
+
+`WandbRuns` is a callback: it starts every member's W&B run when training starts (the W&B
+service is started once per process) and logs each member's row of the epoch's metrics, which
+`MetricsHistory` has already moved to the host. An online start that fails falls back to
+offline once per process and remembers it for the process's other runs.
+
+What a member's run holds (README, "W&B"): its config (the resolved config, with `regularizer`,
+`strength`, `seed`, `dataset` and every swept key at the top level), a name that says what
+differs (`l1 λ=1e-3 s0`), its group (the study's `name`) and job type `train`; per evaluated
+epoch its metrics against `epoch`, per-layer weight histograms every N epochs; at the end its
+summary (final metrics, best validation score and its epoch), its figures as images and, if asked,
+its checkpoint as a model artifact.
+"""
 
 from __future__ import annotations
 
-import hashlib
+import math
 import os
+import secrets
 import warnings
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from lightning.pytorch.loggers import WandbLogger
+import lightning as L
+from lightning.pytorch.callbacks import Callback
+
+from reglab.lightning.callbacks import MetricsHistory
+
+_online_failed = False  # an online start failed in this process: the process's other runs go offline at once
 
 
 def _has_credentials() -> bool:
@@ -20,49 +40,264 @@ def _has_credentials() -> bool:
 
 def wandb_mode(mode: str | None = None) -> str:
     """`mode` if given, else WANDB_MODE, else "online" with credentials and "offline" without."""
-    return mode or os.environ.get("WANDB_MODE") or ("online" if _has_credentials() else "offline")
+    resolved = mode or os.environ.get("WANDB_MODE") or ("online" if _has_credentials() else "offline")
+    return "offline" if _online_failed and resolved == "online" else resolved
 
 
-def wandb_logger(
-    project: str = "reglab",
-    name: str | None = None,
-    group: str | None = None,
-    tags: list[str] | None = None,
-    save_dir: str = ".",
-    mode: str | None = None,
-    init_timeout_s: float = 15.0,
-) -> WandbLogger:
-    """A WandbLogger whose run has started: online if asked for and reachable within
-    `init_timeout_s`, otherwise offline, with one warning.
+OFFLINE_INIT_TIMEOUT_S = 120.0  # an offline start waits only for the local W&B service, slow on a busy machine
 
-    The W&B run id is derived from the run directory, so a resumed run continues the same W&B run.
-    """
+
+def start_run(mode: str | None = None, init_timeout_s: float = 15.0, **kwargs: Any) -> Any:
+    """`wandb.init(**kwargs)` in `mode`; an online start that fails (or takes longer than
+    `init_timeout_s`) continues offline, with one warning. An offline start has no server to wait
+    for, only W&B's local service, and is given `OFFLINE_INIT_TIMEOUT_S` however busy the machine."""
+    global _online_failed
     import wandb
 
-    Path(save_dir).mkdir(parents=True, exist_ok=True)
-    run_id = hashlib.sha256(str(Path(save_dir).resolve()).encode()).hexdigest()[:12]
-    kwargs: dict[str, Any] = dict(
-        project=project,
-        name=name or None,
-        group=group,
-        tags=list(tags or []),
-        dir=save_dir,
-        id=run_id,
-        resume="allow",
-        reinit="finish_previous",
-    )
+    settings = dict(silent=True, disable_git=True, console="off", x_disable_stats=True, save_code=False)
     resolved = wandb_mode(mode)
+    timeout = init_timeout_s if resolved == "online" else max(init_timeout_s, OFFLINE_INIT_TIMEOUT_S)
     try:
-        # wandb types `mode` as a Literal; `resolved` may come from WANDB_MODE, which wandb.init validates
-        run = wandb.init(
+        return wandb.init(
             mode=resolved,  # type: ignore[arg-type]
-            settings=wandb.Settings(init_timeout=init_timeout_s, silent=True),
+            reinit="create_new",
+            settings=wandb.Settings(init_timeout=timeout, **settings),  # type: ignore[arg-type]
             **kwargs,
         )
     except Exception as e:  # no network, a bad key, a server error: the run must go on
         if resolved == "offline":
             raise
+        _online_failed = True
         warnings.warn(f"W&B {resolved} start failed ({type(e).__name__}: {e}); logging offline instead", stacklevel=1)
-        wandb.teardown()  # forget the failed run, whose id this offline one takes over
-        run = wandb.init(mode="offline", settings=wandb.Settings(silent=True), **kwargs)
-    return WandbLogger(experiment=run, project=project, save_dir=save_dir)
+        offline = wandb.Settings(init_timeout=OFFLINE_INIT_TIMEOUT_S, **settings)  # type: ignore[arg-type]
+        return wandb.init(mode="offline", reinit="create_new", settings=offline, **kwargs)
+
+
+# The best value of a member's run: the validation score; summary "max" (or "min") beside the last value.
+SUMMARIES = {"val/acc": "max", "val/r2": "max", "train/acc": "max", "train/r2": "max", "val/loss": "min", "train/loss": "min"}  # fmt: skip
+# Keys of a member that its name always shows (regularizer, λ, seed) or that never make a name.
+NAMED_KEYS = ("regularizer", "regularizer.strength", "seed")
+NOT_SWEPT = ("hydra", "paths", "logger", "callbacks", "force", "name", "tags", "experiment", "hparams_search", "retries", "trainer.enable_progress_bar")  # fmt: skip
+
+
+def short_number(value: Any) -> str:
+    """1e-3 for 0.001, 2.5e-4 for 0.00025, 0.1 for 0.1: short enough for a run name."""
+    if not isinstance(value, float) or value == 0 or 1e-2 <= abs(value) < 1e4:
+        return f"{value:g}" if isinstance(value, float) else str(value)
+    mantissa, exponent = f"{value:.3g}".split("e") if "e" in f"{value:.3g}" else f"{value:.2e}".split("e")
+    return f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
+
+
+def run_name(config: dict[str, Any], swept: dict[str, Any]) -> str:
+    """`l1 λ=1e-3 s0`, `none s2`; a swept key other than these appended as `lr=0.01`."""
+    reg = str(config.get("regularizer"))
+    parts = [reg] + ([] if reg == "none" else [f"λ={short_number(config.get('strength'))}"])
+    parts += [f"s{config.get('seed')}"]
+    parts += [f"{k.rsplit('.', 1)[-1]}={short_number(v)}" for k, v in swept.items() if k not in NAMED_KEYS]
+    return " ".join(parts)
+
+
+def _hydra_swept() -> tuple[dict[str, str], set[str]]:
+    """(the job's command-line overrides as {key: value}, the keys its Hydra multirun sweeps: the
+    sweeper's `params` and the sweep overrides (`optimizer.lr=1e-3,1e-2`) of the multirun's command
+    line, which the sweeper saved in <sweep dir>/multirun.yaml)."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from omegaconf import OmegaConf
+
+    if not HydraConfig.initialized():
+        return {}, set()
+    hydra: Any = HydraConfig.get()  # a DictConfig
+    overrides = {}
+    for item in hydra.overrides.task:
+        key, _, value = str(item).partition("=")
+        key = key.lstrip("+~")
+        if value and not any(key == k or key.startswith(f"{k}.") or key.startswith(f"{k}/") for k in NOT_SWEPT):
+            overrides[key] = value
+    if str(hydra.get("mode")) != "RunMode.MULTIRUN":
+        return overrides, set()
+    swept = {str(k) for k in (hydra.get("sweeper") or {}).get("params") or {}}
+    try:
+        master: Any = OmegaConf.load(Path(hydra.sweep.dir) / "multirun.yaml")
+        parsed = OverridesParser.create().parse_overrides(list(master.hydra.overrides.task))
+        swept |= {o.key_or_group for o in parsed if o.is_sweep_override()}
+    except Exception:  # no multirun.yaml (another sweeper): its params alone
+        pass
+    return overrides, swept & overrides.keys()
+
+
+class WandbRuns(Callback):
+    """One W&B run per member, logged every evaluated epoch with `epoch` as the x-axis.
+
+    The driver calls `attach` with the members (names, run directories, configs) before fit, and
+    `finish` with their records after it. Run ids are drawn when a member starts training and kept
+    in the checkpoint: a resumed run continues its W&B run; training again (`force=true`) starts a
+    new one. Under `wandb agent` a single run takes the id the agent gave it (WANDB_RUN_ID).
+
+    `figures`: a function (run directory -> image files) called for each member at the end, its
+    images logged to the member's run (configs/logger/wandb.yaml wires `reglab.report.member_figures`).
+    `log_checkpoints`: upload each member's final checkpoints/last.ckpt as a model artifact.
+    """
+
+    def __init__(
+        self,
+        project: str = "reglab",
+        group: str | None = None,
+        tags: Sequence[str] = (),
+        mode: str | None = None,
+        init_timeout_s: float = 15.0,
+        histograms_every_n_epochs: int = 10,
+        log_checkpoints: bool = False,
+        figures: Callable[[Path], Sequence[Path]] | None = None,
+    ) -> None:
+        if not isinstance(histograms_every_n_epochs, int) or histograms_every_n_epochs < 1:
+            raise ValueError(f"logger.wandb.histograms_every_n_epochs={histograms_every_n_epochs!r} must be an integer >= 1")  # fmt: skip
+        if mode not in (None, "online", "offline", "disabled"):
+            raise ValueError(f"logger.wandb.mode={mode!r} must be online, offline, disabled or null")
+        if not isinstance(log_checkpoints, bool):
+            raise ValueError(f"logger.wandb.log_checkpoints={log_checkpoints!r} must be true or false")
+        if figures is not None and not callable(figures):
+            raise ValueError(f"logger.wandb.figures={figures!r} must be null or a function (_target_ with _partial_: true)")  # fmt: skip
+        self.project, self.group, self.tags, self.mode = project, group, list(tags or []), mode
+        self.init_timeout_s, self.histograms_every_n_epochs = init_timeout_s, histograms_every_n_epochs
+        self.log_checkpoints, self.figures = log_checkpoints, figures
+        self.members: list[dict[str, Any]] = []
+        self.ids: list[str] = []
+        self.runs: list[Any] = []
+        self.history: MetricsHistory | None = None
+
+    def attach(
+        self,
+        names: Sequence[str],
+        run_dirs: Sequence[Path],
+        configs: Sequence[dict[str, Any]],
+        identities: Sequence[dict[str, Any]] | None = None,
+        swept: Sequence[dict[str, Any]] | None = None,
+    ) -> None:
+        """The members: their names (the fallback of a run name), run directories, resolved configs,
+        `identities` (regularizer, strength, seed, dataset, ...: top-level keys; a config group they
+        replace, such as `regularizer`, moves to `regularizer_config`) and `swept`, their values of
+        the listed keys (`regularizer.strength`, `seed`). The keys set on the command line also go to
+        the top level, under the names W&B sweeps give them (`optimizer.lr`)."""
+        overrides, multirun_keys = _hydra_swept()
+        self.members = []
+        for k, (name, run_dir, config) in enumerate(zip(names, run_dirs, configs)):
+            ident = dict(identities[k]) if identities else {}
+            values = dict(swept[k]) if swept else {}
+            full = {f"{key}_config" if key in ident and isinstance(v, dict) else key: v for key, v in config.items()}
+            top = {key: _select(config, key) for key in overrides if not isinstance(config.get(key), dict)}
+            top = {key: overrides[key] if v is None else v for key, v in top.items()} | values
+            full |= ident | top
+            named = {key: top[key] for key in sorted(multirun_keys) if key in top} | values
+            display = run_name(full, named) if {"regularizer", "strength", "seed"} <= full.keys() else name
+            self.members.append({"name": display, "dir": Path(run_dir), "config": full})
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.history = next(c for c in trainer.callbacks if isinstance(c, MetricsHistory))  # type: ignore[attr-defined]
+        if not self.ids:  # not resumed from a checkpoint: new runs
+            agent = os.environ.get("WANDB_RUN_ID") if len(self.members) == 1 else None
+            self.ids = [agent or secrets.token_hex(4) for _ in self.members]
+        for member, run_id in zip(self.members, self.ids):
+            member["dir"].mkdir(parents=True, exist_ok=True)
+            run = start_run(
+                self.mode,
+                self.init_timeout_s,
+                project=self.project,
+                name=member["name"],
+                group=self.group,
+                tags=self.tags,
+                job_type="train",
+                dir=str(member["dir"]),
+                id=run_id,
+                resume="allow",
+                config=member["config"],
+            )
+            run.define_metric("epoch")
+            run.define_metric("*", step_metric="epoch")
+            for key, best in SUMMARIES.items():
+                run.define_metric(key, step_metric="epoch", summary=f"{best},last")
+            self.runs.append(run)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        history = self.history
+        if history is None or not history.epochs or history.epochs[-1][0] != trainer.current_epoch:
+            return
+        epoch = trainer.current_epoch
+        histograms = self._histograms(pl_module) if epoch % self.histograms_every_n_epochs == 0 else None
+        for k, run in enumerate(self.runs):
+            diverged = history.diverged_epoch[k]
+            if diverged is not None and epoch > diverged:
+                continue
+            row = {"epoch": epoch, **history.latest(k)}
+            run.log(row | (histograms[k] if histograms else {}))
+
+    @staticmethod
+    def _histograms(pl_module: L.LightningModule) -> list[dict[str, Any]]:
+        import wandb
+
+        layers = pl_module.model.linear_layers().items()  # type: ignore[union-attr,operator]
+        weights = {name: layer.weight.detach().flatten(1).cpu().numpy() for name, layer in layers}
+        K = next(iter(weights.values())).shape[0]
+        return [{f"histograms/{name}": wandb.Histogram(w[k]) for name, w in weights.items()} for k in range(K)]
+
+    def best(self, k: int) -> dict[str, Any]:
+        """Member k's best validation score (accuracy, or R² for a regression) and its epoch."""
+        rows = self.history.rows(k) if self.history is not None else []
+        for key in ("val/acc", "val/r2"):
+            scored = [r for r in rows if math.isfinite(r.get(key, math.nan))]
+            if scored:
+                top = max(scored, key=lambda r: r[key])  # the first epoch that reached it
+                return {f"best/{key}": top[key], "best/epoch": int(top["epoch"])}
+        return {}
+
+    def finish(self, records: Sequence[dict[str, Any]]) -> None:
+        """Write each member's summary (status, final metrics, best validation score and its epoch),
+        log its figures and checkpoint, and close its run."""
+        import wandb
+
+        for k, (run, record, member) in enumerate(zip(self.runs, records, self.members)):
+            try:
+                summary = {"status": record["status"], "epochs": record.get("epochs")} | self.best(k)
+                summary |= {f"final/{key}": v for key, v in record.get("metrics", {}).items()}
+                run.summary.update(summary)
+                last_epoch = record.get("epochs", 0) - 1
+                if self.figures is not None and record["status"] == "completed":
+                    images = {f"figures/{p.stem}": wandb.Image(str(p)) for p in self.figures(member["dir"])}
+                    if images:
+                        run.log({"epoch": last_epoch, **images})
+                checkpoint = member["dir"] / "checkpoints" / "last.ckpt"
+                if self.log_checkpoints and record["status"] != "failed" and checkpoint.is_file():
+                    artifact = wandb.Artifact(
+                        f"model-{run.id}",
+                        type="model",
+                        metadata={
+                            key: record.get(key) for key in ("regularizer", "strength", "seed", "dataset", "epochs")
+                        },
+                    )
+                    artifact.add_file(str(checkpoint), name="last.ckpt")
+                    run.log_artifact(artifact, aliases=["latest", "final"])
+            except Exception as e:  # the run's files are written; W&B is a copy of them
+                warnings.warn(f"W&B: {member['name']}: {type(e).__name__}: {e}", stacklevel=1)
+            run.finish(exit_code=0 if record["status"] != "failed" else 1)
+        self.runs = []
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        for run in self.runs:
+            run.finish(exit_code=1)
+        self.runs = []
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"ids": self.ids}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.ids = list(state_dict.get("ids") or [])
+
+
+def _select(config: dict[str, Any], key: str) -> Any:
+    """The value of the dotted `key` in the nested `config`, or None."""
+    node: Any = config
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node

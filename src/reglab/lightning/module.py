@@ -1,13 +1,24 @@
-"""The LightningModule: one MLP, one regularizer, one optimizer.
+"""The LightningModule: an MLP of K ≥ 1 members, one regularizer, one optimizer.
 
-The whole training step is in `training_step`, with manual optimization so that every place a
-regularizer touches the weights is visible in one screen of code.
+Lightning sees one training batch per epoch (the sample orders); `training_step` runs the epoch's
+mini-batches itself, with manual optimization, so every place a regularizer touches the weights
+is in `_step`, one screen of code:
+
+    objective = data_loss + reg.penalty()   # penalty only if reg.explicit; per member, [K]
+    backward(objective.sum())               # member k's objective reaches only member k's weights
+    reg.before_step(lr)                     # decoupled decay
+    optimizer.step()
+    reg.after_step(lr)                      # proximal maps
+
+At the end of every evaluated epoch (`trainer.check_val_every_n_epoch`, and the last epoch) every
+metric of every member is computed on the device into one dict of [K] tensors,
+`epoch_metrics`; callbacks (`reglab.lightning.callbacks`) read it, with one host transfer.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import cast
+from typing import Any, cast
 
 import lightning as L
 import torch
@@ -18,8 +29,6 @@ from reglab.science.datasets import Task
 from reglab.science.metrics import data_loss, prediction_metrics, weight_metrics
 from reglab.science.model import MLP
 from reglab.science.regularizers import Regularizer
-
-SPLITS_OF_LOADER = {"validate": ("train", "val"), "test": ("train", "test")}
 
 
 class RegLabModule(L.LightningModule):
@@ -33,6 +42,7 @@ class RegLabModule(L.LightningModule):
         task: Task,
         scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler] | None = None,
         sparsity_threshold: float = 1e-3,
+        gradient_clip_val: float | None = None,
     ) -> None:
         super().__init__()
         self.automatic_optimization = False
@@ -40,72 +50,152 @@ class RegLabModule(L.LightningModule):
         self.regularizer = regularizer.bind(model)
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.task, self.sparsity_threshold = task, sparsity_threshold
-        # Set on the device by every step, read once per epoch: no host sync inside the loop.
-        self.register_buffer("all_finite", torch.ones((), dtype=torch.bool), persistent=False)
-        self.diverged_epoch: int | None = None
-        self._evaluated: dict[str, dict[str, Tensor]] = {}
+        self.gradient_clip_val = gradient_clip_val
+        K = model.members
+        # Per member, set on the device by every step and read once per epoch: no host sync per step.
+        self.register_buffer("all_finite", torch.ones(K, dtype=torch.bool), persistent=False)
+        self.diverged_epoch: list[int | None] = [None] * K
+        self.diverged_weights: dict[int, dict[str, Tensor]] = {}  # where a diverged member stopped
+        self.epoch_metrics: dict[str, Tensor] = {}  # the last evaluated epoch's metrics, [K] each
+        self.evaluated_epoch = -1
+        # Saved with checkpoints: a re-launch resumes only a checkpoint of the same members.
+        self.member_hashes: list[str] = []
+        # What `load_from_checkpoint` needs to build the module again, as plain data (Lightning's
+        # `hyper_parameters`; the constructor's arguments are objects, so they are described).
+        self.hparams.update(
+            model={"in_features": model.in_features, "out_features": model.out_features, "hidden": model.widths,
+                   "activation": model.activation_name, "dropout": model.dropout_p, "init": model.init,
+                   "members": model.members},
+            regularizer={"name": regularizer.name, "strength": regularizer.strength.tolist(),
+                         "include_bias": regularizer.include_bias, "exclude": list(regularizer.exclude)},
+            task=task,
+            sparsity_threshold=sparsity_threshold,
+        )  # fmt: skip
 
     def forward(self, x: Tensor) -> Tensor:
         return self.model(x)
 
-    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
-        x, y = batch
-        optimizer = cast(LightningOptimizer, self.optimizers())  # configure_optimizers returns one
-        objective = data_loss(self.model(x), y, self.task)
-        if self.regularizer.explicit:
-            objective = objective + self.regularizer.penalty()
+    # Training ---------------------------------------------------------------------------------
+    def training_step(self, orders: Tensor, batch_idx: int) -> None:
+        """One epoch: `_step` on each mini-batch of the epoch's order, then the epoch's metrics."""
+        datamodule = self.trainer.datamodule  # type: ignore[attr-defined]
+        x, y = datamodule.tensors["train"]
+        distinct = torch.arange(len(orders), device=orders.device)[:, None]
+        x, y = datamodule.per_member(x[distinct, orders], y[distinct, orders])
+        optimizer = cast(LightningOptimizer, self.optimizers())
+        batch = datamodule.batch_size
+        for start in range(0, x.shape[-2], batch):  # x: [n, d] shared by every member, or [K, n, d]
+            self._step(x[..., start : start + batch, :], y[..., start : start + batch], optimizer)
+        self._check_divergence()
+        epoch, every = self.current_epoch, self.trainer.check_val_every_n_epoch or 1
+        if (epoch + 1) % every == 0 or epoch + 1 == self.trainer.max_epochs or self.trainer.should_stop:
+            self.epoch_metrics, self.evaluated_epoch = self.evaluate("val"), epoch
+
+    def _step(self, x: Tensor, y: Tensor, optimizer: LightningOptimizer) -> None:
+        objective = self.regularized_loss(x, y)  # [K]
         optimizer.zero_grad(set_to_none=True)
-        self.manual_backward(objective)
+        self.manual_backward(objective.sum())  # member k's objective only reaches member k's weights
+        if self.gradient_clip_val:
+            self.clip_member_gradients(self.gradient_clip_val)
         lr = optimizer.param_groups[0]["lr"]
         self.regularizer.before_step(lr)  # decoupled decay: on the weights the gradient saw
         optimizer.step()
         self.regularizer.after_step(lr)  # proximal maps: on the weights the optimizer produced
         self.all_finite &= torch.isfinite(objective)
 
+    def regularized_loss(self, x: Tensor, y: Tensor) -> Tensor:
+        """Each member's training objective on a batch: data loss, plus the penalty if explicit."""
+        objective = data_loss(self.model(x), y, self.task)
+        return objective + self.regularizer.penalty() if self.regularizer.explicit else objective
+
+    @torch.no_grad()
+    def clip_member_gradients(self, max_norm: float) -> None:
+        """Scale each member's gradient to a total 2-norm of at most `max_norm` (Lightning's
+        `gradient_clip_val` with the norm algorithm, taken per member: members stay independent)."""
+        grads = [p.grad for p in self.model.parameters() if p.grad is not None]
+        norms = torch.stack([g.flatten(1).square().sum(1) for g in grads]).sum(0).sqrt()  # [K]
+        scale = (max_norm / (norms + 1e-6)).clamp(max=1.0)
+        for g in grads:
+            g.mul_(scale.view(-1, *[1] * (g.dim() - 1)))
+
+    def _check_divergence(self) -> None:
+        """A member whose objective or weights became non-finite is recorded where it stopped."""
+        finite = self.all_finite.clone()
+        for p in self.model.parameters():
+            finite &= torch.isfinite(p).flatten(1).all(1)
+        for k in torch.nonzero(~finite).flatten().tolist():  # one host sync per epoch
+            if self.diverged_epoch[k] is None:
+                self.diverged_epoch[k] = self.current_epoch
+                self.diverged_weights[k] = self.model.member_state_dict(k)
+        if all(e is not None for e in self.diverged_epoch):
+            self.trainer.should_stop = True
+
     def on_train_epoch_end(self) -> None:
         scheduler = self.lr_schedulers()
         if scheduler is not None:
             scheduler.step()  # type: ignore[union-attr]
-        finite = bool(self.all_finite) and all(bool(torch.isfinite(p).all()) for p in self.regularizer.params)
-        if not finite and self.diverged_epoch is None:
-            self.diverged_epoch = self.current_epoch
-            self.trainer.should_stop = True
 
-    # Evaluation: whole splits as single batches, at the weights the epoch ended with.
-    def _evaluate(self, batch: tuple[Tensor, Tensor], dataloader_idx: int, stage: str) -> None:
-        split = SPLITS_OF_LOADER[stage][dataloader_idx]
-        x, y = batch
-        metrics = prediction_metrics(self.model(x), y, self.task)
-        if split == "train":
-            metrics["penalty"] = self.regularizer.penalty()
-            metrics["objective"] = metrics["loss"] + metrics["penalty"]
-        self._evaluated[split] = metrics
-        self.log_dict({f"{split}/{k}": v for k, v in metrics.items()}, add_dataloader_idx=False, batch_size=len(y))
-
-    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
-        self._evaluate(batch, dataloader_idx, "validate")
-
-    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int, dataloader_idx: int = 0) -> None:
-        self._evaluate(batch, dataloader_idx, "test")
-
-    def _log_gap_and_weights(self, held_out: str) -> None:
-        train, other = self._evaluated["train"], self._evaluated[held_out]
-        # Generalization gap, positive when the model does better on the data it trained on.
-        gap = train["acc"] - other["acc"] if "acc" in train else other["loss"] - train["loss"]
-        logged = {f"{held_out}/gap": gap}
+    # Evaluation -------------------------------------------------------------------------------
+    @torch.no_grad()
+    def evaluate(self, held_out: str) -> dict[str, Tensor]:
+        """Every metric of every member at the current weights, on the device, [K] each:
+        `train/…`, `<held_out>/…`, `<held_out>/gap` and, for `val`, `weights/…` and `lr`."""
+        datamodule = self.trainer.datamodule  # type: ignore[attr-defined]
+        was_training = self.model.training
+        self.model.eval()
+        split_metrics = {}
+        for split in ("train", held_out):
+            x, y = datamodule.inputs(split)
+            split_metrics[split] = prediction_metrics(self.model(x), y, self.task)
+        self.model.train(was_training)
+        train = split_metrics["train"]
+        train["penalty"] = self.regularizer.penalty(torch.float64)  # reported exactly (README, Conventions)
+        train["objective"] = train["loss"] + train["penalty"]
+        out = {f"{s}/{k}": v for s, m in split_metrics.items() for k, v in m.items()}
+        other = split_metrics[held_out]
+        # Generalization gap, positive when a model does better on the data it trained on.
+        out[f"{held_out}/gap"] = train["acc"] - other["acc"] if "acc" in train else other["loss"] - train["loss"]
         if held_out == "val":
-            logged.update(weight_metrics(self.model, self.sparsity_threshold))
-            logged["lr"] = torch.tensor(cast(LightningOptimizer, self.optimizers()).param_groups[0]["lr"])
-        self.log_dict(logged)
+            out.update(weight_metrics(self.model, self.sparsity_threshold))
+            lr = cast(LightningOptimizer, self.optimizers()).param_groups[0]["lr"]
+            out["lr"] = torch.full_like(out["val/loss"], lr)
+        return out
 
-    def on_validation_epoch_end(self) -> None:
-        self._log_gap_and_weights("val")
+    def member_weights(self, k: int) -> dict[str, Tensor]:
+        """Member k's final weights (a K = 1 `MLP.state_dict()`): where it stopped if it diverged."""
+        return self.diverged_weights.get(k) or self.model.member_state_dict(k)
 
-    def on_test_epoch_end(self) -> None:
-        self._log_gap_and_weights("test")
+    # Checkpoints: the divergence record travels with the weights ---------------------------------
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["divergence"] = {"epoch": self.diverged_epoch, "weights": self.diverged_weights}
+        checkpoint["members"] = self.member_hashes
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        state = checkpoint.get("divergence") or {}
+        self.diverged_epoch = state.get("epoch", self.diverged_epoch)
+        self.diverged_weights = state.get("weights", {})
+
+    @classmethod
+    def load_from_checkpoint(cls, checkpoint_path: Any, map_location: Any = None, **kwargs: Any) -> RegLabModule:  # type: ignore[override]
+        """The trained module of a reglab checkpoint (a run's or a member's `last.ckpt`), in eval mode,
+        built from the plain `hyper_parameters` it holds and read with `weights_only=True`: nothing in
+        the file is executed. Its optimizer is Adam with default settings (for fine-tuning; set your own)."""
+        from functools import partial
+
+        from reglab.science.regularizers import REGULARIZERS
+
+        state = torch.load(checkpoint_path, map_location=map_location or "cpu", weights_only=True)
+        hp = state["hyper_parameters"]
+        model = MLP(**hp["model"])
+        reg = hp["regularizer"]
+        regularizer = REGULARIZERS[reg["name"]](reg["strength"], include_bias=reg["include_bias"], exclude=reg["exclude"])  # fmt: skip
+        module = cls(model, regularizer, partial(torch.optim.Adam), hp["task"], sparsity_threshold=hp["sparsity_threshold"])  # fmt: skip
+        module.load_state_dict(state["state_dict"])
+        return module.eval()
 
     def configure_optimizers(self):
         optimizer = self.optimizer_factory(self.model.parameters())
+        self.regularizer.use_optimizer(optimizer)
         if self.scheduler_factory is None:
             return optimizer
         return {"optimizer": optimizer, "lr_scheduler": self.scheduler_factory(optimizer)}

@@ -7,9 +7,9 @@ afterwards by `prepare`, so they are the same for every data set.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 from sklearn import datasets as skd
@@ -191,3 +191,17 @@ def prepare(data: Dataset, fractions: tuple[float, float, float], label_noise: f
         shift = rng.integers(1, data.n_classes, size=flipped)
         y["train"][flip] = (y["train"][flip] + shift) % data.n_classes
     return Splits(x, y, data.task, data.n_classes, data.support, data.coef, flipped, mean, std)
+
+
+def load(
+    name: str, split: Sequence[float] = (0.6, 0.2, 0.2), label_noise: float = 0.0, seed: int = 0, **kwargs
+) -> Splits:
+    """Data set `name` generated (or loaded) with `seed`, then split and standardised by `prepare`."""
+    check_arguments(name, kwargs)
+    return prepare(GENERATORS[name](seed=seed, **kwargs), tuple(split), label_noise, seed)  # type: ignore[arg-type]
+
+
+def load_splits(data_config: Mapping[str, Any], seed: int) -> Splits:
+    """`load` from a run's `data` config read as plain data (its `_target_` and batch size ignored)."""
+    kwargs = {k: v for k, v in data_config.items() if not str(k).startswith("_") and k not in ("batch_size", "seed")}
+    return load(seed=seed, **kwargs)

@@ -1,75 +1,90 @@
-"""What a run measures: data loss and accuracy by task, and the state of the weights.
+"""What a run measures, per member: data loss and accuracy by task, and the state of the weights.
 
-Pure functions of a model and tensors, computed once per epoch on whole splits, never per step.
+Pure functions of a model (`reglab.science.model.MLP`, K members) and tensors; every value is a
+tensor of shape [K], one per member. Computed once per evaluated epoch on whole splits, on the
+device, never per step.
 """
 
 from __future__ import annotations
 
-from typing import cast
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torchmetrics.functional import r2_score
-from torchmetrics.functional.classification import binary_accuracy, multiclass_accuracy
 
 from reglab.science.datasets import Task
 from reglab.science.model import MLP
 
 
 def data_loss(logits: Tensor, y: Tensor, task: Task) -> Tensor:
-    """Mean over the batch: BCE on the sigmoid (binary), cross-entropy (multiclass), MSE (regression)."""
+    """Each member's mean loss over its batch, shape [K]: BCE on the sigmoid (binary),
+    cross-entropy (multiclass), MSE (regression). `logits` [K, n, out], `y` [K, n] or [n]."""
     if task == "binary":
-        return F.binary_cross_entropy_with_logits(logits.squeeze(-1), y.to(logits.dtype))
+        target = y.to(logits.dtype).expand(logits.shape[:-1])
+        return F.binary_cross_entropy_with_logits(logits.squeeze(-1), target, reduction="none").mean(-1)
     if task == "multiclass":
-        return F.cross_entropy(logits, y)
-    return F.mse_loss(logits.squeeze(-1), y)
+        target = y.expand(logits.shape[:-1])
+        return F.cross_entropy(logits.transpose(1, 2), target, reduction="none").mean(-1)
+    return (logits.squeeze(-1) - y).square().mean(-1)
 
 
 def prediction_metrics(logits: Tensor, y: Tensor, task: Task) -> dict[str, Tensor]:
-    """`loss` and `acc` (classification) or `loss`, `mse` and `r2` (regression), as 0-d tensors."""
+    """`loss` and `acc` (classification) or `loss`, `mse` and `r2` (regression), each [K].
+
+    accuracy counts sigmoid(logit) > 0.5 (binary) or argmax (multiclass) equal to the label, as
+    torchmetrics does; r2 = 1 − RSS/TSS with TSS = Σ(y − ȳ)².
+    """
     loss = data_loss(logits, y, task)
     if task == "binary":
-        return {"loss": loss, "acc": binary_accuracy(torch.sigmoid(logits.squeeze(-1)), y)}
+        return {"loss": loss, "acc": ((torch.sigmoid(logits.squeeze(-1)) > 0.5).long() == y).float().mean(-1)}
     if task == "multiclass":
-        return {"loss": loss, "acc": multiclass_accuracy(logits, y, num_classes=logits.shape[-1], average="micro")}
-    return {"loss": loss, "mse": loss, "r2": r2_score(logits.squeeze(-1), y)}
+        return {"loss": loss, "acc": (logits.argmax(-1) == y).float().mean(-1)}
+    y = y.expand(logits.shape[:-1])
+    rss = (y - logits.squeeze(-1)).square().sum(-1)
+    tss = (y - y.mean(-1, keepdim=True)).square().sum(-1)
+    return {"loss": loss, "mse": loss, "r2": 1 - rss / tss}
 
 
 @torch.no_grad()
 def weight_metrics(model: MLP, threshold: float = 1e-3) -> dict[str, Tensor]:
-    """Norms and sparsity of the weight matrices (biases excluded), per layer and in total.
+    """Norms and sparsity of the weight matrices (biases excluded), per layer and in total, per member.
 
     `zero_frac`: fraction of weights exactly 0; `small_frac`: fraction with |w| < threshold;
-    `dead_units`: hidden units whose incoming weights are all exactly 0.
+    `dead_units`: hidden units whose incoming weights are all exactly 0. Sums are taken in
+    float64, so an L1 norm of 10⁴ weights is right to far better than 1e-6.
     """
     out: dict[str, Tensor] = {}
-    weights = {name: layer.weight for name, layer in model.linear_layers().items()}
-    for name, w in weights.items():
-        out[f"weights/{name}/l1"] = w.abs().sum()
-        out[f"weights/{name}/l2"] = w.norm()
-        out[f"weights/{name}/max_abs"] = w.abs().max()
-        out[f"weights/{name}/zero_frac"] = (w == 0).float().mean()
-    flat = torch.cat([w.flatten() for w in weights.values()])
-    out["weights/l1"] = flat.abs().sum()
-    out["weights/l2"] = flat.norm()
-    out["weights/max_abs"] = flat.abs().max()
-    out["weights/zero_frac"] = (flat == 0).float().mean()
-    out["weights/small_frac"] = (flat.abs() < threshold).float().mean()
-    hidden = [w for name, w in weights.items() if name != "output"]
-    # sum() of a non-empty list of tensors is a tensor, never its start value 0
-    out["weights/dead_units"] = (
-        cast(Tensor, sum(((w != 0).sum(1) == 0).sum() for w in hidden)).float() if hidden else torch.zeros(())
-    )
+    parts = []
+    for name, layer in model.linear_layers().items():
+        w = layer.weight.flatten(1).double()  # [K, out·in]
+        part = {"l1": w.abs().sum(1), "sq": w.square().sum(1), "max": w.abs().amax(1)}
+        part |= {"zero": (w == 0).sum(1), "small": (w.abs() < threshold).sum(1)}
+        out[f"weights/{name}/l1"] = part["l1"]
+        out[f"weights/{name}/l2"] = part["sq"].sqrt()
+        out[f"weights/{name}/max_abs"] = part["max"]
+        out[f"weights/{name}/zero_frac"] = part["zero"] / w.shape[1]
+        parts.append(part)
+    total = {key: torch.stack([p[key] for p in parts]) for key in parts[0]}
+    n = n_weights(model)
+    out["weights/l1"] = total["l1"].sum(0)
+    out["weights/l2"] = total["sq"].sum(0).sqrt()
+    out["weights/max_abs"] = total["max"].amax(0)
+    out["weights/zero_frac"] = total["zero"].sum(0) / n
+    out["weights/small_frac"] = total["small"].sum(0) / n
+    dead = [
+        ((layer.weight != 0).sum(2) == 0).sum(1) for name, layer in model.linear_layers().items() if name != "output"
+    ]
+    out["weights/dead_units"] = torch.stack(dead).sum(0).double() if dead else torch.zeros(model.members)
     return out
 
 
 @torch.no_grad()
-def feature_l1(model: MLP) -> list[float]:
-    """L1 norm of each input feature's outgoing weights in the first layer: 0 means the feature is dropped."""
+def feature_l1(model: MLP) -> list[list[float]]:
+    """Per member, the L1 norm of each input feature's outgoing first-layer weights: 0 means the
+    feature is dropped."""
     first = next(iter(model.linear_layers().values()))
-    return first.weight.abs().sum(0).tolist()
+    return first.weight.double().abs().sum(1).tolist()
 
 
 def n_weights(model: MLP) -> int:
-    return sum(layer.weight.numel() for layer in model.linear_layers().values())
+    """Weights of one member (biases excluded)."""
+    return sum(layer.weight[0].numel() for layer in model.linear_layers().values())

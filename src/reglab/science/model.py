@@ -1,11 +1,23 @@
-"""The multilayer perceptron every experiment trains."""
+"""The multilayer perceptron every experiment trains, as a stack of K ≥ 1 independent members.
+
+Member k of an `MLP` is the ordinary network whose tensors are `hidden.0.weight[k]`,
+`hidden.0.bias[k]`, …, `output.bias[k]`; K = 1 is the ordinary case. Nothing mixes members:
+each layer is one batched matmul over the member dimension and activations are elementwise,
+so the sum of the members' losses gives member k exactly the gradient of its own loss, and an
+elementwise optimizer (SGD, Adam, AdamW) over the stacked tensors is K independent optimizers.
+
+Shapes: weights [K, out, in], biases [K, out]; inputs [n, in] (shared by every member) or
+[K, n, in]; outputs [K, n, out].
+"""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from typing import cast
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,
@@ -17,44 +29,109 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
 INITS = ("glorot_uniform", "torch_default")
 
 
+class StackedLinear(nn.Module):
+    """K affine maps at once: y[k] = x[k] · weight[k]ᵀ + bias[k]."""
+
+    def __init__(self, members: int, in_features: int, out_features: int) -> None:
+        super().__init__()
+        self.in_features, self.out_features = in_features, out_features
+        self.weight = nn.Parameter(torch.zeros(members, out_features, in_features))
+        self.bias = nn.Parameter(torch.zeros(members, out_features))
+
+    def forward(self, x: Tensor) -> Tensor:
+        if x.dim() == 2:  # one input shared by every member: a stride-0 view, no copy
+            x = x.expand(self.weight.shape[0], *x.shape)
+        return torch.baddbmm(self.bias.unsqueeze(1), x, self.weight.transpose(1, 2))
+
+
 class MLP(nn.Module):
     """in_features → hidden[0] → … → hidden[-1] → out_features, `activation` after each hidden layer.
 
-    Layers are named `hidden.0`, `hidden.1`, …, `output`: these are the names a regularizer's
-    `exclude` list refers to. `hidden=[]` is a linear (or logistic) model. The output is a logit
-    (or a regression value); the loss applies the sigmoid or softmax.
+    Layers are named `hidden.0`, `hidden.1`, …, `output`: the names a regularizer's `exclude`
+    list refers to. `hidden=[]` is a linear (or logistic) model. The output is a logit (or a
+    regression value); the loss applies the sigmoid or softmax.
 
     `init="glorot_uniform"` with zero biases is Keras' `Dense` default, so a model here starts
-    from the same distribution as the article's Keras code; `"torch_default"` keeps `nn.Linear`'s.
+    from the same distribution as the article's Keras code; `"torch_default"` is `nn.Linear`'s.
+    `seeds` (one per member) draws member k's initial weights from its own generator, so a member
+    starts where its K = 1 run with that seed starts; without them the global RNG is used.
     """
 
     def __init__(
         self,
         in_features: int,
         out_features: int,
-        hidden: list[int] | tuple[int, ...] = (128, 128),
+        hidden: Sequence[int] = (128, 128),
         activation: str = "relu",
         dropout: float = 0.0,
         init: str = "glorot_uniform",
+        members: int = 1,
+        seeds: Sequence[int] | None = None,
     ) -> None:
         super().__init__()
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"model.activation={activation!r} is unknown; choose one of: {', '.join(ACTIVATIONS)}")
+        if init not in INITS:
+            raise ValueError(f"model.init={init!r} is unknown; choose one of: {', '.join(INITS)}")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"model.dropout={dropout} must be in [0, 1)")
+        if any(not isinstance(w, int) or w < 1 for w in hidden):
+            raise ValueError(f"model.hidden={list(hidden)} must be a list of widths >= 1 ([] for a linear model)")
+        if dropout > 0 and members > 1:
+            raise ValueError(
+                f"model.dropout={dropout} with {members} stacked members: they would draw their masks from one "
+                "generator and differ from their single runs; use dropout 0, or one λ and seed per run (-m)"
+            )
+        self.members, self.in_features, self.out_features = members, in_features, out_features
+        self.widths, self.activation_name, self.dropout_p, self.init = list(hidden), activation, dropout, init
         widths = [in_features, *hidden]
-        self.hidden = nn.ModuleList(nn.Linear(a, b) for a, b in zip(widths[:-1], widths[1:]))
-        self.output = nn.Linear(widths[-1], out_features)
+        self.hidden = nn.ModuleList(StackedLinear(members, a, b) for a, b in zip(widths[:-1], widths[1:]))
+        self.output = StackedLinear(members, widths[-1], out_features)
         self.activation = ACTIVATIONS[activation]()
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
-        if init == "glorot_uniform":
-            for layer in self.linear_layers().values():
-                nn.init.xavier_uniform_(layer.weight)
-                nn.init.zeros_(layer.bias)
+        self.reset_parameters(seeds)
 
-    def linear_layers(self) -> dict[str, nn.Linear]:
+    @torch.no_grad()
+    def reset_parameters(self, seeds: Sequence[int] | None = None) -> None:
+        """Draw every member's initial weights (member k from `seeds[k]`, else the global RNG)."""
+        if self.output.weight.is_meta:  # `member()` loads the weights it needs
+            return
+        if seeds is not None and len(seeds) != self.members:
+            raise ValueError(f"{len(seeds)} seeds for {self.members} members")
+        for k in range(self.members):
+            generator = torch.Generator().manual_seed(int(seeds[k])) if seeds is not None else None
+            for layer in self.linear_layers().values():
+                fan_in, fan_out = layer.in_features, layer.out_features
+                if self.init == "glorot_uniform":
+                    bound, bias_bound = math.sqrt(6.0 / (fan_in + fan_out)), 0.0
+                else:  # nn.Linear: kaiming_uniform(a=√5) for the weight, U(±1/√fan_in) for the bias
+                    bound = bias_bound = 1.0 / math.sqrt(fan_in) if fan_in > 0 else 0.0
+                weight = torch.empty(fan_out, fan_in).uniform_(-bound, bound, generator=generator)
+                bias = torch.empty(fan_out).uniform_(-bias_bound, bias_bound, generator=generator)
+                layer.weight[k].copy_(weight)
+                layer.bias[k].copy_(bias if bias_bound else torch.zeros(fan_out))
+
+    def linear_layers(self) -> dict[str, StackedLinear]:
         """The affine layers by name, input first."""
-        layers = {f"hidden.{i}": cast(nn.Linear, layer) for i, layer in enumerate(self.hidden)}
+        layers = {f"hidden.{i}": cast(StackedLinear, layer) for i, layer in enumerate(self.hidden)}
         layers["output"] = self.output
         return layers
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: Tensor) -> Tensor:
         for layer in self.hidden:
             x = self.dropout(self.activation(layer(x)))
         return self.output(x)
+
+    def member_state_dict(self, k: int) -> dict[str, Tensor]:
+        """Member k's tensors as a K = 1 model's `state_dict()` (copies, on the CPU)."""
+        return {name: tensor[k : k + 1].detach().cpu().clone() for name, tensor in self.state_dict().items()}
+
+    def member(self, k: int) -> MLP:
+        """Member k as a K = 1 `MLP` on the CPU (built on the meta device: draws no random numbers)."""
+        with torch.device("meta"):
+            model = MLP(
+                self.in_features, self.out_features, self.widths, self.activation_name, self.dropout_p, members=1
+            )
+        model.init = self.init
+        model.load_state_dict(self.member_state_dict(k), assign=True)
+        return model

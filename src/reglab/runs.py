@@ -1,0 +1,333 @@
+"""Run directories as data: find, read and group finished runs; rebuild a run's model.
+
+Reads only the files a run wrote (`reglab.rundir`): metrics.json, metrics.csv,
+.hydra/config.yaml as plain data, checkpoints/last.ckpt with `weights_only=True`. Nothing in a run
+directory is executed: no `_target_` is instantiated, models and data sets are built from
+reglab's own registries. Used by the report and the figures; imports neither them nor Lightning.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+
+from reglab import rundir
+
+FINISHED = (rundir.COMPLETED, rundir.FAILED, rundir.DIVERGED)
+# Regularizers whose λ is unused: their runs are one baseline, drawn and averaged at λ = 0.
+STRENGTH_UNUSED = ("none",)
+REGULARIZER_ORDER = ("none", "l1", "prox_l1", "elastic_net", "group_lasso", "l2", "weight_decay")
+
+
+class ReportError(Exception):
+    """Nothing to report: said in one line, never as a traceback."""
+
+
+@dataclass
+class Run:
+    """One finished run directory and its metrics.json record."""
+
+    path: Path
+    name: str  # relative to the reported directory
+    record: dict[str, Any]
+
+    @property
+    def status(self) -> str:
+        return self.record["status"]
+
+    @property
+    def regularizer(self) -> str:
+        return self.record["regularizer"]
+
+    @property
+    def strength(self) -> float:
+        """λ as recorded."""
+        return float(self.record["strength"])
+
+    @property
+    def lam(self) -> float:
+        """λ for grouping and plotting: 0 where the regularizer does not use it."""
+        return 0.0 if self.regularizer in STRENGTH_UNUSED else self.strength
+
+    @property
+    def seed(self) -> int:
+        return int(self.record["seed"])
+
+    @property
+    def dataset(self) -> str:
+        return self.record["dataset"]
+
+    @property
+    def task(self) -> str:
+        return self.record["task"]
+
+    @property
+    def score(self) -> str:
+        """The metric a model is judged by: accuracy, or R² for a regression."""
+        return "r2" if self.task == "regression" else "acc"
+
+    def metric(self, key: str) -> float:
+        value = self.record.get("metrics", {}).get(key)
+        return math.nan if value is None else float(value)
+
+    @cached_property
+    def config(self) -> DictConfig:
+        return OmegaConf.load(self.path / ".hydra" / "config.yaml")  # type: ignore[return-value]
+
+    @property
+    def sparsity_threshold(self) -> float:
+        return float(self.config.get("sparsity_threshold", math.nan))
+
+
+@dataclass
+class Found:
+    runs: list[Run] = field(default_factory=list)
+    incomplete: list[str] = field(default_factory=list)
+
+
+def warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr)
+
+
+def lam_label(lam: float) -> str:
+    return "0" if lam == 0 else f"{lam:g}"
+
+
+def strength_cell(regularizer: str, lam: float) -> str:
+    """λ as a table shows it: "—" for a regularizer that does not use it."""
+    return "—" if regularizer in STRENGTH_UNUSED else lam_label(lam)
+
+
+def _regularizer_rank(name: str) -> tuple[int, str]:
+    return (REGULARIZER_ORDER.index(name) if name in REGULARIZER_ORDER else len(REGULARIZER_ORDER), name)
+
+
+def run_order(run: Run) -> tuple:
+    return (run.dataset, _regularizer_rank(run.regularizer), run.lam, run.seed, run.name)
+
+
+def one_line(e: BaseException) -> str:
+    return f"{type(e).__name__}: {' '.join(str(e).split())}"
+
+
+def read_run(run_dir: Path, name: str) -> Run:
+    """The run in `run_dir`; ValueError (with the reason) if it has no finished metrics.json."""
+    try:
+        record = rundir.read_metrics_json(run_dir)
+    except FileNotFoundError:
+        raise ValueError("no metrics.json (still running, or stopped before the end)") from None
+    except (OSError, ValueError) as e:
+        raise ValueError(f"metrics.json is unreadable ({one_line(e)})") from None
+    if not isinstance(record, dict) or not isinstance(record.get("metrics"), dict):
+        raise ValueError("metrics.json holds no metrics record")
+    if record.get("status") not in FINISHED:
+        raise ValueError(f"status {record.get('status')!r} is not one of {', '.join(FINISHED)}")
+    missing = [k for k in ("regularizer", "strength", "seed", "dataset", "task") if record.get(k) is None]
+    if missing:
+        raise ValueError(f"metrics.json lacks {', '.join(missing)}")
+    run = Run(run_dir, name, record)
+    try:
+        run.config  # noqa: B018 (read now, so that a broken config is reported here, in one line)
+    except Exception as e:
+        raise ValueError(f".hydra/config.yaml is unreadable ({one_line(e)})") from None
+    return run
+
+
+def find_runs(directory: Path) -> Found:
+    """Every run directory under `directory` (itself included), with a warning for each incomplete one."""
+    found = Found()
+    run_dirs = sorted({p.parent.parent for p in directory.rglob("config.yaml") if p.parent.name == ".hydra"})
+    for run_dir in run_dirs:
+        name = directory.name if run_dir == directory else str(run_dir.relative_to(directory))
+        try:
+            found.runs.append(read_run(run_dir, name))
+        except ValueError as e:
+            warn(f"skipped {name}: {e}")
+            found.incomplete.append(name)
+    found.runs.sort(key=run_order)
+    return found
+
+
+# Config keys that do not change what is trained: ignored when comparing two runs' configs.
+NOT_TRAINING = ("name", "tags", "force", "paths", "logger", "callbacks")
+
+
+def _flatten(node: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(node, dict):
+        return {k: v for key, value in node.items() for k, v in _flatten(value, f"{prefix}{key}.").items()}
+    return {prefix.rstrip("."): node}
+
+
+def config_difference(a: Run, b: Run) -> list[str]:
+    """The config keys whose values differ between two runs, leaving out NOT_TRAINING."""
+    fa, fb = (_flatten(OmegaConf.to_container(r.config, resolve=False)) for r in (a, b))
+    keys = {k for k in fa.keys() | fb.keys() if fa.get(k) != fb.get(k)}
+    return sorted(k for k in keys if k.split(".")[0] not in NOT_TRAINING)
+
+
+def seed_groups(runs: Sequence[Run]) -> dict[tuple[str, float], list[Run]]:
+    """Completed runs by (regularizer, λ), in report order: the runs a mean over seeds is taken of.
+
+    Runs of a regularizer that ignores λ and differ only in that λ are one experiment: one run
+    per seed is kept. Runs with the same (regularizer, λ, seed) that differ in anything else
+    (an optimizer.lr sweep, say) are averaged together, with a warning naming the difference.
+    """
+    groups: dict[tuple[str, float], list[Run]] = {}
+    mixed: dict[tuple[str, float, int], set[str]] = {}
+    for run in sorted(runs, key=run_order):
+        if run.status != rundir.COMPLETED:
+            continue
+        group = groups.setdefault((run.regularizer, run.lam), [])
+        twins = [r for r in group if r.seed == run.seed]
+        differences = {k for twin in twins for k in config_difference(twin, run)}
+        if twins and run.regularizer in STRENGTH_UNUSED and differences <= {"regularizer.strength"}:
+            continue
+        if twins:
+            mixed.setdefault((run.regularizer, run.lam, run.seed), set()).update(differences)
+        group.append(run)
+    for (reg, lam, seed), keys in mixed.items():
+        n = sum(r.seed == seed for r in groups[(reg, lam)])
+        how = f"differ in {', '.join(sorted(keys))}" if keys else "have the same config (one run copied twice?)"
+        warn(f"{n} runs of {reg} at λ={lam_label(lam)}, seed {seed} {how}; they are averaged together like seeds")
+    return groups
+
+
+def values(runs: Sequence[Run], key: str) -> np.ndarray:
+    return np.array([run.metric(key) for run in runs], dtype=float)
+
+
+def mean_ci(x: np.ndarray, level: float = 0.95) -> tuple[float, float]:
+    """(mean, half-width of its `level` confidence interval) over the finite values of `x`: Student t
+    with n − 1 degrees of freedom, mean ± t·s/√n. The half-width is NaN for fewer than 2 values."""
+    from scipy import stats
+
+    x = np.asarray(x, dtype=float)
+    x = x[np.isfinite(x)]
+    if len(x) == 0:
+        return math.nan, math.nan
+    if len(x) == 1:
+        return float(x[0]), math.nan
+    t = float(stats.t.ppf(0.5 + level / 2, len(x) - 1))
+    return float(x.mean()), t * float(x.std(ddof=1)) / math.sqrt(len(x))
+
+
+def best_strengths(groups: dict[tuple[str, float], list[Run]], key: str) -> dict[str, float]:
+    """Per regularizer that uses λ, the λ of the highest mean `key` (the "sweet spot")."""
+    best: dict[str, tuple[float, float]] = {}
+    for (reg, lam), runs in groups.items():
+        mean = float(np.nanmean(values(runs, key))) if np.isfinite(values(runs, key)).any() else -math.inf
+        if reg not in STRENGTH_UNUSED and (reg not in best or mean > best[reg][1]):
+            best[reg] = (lam, mean)
+    return {reg: lam for reg, (lam, _) in best.items()}
+
+
+def load_model(run: Run) -> Any:
+    """The run's trained `MLP` (K = 1, eval mode) from checkpoints/last.ckpt, built from the
+    config's plain values by reglab's own class: no `_target_` from the run directory is called."""
+    import torch
+
+    from reglab.science.model import MLP
+
+    state = torch.load(run.path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["state_dict"]
+    weights = {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}
+    model_cfg = run.config.model
+    layers = sorted({k.rsplit(".", 1)[0] for k in weights})
+    first, last = weights["hidden.0.weight" if "hidden.0" in layers else "output.weight"], weights["output.weight"]
+    with torch.device("meta"):
+        model = MLP(
+            first.shape[-1],
+            last.shape[-2],
+            [int(w) for w in model_cfg.hidden],
+            str(model_cfg.activation),
+            init=str(model_cfg.get("init", "glorot_uniform")),
+        )
+    model.load_state_dict(weights, assign=True)
+    return model.eval()
+
+
+def load_splits(run: Run) -> Any:
+    """The run's data set, split and standardised as it trained on it (`reglab.science.datasets.Splits`)."""
+    from reglab.science import datasets
+
+    return datasets.load_splits(run.config.data, int(run.seed))
+
+
+@dataclass
+class TrainedRun:
+    """A finished run, ready to use: its K = 1 model (eval mode), the input transform fitted on its
+    training split, its config (plain data) and its metrics.json record."""
+
+    model: Any
+    mean: np.ndarray
+    std: np.ndarray
+    config: DictConfig
+    record: dict[str, Any]
+
+    @property
+    def task(self) -> str:
+        return self.record["task"]
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        """Raw inputs → the standardised inputs the model was trained on."""
+        return ((np.asarray(x, dtype=np.float64) - self.mean) / self.std).astype(np.float32)
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """On raw inputs: P(class 1) (binary, shape [n]), class probabilities (multiclass, [n, C]) or
+        predicted values in the model's standardised target units (regression, [n])."""
+        import torch
+
+        with torch.no_grad():
+            out = self.model(torch.from_numpy(self.transform(x)))[0]
+        if self.task == "binary":
+            return torch.sigmoid(out[:, 0]).numpy()
+        if self.task == "multiclass":
+            return torch.softmax(out, -1).numpy()
+        return out[:, 0].numpy()
+
+
+def load_run(run_dir: str | Path) -> TrainedRun:
+    """The trained model of a finished run directory, its fitted input transform and its config.
+    Reads files only: the checkpoint with `weights_only=True`, the config as plain data."""
+    run = read_run(Path(run_dir), Path(run_dir).name)
+    transform = run.record.get("input_transform")
+    if transform is None:  # written by a reglab before the transform was recorded: fit it again
+        splits = load_splits(run)
+        transform = {"mean": splits.mean.tolist(), "std": splits.std.tolist()}
+    model = load_model(run)
+    return TrainedRun(model, np.array(transform["mean"]), np.array(transform["std"]), run.config, run.record)
+
+
+def varying_keys(runs: Sequence[Run]) -> list[str]:
+    """The config keys whose values differ between the runs (leaving out NOT_TRAINING): what a
+    table of these runs must show beside their metrics."""
+    flats = [_flatten(OmegaConf.to_container(r.config, resolve=False)) for r in runs]
+    keys = {k for flat in flats for k in flat}
+    varying = {k for k in keys if len({repr(flat.get(k)) for flat in flats}) > 1}
+    return sorted(k for k in varying if k.split(".")[0] not in NOT_TRAINING)
+
+
+def results_table(directory: str | Path) -> Any:
+    """A pandas DataFrame with one row per run (member) under `directory`: every config key that
+    varies across the runs as a column, then `status`, every final metric, and `run_dir`."""
+    import pandas as pd
+
+    runs = find_runs(Path(directory)).runs
+    keys = varying_keys(runs)
+    rows = []
+    for run in runs:
+        flat = _flatten(OmegaConf.to_container(run.config, resolve=False))
+        rows.append(
+            {k: flat.get(k) for k in keys}
+            | {"regularizer": run.regularizer, "strength": run.strength, "seed": run.seed, "status": run.status}
+            | run.record.get("metrics", {})
+            | {"run_dir": str(run.path)}
+        )
+    return pd.DataFrame(rows)

@@ -1,0 +1,96 @@
+"""A trained run is a model you can use: load it, predict on raw inputs, evaluate it elsewhere, tabulate runs."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import reglab
+from reglab.evaluate import main as eval_main
+from reglab.science import datasets
+from tests.conftest import make_config, train_run
+
+SMALL = ["data.n_samples=300", "model.hidden=[16,16]", "trainer.max_epochs=5"]
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("trained") / "run"
+    return run_dir, train_run(run_dir, [*SMALL, "regularizer=l2", "regularizer.strength=1e-3", "seed=2"])
+
+
+def _raw_test_split(seed: int = 2):
+    splits = datasets.load("moons", (0.6, 0.2, 0.2), 0.0, seed, n_samples=300, noise=0.2)
+    return splits.x["test"] * splits.std + splits.mean, splits.y["test"]  # the inputs before any transform
+
+
+def test_a_loaded_run_predicts_on_raw_inputs_with_its_logged_test_accuracy(finished):
+    run_dir, record = finished
+    trained = reglab.load_run(run_dir)
+    x_raw, y = _raw_test_split()
+    p = trained.predict(x_raw)
+    assert p.shape == (len(y),) and ((p >= 0) & (p <= 1)).all()
+    assert ((p > 0.5) == y).mean() == pytest.approx(record["metrics"]["test/acc"], abs=1e-7)
+    assert trained.config.regularizer.strength == 1e-3 and trained.task == "binary"
+    assert trained.mean.shape == (2,) and not np.allclose(trained.transform(x_raw), x_raw)
+
+
+def test_reglab_eval_on_its_own_data_and_on_another_seeds(finished, capsys):
+    run_dir, record = finished
+    eval_main([str(run_dir)])
+    own = json.loads((run_dir / "eval.json").read_text())
+    assert own["metrics"]["test/acc"] == pytest.approx(record["metrics"]["test/acc"], abs=1e-6)
+    eval_main([str(run_dir), "seed=7", "data.noise=0.3"])
+    other = json.loads((run_dir / "eval.json").read_text())
+    assert other["data"]["seed"] == 7 and other["data"]["noise"] == 0.3 and other["n"] == 60
+    assert 0.5 < other["metrics"]["test/acc"] != own["metrics"]["test/acc"]
+    assert "seed 7" in capsys.readouterr().out
+
+
+def test_reglab_eval_refuses_a_data_set_with_other_inputs_in_one_line(finished, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        eval_main([str(finished[0]), "data=features"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: data set 'features' has 50 inputs; the run was trained on 2") and err.count("\n") == 1
+
+
+def test_results_table_has_a_column_per_varying_key(tmp_path):
+    from reglab.fit import fit
+
+    for lr in (0.001, 0.01):
+        fit(make_config(tmp_path / f"lr={lr}", [*SMALL, "regularizer=l1", f"optimizer.lr={lr}", "regularizer.strength=[0,0.001]", "seed=[0,1]"]))  # fmt: skip
+    table = reglab.results(tmp_path)
+    assert len(table) == 8 and {"optimizer.lr", "regularizer.strength", "seed", "status", "val/acc", "run_dir"} <= set(table.columns)  # fmt: skip
+    assert sorted(table["optimizer.lr"].unique()) == [0.001, 0.01]
+    assert "data.n_samples" not in table.columns  # the same in every run: not a column
+    assert (table.groupby(["optimizer.lr", "regularizer.strength"]).size() == 2).all()  # two seeds each
+
+
+def test_load_from_checkpoint_rebuilds_the_module_of_a_run_and_of_a_member(finished, tmp_path):
+    import torch
+
+    from reglab.fit import fit
+    from reglab.lightning.module import RegLabModule
+
+    run_dir, _ = finished
+    module = RegLabModule.load_from_checkpoint(run_dir / "checkpoints" / "last.ckpt")
+    x_raw, _ = _raw_test_split()
+    trained = reglab.load_run(run_dir)
+    with torch.no_grad():
+        p = torch.sigmoid(module(torch.from_numpy(trained.transform(x_raw)))[0, :, 0]).numpy()
+    np.testing.assert_allclose(p, trained.predict(x_raw), rtol=1e-6)
+    assert module.regularizer.name == "l2" and module.regularizer.strength.tolist() == [1e-3]
+    fit(make_config(tmp_path, [*SMALL, "regularizer=l1", "regularizer.strength=[0.0001,0.01]", "seed=1"]))
+    member = RegLabModule.load_from_checkpoint(tmp_path / "regularizer.strength=0.01" / "checkpoints" / "last.ckpt")
+    assert member.model.members == 1 and member.regularizer.strength.tolist() == [0.01]
+
+
+def test_train_from_python_returns_the_records(tmp_path):
+    from reglab.train import run
+
+    records = run([*SMALL, "logger=none", "regularizer=l1", "regularizer.strength=[0,0.01]"], run_dir=tmp_path / "py")
+    assert [r["strength"] for r in records] == [0.0, 0.01] and all(r["status"] == "completed" for r in records)
+    assert reglab.load_run(tmp_path / "py" / "regularizer.strength=0.01").config.regularizer.strength == 0.01
