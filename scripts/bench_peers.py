@@ -36,11 +36,12 @@ import json
 import math
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from process_timing import reglab_train, timed  # scripts/ is on sys.path when a script runs
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENT = "l1_vs_none"
@@ -287,22 +288,6 @@ def missing_main_overrides() -> list[str]:
     return [override for key, override in MAIN_OVERRIDES.items() if not has[key]]
 
 
-def reglab_train() -> list[str]:
-    script = Path(sys.executable).with_name("reglab-train")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "reglab.train"]
-
-
-def timed(command: list[str], env: dict[str, str], log: Path) -> float:
-    """Seconds from launching `command` to its exit; its output goes to `log`."""
-    with open(log, "w") as out:
-        started = time.perf_counter()
-        result = subprocess.run(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-        elapsed = time.perf_counter() - started
-    if result.returncode != 0:
-        sys.exit(f"error: {' '.join(command)} exited {result.returncode}:\n{log.read_text()[-3000:]}")
-    return elapsed
-
-
 def main_job_accuracy(sweep_dir: Path) -> dict[str, list[float]]:
     accuracy: dict[str, list[float]] = {}
     for path in sorted(sweep_dir.glob("**/metrics.json")):
@@ -356,7 +341,7 @@ def main() -> None:
             "profile",
         ]
         print(f"load before={' '.join(Path('/proc/loadavg').read_text().split()[:3])}")
-        outside = timed(command, {**env, "WANDB_DIR": str(work)}, work / "profile.log")
+        outside = timed(command, {**env, "WANDB_DIR": str(work)}, work / "profile.log", ROOT)
         print(f"load after={' '.join(Path('/proc/loadavg').read_text().split()[:3])}")
         print(f"reglab-train {' '.join(main_job_args)} hydra.sweep.dir=<tmp>, timers around its parts:\n")
         print_profile(work / "profile.log", outside)
@@ -386,7 +371,7 @@ def main() -> None:
             if side.startswith("main"):
                 command = [*command, f"hydra.sweep.dir={sweep_dir}"]
             log = work / f"{side}-{r}.log"
-            times[side].append(timed(command, {**env, "WANDB_DIR": str(work)}, log))
+            times[side].append(timed(command, {**env, "WANDB_DIR": str(work)}, log, ROOT))
             if side.startswith("main"):
                 accuracy[side] = main_job_accuracy(sweep_dir)
                 report_written[side] = (sweep_dir / "summary.md").is_file()

@@ -27,11 +27,12 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from process_timing import reglab_train, timed  # scripts/ is on sys.path when a script runs
 
 ROOT = Path(__file__).resolve().parents[1]
 GOALS = {"32": 1.3, "full": 1.5}
@@ -100,21 +101,6 @@ def raw_side(epochs: int, batch_size: int | None, out: Path) -> None:
     (out / "raw.json").write_text(json.dumps({"loop_s": elapsed, "val/acc": rows[-1][3]}))
 
 
-def timed(command: list[str], env: dict[str, str], log: Path) -> float:
-    with open(log, "w") as out:
-        started = time.perf_counter()
-        result = subprocess.run(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-        elapsed = time.perf_counter() - started
-    if result.returncode != 0:
-        sys.exit(f"error: {' '.join(command)} exited {result.returncode}:\n{log.read_text()[-3000:]}")
-    return elapsed
-
-
-def reglab_train() -> list[str]:
-    script = Path(sys.executable).with_name("reglab-train")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "reglab.train"]
-
-
 def load() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3]) if Path("/proc/loadavg").exists() else "?"
 
@@ -157,7 +143,9 @@ def main() -> None:
                 out = work / f"{label}-{side}-{r}"
                 out.mkdir()
                 extra = [f"hydra.run.dir={out}"] if side == "reglab" else [f"--out={out}"]
-                times.setdefault((label, side), []).append(timed([*commands[label][side], *extra], env, out / "log"))
+                times.setdefault((label, side), []).append(
+                    timed([*commands[label][side], *extra], env, out / "log", ROOT)
+                )
                 if side == "reglab":
                     record = json.loads((out / "metrics.json").read_text())
                     inside.setdefault((label, side), []).append(record["wall_time_s"])

@@ -31,13 +31,14 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+
+from process_timing import reglab_train, timed  # scripts/ is on sys.path when a script runs
 
 ROOT = Path(__file__).resolve().parents[1]
 PROBLEM = [
@@ -78,20 +79,7 @@ def load() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3]) if Path("/proc/loadavg").exists() else "?"
 
 
-def reglab_train() -> list[str]:
-    script = Path(sys.executable).with_name("reglab-train")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "reglab.train"]
-
-
 # Goal 4: whole processes ------------------------------------------------------------------------
-def timed(command: list[str], env: dict[str, str], log: Path) -> float:
-    with open(log, "w") as out:
-        started = time.perf_counter()
-        result = subprocess.run(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-        elapsed = time.perf_counter() - started
-    if result.returncode != 0:
-        sys.exit(f"error: {' '.join(command)} exited {result.returncode}:\n{log.read_text()[-3000:]}")
-    return elapsed
 
 
 def finished_runs(directory: Path) -> int:
@@ -125,7 +113,7 @@ def sweep_part(args: argparse.Namespace, n_lambda: int, n_seed: int, epochs: int
         for side in ("stack", "sequential") if r % 2 == 0 else ("sequential", "stack"):
             out = work / f"{side}-{r}"
             where = f"hydra.run.dir={out}" if side == "stack" else f"hydra.sweep.dir={out}"
-            times[side].append(timed([*commands[side], where], env, work / f"{side}-{r}.log"))
+            times[side].append(timed([*commands[side], where], env, work / f"{side}-{r}.log", ROOT))
             runs[side] = finished_runs(out)
     stack, sequential = statistics.median(times["stack"]), statistics.median(times["sequential"])
     members = n_lambda * n_seed
