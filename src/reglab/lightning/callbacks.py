@@ -57,10 +57,10 @@ class MetricsHistory(Callback):
 
     def rows(self, k: int) -> list[dict[str, float]]:
         """Member k's metrics.csv rows: {"epoch", "step", metric: value}."""
-        if not self.values:
-            return []
+        return self._member_rows(k, torch.stack([v[:, k] for v in self.values]).tolist() if self.values else [])
+
+    def _member_rows(self, k: int, values: list[list[float]]) -> list[dict[str, float]]:
         last = self.diverged_epoch[k]
-        values = torch.stack([v[:, k] for v in self.values]).tolist()
         return [
             {"epoch": epoch, "step": step, **dict(zip(self.names, row))}
             for (epoch, step), row in zip(self.epochs, values)
@@ -70,11 +70,13 @@ class MetricsHistory(Callback):
     def write(self) -> None:
         if not self.values:
             return
+        per_member = torch.stack(self.values).permute(2, 0, 1).tolist()  # [K][rows][metrics], one copy for all
         for k, run_dir in enumerate(self.run_dirs):
             buffer = io.StringIO()
             writer = csv.writer(buffer, lineterminator="\n")
             writer.writerow(["epoch", "step", *self.names])
-            writer.writerows([row["epoch"], row["step"], *(row[n] for n in self.names)] for row in self.rows(k))
+            rows = self._member_rows(k, per_member[k])
+            writer.writerows([row["epoch"], row["step"], *(row[n] for n in self.names)] for row in rows)
             rundir.atomic_write_text(run_dir / "metrics.csv", buffer.getvalue(), fsync=False)
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
