@@ -43,6 +43,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from reglab import rundir
 from reglab.config import MEMBER_KEYS, ConfigError, one_line_error, regularizer_name, task_of, validate
+from reglab.runs import flatten
 
 log = logging.getLogger("reglab.fit")
 PATH_KEY = "regularizer.strength"
@@ -68,12 +69,6 @@ def config_hash(cfg: DictConfig) -> str:
     return hashlib.sha256(json.dumps(trained_config(cfg), sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def _flat(node: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(node, dict):
-        return {k: v for key, value in node.items() for k, v in _flat(value, f"{prefix}{key}.").items()}
-    return {prefix.rstrip("."): node}
-
-
 def check_identity(members: list[Member], force: bool) -> None:
     """Refuse, in one line naming the differing keys, to train into a run directory that holds a
     run of another config: a run directory holds exactly what its config trained."""
@@ -84,7 +79,7 @@ def check_identity(members: list[Member], force: bool) -> None:
             continue
         if force or record.get("config_hash") in (None, m.config_hash):
             continue
-        ours, theirs = _flat(trained_config(m.cfg)), _flat(record.get("config") or {})
+        ours, theirs = flatten(trained_config(m.cfg)), flatten(record.get("config") or {})
         keys = sorted(k for k in ours.keys() | theirs.keys() if ours.get(k) != theirs.get(k))
         if record.get("config_yaml") and not m.values:  # Hydra has already written the new config there
             rundir.atomic_write_text(m.run_dir / ".hydra" / "config.yaml", record["config_yaml"])

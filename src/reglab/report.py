@@ -44,6 +44,7 @@ from reglab.runs import (
     Run,
     best_strengths,
     find_runs,
+    flatten,
     mean_ci,
     one_line,
     read_run,
@@ -371,12 +372,6 @@ def _plain(value: Any) -> Any:
     return value if value is None or isinstance(value, (bool, int, float, str)) else str(value)
 
 
-def _flat(node: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(node, dict):
-        return {k: v for key, value in node.items() for k, v in _flat(value, f"{prefix}{key}.").items()}
-    return {prefix.rstrip("."): _plain(node)}
-
-
 def _runs_wandb_config(runs: Sequence[Run]) -> dict[str, Any] | None:
     """`logger.wandb` of the first run that was logged to W&B: its plain settings, else None."""
     for run in runs:
@@ -407,7 +402,7 @@ def config_columns(runs: Sequence[Run]) -> list[dict[str, Any]]:
     """Per run, the config keys whose values differ between the runs (an optimizer.lr swept with
     -m, say), λ, seed and regularizer aside (summary.csv has them), and its optimizer, lr and
     batch size."""
-    flat = [_flat(cast(dict, OmegaConf.to_container(r.config, resolve=False))) for r in runs]
+    flat = [{k: _plain(v) for k, v in flatten(OmegaConf.to_container(r.config, resolve=False)).items()} for r in runs]
     keys = sorted(
         {
             k

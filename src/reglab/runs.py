@@ -160,15 +160,16 @@ def find_runs(directory: Path) -> Found:
 NOT_TRAINING = ("name", "tags", "force", "paths", "logger", "callbacks")
 
 
-def _flatten(node: Any, prefix: str = "") -> dict[str, Any]:
+def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
+    """A nested config as {"dotted.key": leaf}."""
     if isinstance(node, dict):
-        return {k: v for key, value in node.items() for k, v in _flatten(value, f"{prefix}{key}.").items()}
+        return {k: v for key, value in node.items() for k, v in flatten(value, f"{prefix}{key}.").items()}
     return {prefix.rstrip("."): node}
 
 
 def config_difference(a: Run, b: Run) -> list[str]:
     """The config keys whose values differ between two runs, leaving out NOT_TRAINING."""
-    fa, fb = (_flatten(OmegaConf.to_container(r.config, resolve=False)) for r in (a, b))
+    fa, fb = (flatten(OmegaConf.to_container(r.config, resolve=False)) for r in (a, b))
     keys = {k for k in fa.keys() | fb.keys() if fa.get(k) != fb.get(k)}
     return sorted(k for k in keys if k.split(".")[0] not in NOT_TRAINING)
 
@@ -308,7 +309,7 @@ def load_run(run_dir: str | Path) -> TrainedRun:
 def varying_keys(runs: Sequence[Run]) -> list[str]:
     """The config keys whose values differ between the runs (leaving out NOT_TRAINING): what a
     table of these runs must show beside their metrics."""
-    flats = [_flatten(OmegaConf.to_container(r.config, resolve=False)) for r in runs]
+    flats = [flatten(OmegaConf.to_container(r.config, resolve=False)) for r in runs]
     keys = {k for flat in flats for k in flat}
     varying = {k for k in keys if len({repr(flat.get(k)) for flat in flats}) > 1}
     return sorted(k for k in varying if k.split(".")[0] not in NOT_TRAINING)
@@ -323,7 +324,7 @@ def results_table(directory: str | Path) -> Any:
     keys = varying_keys(runs)
     rows = []
     for run in runs:
-        flat = _flatten(OmegaConf.to_container(run.config, resolve=False))
+        flat = flatten(OmegaConf.to_container(run.config, resolve=False))
         rows.append(
             {k: flat.get(k) for k in keys}
             | {"regularizer": run.regularizer, "strength": run.strength, "seed": run.seed, "status": run.status}
