@@ -14,16 +14,32 @@ gives each side's median.
     sklearn    this script, `--side sklearn`: the same 10 models fitted one after another in one
                process by scikit-learn's MLPClassifier((128, 128), solver="adam", batch_size=32,
                learning_rate_init=lr, max_iter=epochs, tol=0) on each seed's reglab split
-               (exported from `reglab.science.datasets.load` before the clock starts).
+               (exported from `reglab.science.datasets.load_splits` before the clock starts).
                MLPClassifier has no L1 penalty: both of its models use alpha=0 (no penalty at all),
                so its "l1" model is the unregularized one fitted again.
     keras      this script, `--side keras`: the article's Keras code for one seed, its two models
                one after the other (Dense(128, relu, kernel_regularizer=l1(λ)) × 2 + Dense(1,
-               sigmoid); Adam(lr); binary cross-entropy; epochs, batch 32, shuffle=True), with
-               KERAS_BACKEND=torch. Keras is a benchmark-only extra (`pip install -e '.[bench]'`);
-               without it the script prints "keras: not installed" and skips it.
+               sigmoid); Adam(lr); binary cross-entropy; epochs, batch 32, shuffle=True, no global
+               seed), with KERAS_BACKEND=torch. Keras is a benchmark-only extra
+               (`pip install -e '.[bench]'`); without it the script prints "keras: not installed"
+               and skips it.
 
 Goals: 1. main / sklearn ≤ 1.0; 2. keras (one seed) / main ≥ 5; 5. main / main csv ≤ 1.15.
+
+    python scripts/bench_peers.py --sides none --keras-seeds 5      # the comparison only (21 min at load 5)
+
+`--keras-seeds N` adds the comparison (issue 14): the main job's members on its first N seeds (from
+the timed main side's run, or from one `logger=csv` run of the main job in this call) beside the
+article's Keras code trained on the same exported splits, both models, for each variant of
+`KERAS_VARIANTS` in a fresh process: as published (shuffle=True, no global seed), with
+`keras.utils.set_random_seed(seed)` once before the model and fit, and in one fixed batch order.
+Each Keras fit records the order in which it was fed the training points, every epoch. Printed:
+train acc, val acc, gap, fraction of |w| < sparsity_threshold (all kernels, as reglab's
+`weights/small_frac`) and the hidden kernels' L1 norm, as mean ± 95% t-interval (min–max); Welch
+intervals of the differences; what the batch orders show. `--keras-backend tensorflow
+--keras-python <a venv with tensorflow-cpu and keras>` runs the Keras fits on another backend
+(eagerly there, so that the order recorder sees every step).
+
 The problem (data, network, lr, epochs, λ) is read from the composed experiment config, so the
 peers follow it. `--threads N` (default 1) sets OMP/OpenBLAS/MKL threads for every side alike;
 `--threads 0` leaves the environment as it is.
@@ -64,8 +80,25 @@ def parse() -> argparse.Namespace:
     parser.add_argument(
         "--profile", action="store_true", help="instead: time the parts of one main-job process (no cProfile)"
     )
-    parser.add_argument("--side", choices=["sklearn", "keras", "profile"], help=argparse.SUPPRESS)  # a child
+    parser.add_argument(
+        "--keras-seeds", type=int, default=0, metavar="N",
+        help="also compare the main job with the article's Keras code on its first N seeds (0: not run; 5: all)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--keras-variants", default=",".join(KERAS_VARIANTS),
+        help=f"the Keras fits of the comparison (default: all of {', '.join(KERAS_VARIANTS)})",
+    )  # fmt: skip
+    parser.add_argument("--keras-backend", default="torch", help="KERAS_BACKEND of the comparison (default torch)")
+    parser.add_argument(
+        "--keras-python",
+        default=sys.executable,
+        help="the interpreter of the comparison's Keras fits (default: this one)",
+    )
+    parser.add_argument(
+        "--side", choices=["sklearn", "keras", "keras_compare", "profile"], help=argparse.SUPPRESS
+    )  # a child
     parser.add_argument("--spec", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--variant", choices=list(KERAS_VARIANTS), help=argparse.SUPPRESS)
     return parser.parse_args()
 
 
@@ -94,7 +127,102 @@ def sklearn_side(spec: dict) -> dict:
     return accuracy
 
 
+# The article's Keras code ---------------------------------------------------------------------------
+# How a Keras fit of the comparison seeds its randomness and orders its batches.
+KERAS_VARIANTS = {
+    "published": "no global seed (the published code): shuffle=True",
+    "global_seed": "keras.utils.set_random_seed(seed) once, before the model and fit; shuffle=True",
+    "fixed_order": "no global seed; the split shuffled once, then shuffle=False: one batch order every epoch",
+}
+
+
+def article_model(keras, n_inputs: int, hidden: list[int], strength: float):
+    """The article's code, `tf.keras.regularizers` spelt `keras.regularizers`: model1 (strength 0, no
+    regularizer) or model2 (`kernel_regularizer=l1(strength)` on the hidden layers, none on the
+    output). The main job's config gives 2 inputs, hidden [128, 128] and λ = 0.001, the article's."""
+    model = keras.Sequential()
+    for i, width in enumerate(hidden):
+        first = {"input_dim": n_inputs} if i == 0 else {}
+        penalty = {"kernel_regularizer": keras.regularizers.l1(strength)} if strength else {}
+        model.add(keras.layers.Dense(width, **first, activation="relu", **penalty))
+    model.add(keras.layers.Dense(1, activation="sigmoid"))
+    return model
+
+
+def keras_fit(keras, spec: dict, data, seed: int, strength: float, variant: str, record: bool) -> dict:
+    """One of the article's models trained on seed `seed`'s reglab split (Adam with the main job's lr,
+    betas and eps; binary cross-entropy; the main job's epochs and batch size), then measured as
+    reglab measures a run. `record`: also the order in which fit fed the training points, each epoch
+    (read off every batch by wrapping the model's `train_step`; the training is unchanged)."""
+    import hashlib
+
+    import numpy as np
+
+    x, y = data[f"x_train_{seed}"], data[f"y_train_{seed}"].astype("float32")
+    shuffle = True
+    if variant == "global_seed":
+        keras.utils.set_random_seed(seed)
+    elif variant == "fixed_order":
+        order = np.random.default_rng(seed).permutation(len(y))
+        x, y, shuffle = x[order], y[order], False
+    started = time.perf_counter()
+    model = article_model(keras, x.shape[1], spec["hidden"], strength)
+    model.compile(
+        optimizer=keras.optimizers.Adam(
+            learning_rate=spec["lr"], beta_1=spec["betas"][0], beta_2=spec["betas"][1], epsilon=spec["eps"]
+        ),
+        loss="binary_crossentropy",
+        metrics=["accuracy"],
+        run_eagerly=record and keras.backend.backend() != "torch",  # the recorder must see every step
+    )
+    orders: list[list[int]] = []
+    callbacks = []
+    if record:
+        position = {row.tobytes(): i for i, row in enumerate(x)}
+        step = model.train_step
+
+        def recording_step(batch):
+            orders[-1].extend(position[row.tobytes()] for row in keras.ops.convert_to_numpy(batch[0]))
+            return step(batch)
+
+        model.train_step = recording_step
+
+        class EpochStart(keras.callbacks.Callback):
+            def on_epoch_begin(self, epoch, logs=None):
+                orders.append([])
+
+        callbacks.append(EpochStart())
+    model.fit(
+        x, y, epochs=spec["epochs"], batch_size=spec["batch_size"], shuffle=shuffle, verbose=0, callbacks=callbacks
+    )
+    seconds = time.perf_counter() - started
+
+    def accuracy(part: str) -> float:
+        p = keras.ops.convert_to_numpy(model(data[f"x_{part}_{seed}"], training=False))[:, 0]
+        return float(np.mean((p > 0.5) == (data[f"y_{part}_{seed}"] == 1)))
+
+    kernels = [keras.ops.convert_to_numpy(layer.kernel).astype(np.float64) for layer in model.layers]
+    out = {
+        "variant": variant, "seed": seed, "strength": strength, "seconds": seconds,
+        "train_acc": accuracy("train"), "val_acc": accuracy("val"), "test_acc": accuracy("test"),
+        "small_frac": sum(int((np.abs(k) < spec["threshold"]).sum()) for k in kernels) / sum(k.size for k in kernels),
+        "l1_hidden": sum(float(np.abs(k).sum()) for k in kernels[:-1]),
+    }  # fmt: skip
+    out["gap"] = out["train_acc"] - out["val_acc"]
+    if record:
+        epochs = [tuple(o) for o in orders]
+        out |= {
+            "epochs_recorded": len(epochs),
+            "distinct_orders": len(set(epochs)),
+            "epochs_like_first": sum(o == epochs[0] for o in epochs),
+            "points_per_epoch": sorted({len(o) for o in epochs}),
+            "digest": hashlib.sha1(repr(epochs).encode()).hexdigest()[:12],
+        }
+    return out
+
+
 def keras_side(spec: dict) -> dict:
+    """The timed peer: the article's two models on the first seed, as published (no global seed)."""
     import numpy as np
 
     os.environ.setdefault("KERAS_BACKEND", "torch")
@@ -102,25 +230,29 @@ def keras_side(spec: dict) -> dict:
 
     data = np.load(spec["data"])
     seed = spec["seeds"][0]
-    x, y = data[f"x_train_{seed}"], data[f"y_train_{seed}"].astype("float32")
-    accuracy: dict[str, list[float]] = {}
-    for name, strength in spec["models"]:
-        keras.utils.set_random_seed(seed)
-        reg = keras.regularizers.l1(strength) if strength else None
-        model = keras.Sequential(
-            [keras.Input((x.shape[1],))]
-            + [keras.layers.Dense(w, activation="relu", kernel_regularizer=reg) for w in spec["hidden"]]
-            + [keras.layers.Dense(1, activation="sigmoid")]
-        )
-        model.compile(
-            optimizer=keras.optimizers.Adam(learning_rate=spec["lr"], epsilon=spec["eps"]),
-            loss="binary_crossentropy",
-            metrics=["accuracy"],
-        )
-        model.fit(x, y, epochs=spec["epochs"], batch_size=spec["batch_size"], shuffle=True, verbose=0)
-        _, acc = model.evaluate(data[f"x_test_{seed}"], data[f"y_test_{seed}"].astype("float32"), verbose=0)
-        accuracy[name] = [float(acc)]
-    return accuracy
+    return {
+        name: [keras_fit(keras, spec, data, seed, strength, "published", record=False)["test_acc"]]
+        for name, strength in spec["models"]
+    }
+
+
+def keras_compare_side(spec: dict, variant: str) -> None:
+    """The comparison's child: both models on each of the first `keras_seeds` seeds, one variant (a
+    process of its own, so that no other variant's global seed reaches it); a line per fit."""
+    import warnings
+
+    import numpy as np
+
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+    import keras
+
+    warnings.filterwarnings("ignore", message=".*input_shape.*input_dim.*")  # the article's `input_dim=2`
+    data = np.load(spec["data"])
+    print(f"KERAS_VERSION {keras.__version__} backend {keras.backend.backend()}", flush=True)
+    for seed in spec["seeds"][: spec["keras_seeds"]]:
+        for name, strength in spec["models"]:
+            fit = keras_fit(keras, spec, data, seed, strength, variant, record=True)
+            print("KERAS_FIT " + json.dumps(fit | {"model": name}), flush=True)
 
 
 # The profile: one main-job process with timers around its parts ------------------------------------
@@ -248,19 +380,19 @@ def problem(overrides: list[str], work: Path) -> dict:
         cfg = compose("train", overrides=[f"experiment={EXPERIMENT}", *plain])
     data = OmegaConf.to_container(cfg.data, resolve=False)
     assert isinstance(data, dict)
-    kwargs = {
-        k: v for k, v in data.items() if k not in ("_target_", "name", "split", "batch_size", "label_noise", "seed")
-    }
     seeds = list(cfg.seed) if OmegaConf.is_list(cfg.seed) else [int(cfg.seed)]
-    arrays = {}
-    for seed in seeds:
-        splits = datasets.load(data["name"], tuple(data["split"]), data["label_noise"], seed, **kwargs)
-        for part in ("train", "test"):
+    arrays, transform = {}, {}
+    for seed in seeds:  # each seed's data set, split, label noise and standardisation, as the main job's
+        splits = datasets.load_splits(data, seed)
+        for part in ("train", "val", "test"):
             arrays[f"x_{part}_{seed}"], arrays[f"y_{part}_{seed}"] = splits.x[part], splits.y[part]
+        transform[str(seed)] = {"mean": splits.mean.tolist(), "std": splits.std.tolist()}
     np.savez(work / "data.npz", **arrays)
     return {
         "data": str(work / "data.npz"),
         "seeds": seeds,
+        "transform": transform,  # to check that the main job trained on these very splits
+        "threshold": float(cfg.sparsity_threshold),
         "models": [["none", 0.0], ["l1", float(cfg.regularizer.strength)]],  # the experiment's λ (its l1)
         "hidden": list(cfg.model.hidden),
         "lr": float(cfg.optimizer.lr),
@@ -302,10 +434,200 @@ def mean_accuracy(accuracy: dict[str, list[float]]) -> str:
     return " / ".join(f"{name} {statistics.fmean(v):.3f}" for name, v in sorted(accuracy.items(), reverse=True))
 
 
+# The comparison: the main job beside the article's Keras code, seed by seed ---------------------------
+# (header, key, decimals) of the comparison's table; gap = train acc − val acc, as reglab's `val/gap`.
+COMPARED = [("train acc", "train_acc", 3), ("val acc", "val_acc", 3), ("gap", "gap", 3),
+            ("abs(w)<{threshold:g}", "small_frac", 4), ("L1 of hidden kernels", "l1_hidden", 0)]  # fmt: skip
+
+
+def main_job_members(sweep_dir: Path) -> list[dict]:
+    """Every member of the main job (its K = 1 run directories' metrics.json): model, seed, the final
+    metrics the comparison shows, and the input transform it trained with."""
+    members = []
+    for path in sorted(sweep_dir.glob("**/metrics.json")):
+        if ".stack" in path.parts:
+            continue
+        record = json.loads(path.read_text())
+        m = record["metrics"]
+        members.append(
+            {
+                "side": "reglab", "model": record["regularizer"], "seed": int(record["seed"]),
+                "strength": float(record["strength"]), "exclude": record["config"]["regularizer"].get("exclude"),
+                "train_acc": m["train/acc"], "val_acc": m["val/acc"], "test_acc": m.get("test/acc"), "gap": m["val/gap"],
+                "small_frac": m["weights/small_frac"],
+                "l1_hidden": sum(v for k, v in m.items() if k.startswith("weights/hidden.") and k.endswith("/l1")),
+                "transform": record.get("input_transform"),
+            }
+        )  # fmt: skip
+    return members
+
+
+def spread(values: list[float], decimals: int) -> str:
+    """mean ± the half-width of its 95% t-interval (`reglab.runs.mean_ci`, as the report) (min–max)."""
+    import numpy as np
+
+    from reglab.runs import mean_ci
+
+    x = np.asarray(values, dtype=float)
+    mean, half = mean_ci(x)
+    f = f"{{:.{decimals}f}}".format
+    if len(x) < 2:
+        return f(mean)
+    return f"{f(mean)} ± {f(half)} ({f(x.min())}–{f(x.max())})"
+
+
+def welch(a: list[float], b: list[float]) -> str:
+    """mean(a) − mean(b) ± the half-width of Welch's 95% t-interval."""
+    import numpy as np
+    from scipy import stats
+
+    a_, b_ = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if min(len(a_), len(b_)) < 2:
+        return f"{a_.mean() - b_.mean():+.3f}"
+    va, vb = a_.var(ddof=1) / len(a_), b_.var(ddof=1) / len(b_)
+    diff, se = a_.mean() - b_.mean(), math.sqrt(va + vb)
+    if se == 0:
+        return f"{diff:+.3f} ± 0"
+    df = (va + vb) ** 2 / (va**2 / (len(a_) - 1) + vb**2 / (len(b_) - 1))
+    half = float(stats.t.ppf(0.975, df)) * se
+    mark = " *" if abs(diff) > half else ""
+    return f"{diff:+.3f} ± {half:.3f}{mark}"
+
+
+def keras_available(python: str, backend: str) -> bool:
+    import importlib.util
+    import subprocess
+
+    if python == sys.executable:
+        return importlib.util.find_spec("keras") is not None
+    check = subprocess.run(
+        [python, "-c", "import keras"], env={**os.environ, "KERAS_BACKEND": backend}, capture_output=True
+    )
+    return check.returncode == 0
+
+
+def compare_with_keras(args, spec: dict, work: Path, env: dict, main_sweep: Path | None, main_job: list[str]) -> None:
+    """The main job's members beside the article's Keras code on the same splits (the first
+    `--keras-seeds` seeds), one fresh process per Keras variant; a table of means and spreads, one of
+    differences, and what the recorded batch orders show."""
+    import numpy as np
+
+    from reglab.tables import markdown_table
+
+    variants = [v for v in args.keras_variants.split(",") if v]
+    unknown = sorted(set(variants) - set(KERAS_VARIANTS))
+    if unknown:
+        sys.exit(f"error: --keras-variants: {', '.join(unknown)} unknown; choose from {', '.join(KERAS_VARIANTS)}")
+    if not keras_available(args.keras_python, args.keras_backend):
+        print("keras: not installed (pip install -e '.[bench]'; the Keras comparison is skipped)\n")
+        return
+    seeds = spec["seeds"][: args.keras_seeds]
+    load_before = " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    started = time.perf_counter()
+    main_seconds, ran = None, []
+    if main_sweep is None:  # no main side was timed: run the main job once (its numbers need no W&B)
+        main_sweep = work / "compare-main"
+        logger = [] if any(o.startswith("logger=") for o in main_job) else ["logger=csv"]
+        command = [*main_job, *logger, f"hydra.sweep.dir={main_sweep}"]
+        main_seconds = timed(command, {**env, "WANDB_DIR": str(work)}, work / "compare-main.log", ROOT)
+        ran.append(command)
+    fits = [m for m in main_job_members(main_sweep) if m["seed"] in seeds]
+    for m in fits:  # the very splits the Keras fits get: same data, split, label noise, standardisation
+        t = spec["transform"][str(m["seed"])]
+        if not (np.allclose(m["transform"]["mean"], t["mean"], rtol=0, atol=1e-12) and np.allclose(m["transform"]["std"], t["std"], rtol=0, atol=1e-12)):  # fmt: skip
+            sys.exit(f"error: the main job's seed {m['seed']} trained on other inputs than the exported split")
+    keras_spec = work / "keras_spec.json"
+    keras_spec.write_text(json.dumps(spec | {"keras_seeds": len(seeds)}))
+    keras_env = {**env, "KERAS_BACKEND": args.keras_backend}
+    keras_seconds, version = {}, ""
+    for variant in variants:
+        log = work / f"keras-{variant}.log"
+        command = [args.keras_python, str(Path(__file__).resolve()), "--spec", str(keras_spec), "--side", "keras_compare", "--variant", variant]  # fmt: skip
+        keras_seconds[variant] = timed(command, keras_env, log, ROOT)
+        ran.append([f"KERAS_BACKEND={args.keras_backend}", *command])
+        for line in log.read_text().splitlines():
+            if line.startswith("KERAS_FIT "):
+                fits.append(json.loads(line.removeprefix("KERAS_FIT ")) | {"side": f"keras {variant}"})
+            elif line.startswith("KERAS_VERSION "):
+                version = line.removeprefix("KERAS_VERSION ")
+    load_after = " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    (work / "keras_compare.json").write_text(json.dumps(fits, indent=1))
+
+    sides = ["reglab", *(f"keras {v}" for v in variants)]
+    by = {(f["side"], f["model"]): [] for f in fits}
+    for f in fits:
+        by[(f["side"], f["model"])].append(f)
+    models = [name for name, _ in spec["models"]]
+    epochs = spec["epochs"]
+    print(
+        f"The main job beside the article's Keras code (Keras {version}), seeds {seeds}, {epochs} epochs, "
+        f"batch {spec['batch_size']}, {spec['n_train']} training points; {time.perf_counter() - started:.0f} s "
+        f"(Keras processes {', '.join(f'{v} {s:.0f} s' for v, s in keras_seconds.items())}"
+        + (f"; main job {main_seconds:.0f} s" if main_seconds else "")
+        + f"), load before={load_before} after={load_after}\n"
+    )
+    print("Keras fits: " + "; ".join(f"{v}: {d}" for v, d in KERAS_VARIANTS.items() if v in variants) + "\n")
+    header = [
+        "model",
+        "side",
+        "n",
+        *(h.format(threshold=spec["threshold"]) for h, _, _ in COMPARED),
+        "distinct epoch orders",
+    ]
+    rows = []
+    for model in models:
+        for side in sides:
+            group = by.get((side, model), [])
+            if not group:
+                continue
+            cells = [spread([f[key] for f in group], d) for _, key, d in COMPARED]
+            if side == "reglab":
+                orders = "—"
+            else:
+                distinct = sorted({f["distinct_orders"] for f in group})
+                orders = f"{'–'.join(map(str, (distinct[0], distinct[-1]) if len(distinct) > 1 else distinct))} of {group[0]['epochs_recorded']}"
+            rows.append([model, side, len(group), *cells, orders])
+    print("mean ± 95% t-interval (min–max) over the seeds:\n")
+    print(markdown_table(header, rows) + "\n")
+
+    rows = []
+    base = "keras published"
+    for model in models:
+        for side in sides:
+            if side == base or (side, model) not in by or (base, model) not in by:
+                continue
+            a, b = by[(side, model)], by[(base, model)]
+            rows.append([model, f"{side} − {base}", *(welch([f[k] for f in a], [f[k] for f in b]) for k in ("train_acc", "val_acc", "gap"))])  # fmt: skip
+    if rows:
+        print("differences of means, ± Welch 95% interval (* where it excludes 0):\n")
+        print(markdown_table(["model", "difference", "train acc", "val acc", "gap"], rows) + "\n")
+
+    for side in sides[1:]:
+        group = [f for f in fits if f["side"] == side]
+        pairs = [
+            len({f["digest"] for f in group if f["seed"] == s}) == 1
+            for s in seeds
+            if sum(f["seed"] == s for f in group) > 1
+        ]
+        like_first = sorted({f["epochs_like_first"] for f in group})
+        print(
+            f"batch order, {side}: epochs fed in epoch 1's order (epoch 1 included) per fit: "
+            f"{'–'.join(map(str, like_first))} of {epochs}; the models of one seed fed the same "
+            f"order sequence in {sum(pairs)} of {len(pairs)} seeds"
+        )
+    print(f"\nper-fit records: {work / 'keras_compare.json'}; the comparison's commands (from the repository root):")
+    for command in ran:
+        print("  " + " ".join(command).replace(f"{ROOT}/", "").replace(str(work), "<tmp>"))
+    print()
+
+
 def main() -> None:
     args = parse()
     if args.side == "profile":
         profile_side(json.loads(args.spec.read_text())["overrides"])
+        return
+    if args.side == "keras_compare":
+        keras_compare_side(json.loads(args.spec.read_text()), args.variant)
         return
     if args.side:  # a child: one peer's fits, its accuracies on stdout
         spec = json.loads(args.spec.read_text())
@@ -313,8 +635,6 @@ def main() -> None:
         return
 
     import importlib.util
-
-    from reglab.tables import markdown_table
 
     overrides = [*missing_main_overrides(), *(QUICK if args.quick else []), *args.override]
     work = Path(tempfile.mkdtemp(prefix="bench_peers_"))
@@ -347,6 +667,7 @@ def main() -> None:
         print_profile(work / "profile.log", outside)
         return
     sides = (args.sides or ("main,sklearn" if args.quick else "main,main_csv,sklearn,keras")).split(",")
+    sides = [side for side in sides if side not in ("", "none")]  # --sides none: only the Keras comparison
     keras_missing = "keras" in sides and importlib.util.find_spec("keras") is None
     if keras_missing:
         sides.remove("keras")
@@ -380,6 +701,24 @@ def main() -> None:
                 accuracy[side] = json.loads(line.removeprefix("ACCURACY "))
     load_after = Path("/proc/loadavg").read_text().split()[:3] if Path("/proc/loadavg").exists() else []
 
+    main_sweep = next((work / f"{side}-{args.repeat - 1}" for side in ("main_csv", "main") if side in sides), None)
+    if sides:
+        print_timings(args, spec, sides, commands, times, accuracy, report_written, load_before, load_after, logger)
+        if keras_missing:
+            print("keras: not installed (pip install -e '.[bench]'; goal 2 not measured)\n")
+    if args.keras_seeds > 0:
+        compare_with_keras(args, spec, work, env, main_sweep, main_job)
+    if sides:
+        print("commands (from the repository root):")
+    for side in sides:
+        shown = " ".join(commands[side][0]).replace(f"{ROOT}/", "").replace(str(work), "<tmp>")
+        print(f"  {side}: {shown}" + (" hydra.sweep.dir=<tmp>" if side.startswith("main") else ""))
+    print(f"work directory: {work}")
+
+
+def print_timings(args, spec, sides, commands, times, accuracy, report_written, load_before, load_after, logger):
+    from reglab.tables import markdown_table
+
     median = {s: statistics.median(t) for s, t in times.items()}
     print(
         f"epochs={spec['epochs']} seeds={spec['seeds']} training points={spec['n_train']} threads={args.threads or 'env'} "
@@ -411,14 +750,8 @@ def main() -> None:
     if "main" in median and "main_csv" in median:
         ratio = median["main"] / median["main_csv"]
         goals.append((f"5. main job {logger} / logger=csv", ratio, "≤ 1.15", "met" if ratio <= 1.15 else "not met"))
-    print(markdown_table(["goal", "ratio", "target", "status"], goals) + "\n")
-    if keras_missing:
-        print("keras: not installed (pip install -e '.[bench]'; goal 2 not measured)\n")
-    print("commands (from the repository root):")
-    for side in sides:
-        shown = " ".join(commands[side][0]).replace(f"{ROOT}/", "").replace(str(work), "<tmp>")
-        print(f"  {side}: {shown}" + (" hydra.sweep.dir=<tmp>" if side.startswith("main") else ""))
-    print(f"work directory: {work}")
+    if goals:
+        print(markdown_table(["goal", "ratio", "target", "status"], goals) + "\n")
 
 
 if __name__ == "__main__":
