@@ -10,7 +10,7 @@ ARGS ?=
 DIR ?= logs/multiruns/l1_vs_none
 
 .DEFAULT_GOAL := help
-.PHONY: help install run train report test lint clean
+.PHONY: help install run train report test lint mutate clean
 
 help: ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -40,5 +40,18 @@ lint: install ## ruff and mypy
 	$(BIN)/ruff format --check src tests scripts
 	$(BIN)/mypy
 
+# What `make mutate` mutates: all of science/ but datasets.py (pyproject.toml, [tool.mutmut]), and
+# of module.py and runs.py only these functions (mutmut's names; `?` stands for the ǁ in a method's).
+MUTANTS := 'reglab.science.*' \
+	'reglab.lightning.module.x?RegLabModule?_step__mutmut_*' \
+	'reglab.lightning.module.x?RegLabModule?regularized_loss__mutmut_*' \
+	'reglab.lightning.module.x?RegLabModule?clip_member_gradients__mutmut_*' \
+	$(foreach f,mean_ci seed_groups varying_keys results_table flatten,'reglab.runs.x_$(f)__mutmut_*')
+
+mutate: install ## mutation testing of the science, the training step and the report (slow, not CI; docs/testing.md)
+	rm -rf mutants
+	OMP_NUM_THREADS=1 WANDB_MODE=offline $(BIN)/mutmut run --max-children 1 $(MUTANTS)
+	$(BIN)/mutmut results | grep -v 'not checked' || true  # the survivors; the rest of module.py and runs.py is not checked
+
 clean: ## remove the venv, caches and outputs
-	rm -rf $(VENV) logs outputs multirun wandb .pytest_cache .mypy_cache .ruff_cache src/*.egg-info
+	rm -rf $(VENV) logs outputs multirun wandb mutants .pytest_cache .mypy_cache .ruff_cache src/*.egg-info

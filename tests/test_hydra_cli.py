@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -68,3 +69,26 @@ def test_a_misspelt_key_is_one_line_and_exit_2_without_a_pre_parser(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip() == "error: regularizer.strenght is not a key of the config: check its spelling"
     assert not (tmp_path / "run").exists()
+
+
+def test_experimental_rerun_trains_the_pickled_job_again(tmp_path):
+    run_dir = tmp_path / "run"
+    fast = ["logger=none", "callbacks.progress_bar=null", "trainer.max_epochs=2", "data.n_samples=200", "model.hidden=[8]", f"hydra.run.dir={run_dir}"]  # fmt: skip
+    first = run_cli(["hydra/callbacks=save_job_info", *fast], cwd=tmp_path)
+    assert first.returncode == 0, first.stderr[-2000:]
+    trained = (run_dir / "metrics.json").read_text()
+    for path in [run_dir / "metrics.json", *run_dir.rglob("*.ckpt")]:
+        path.unlink()  # as if the job had crashed before it wrote anything
+    again = run_cli(["--experimental-rerun", str(run_dir / ".hydra" / "config.pickle")], cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-2000:]
+    strip = lambda text: {k: v for k, v in json.loads(text).items() if k != "wall_time_s"}  # noqa: E731
+    assert strip((run_dir / "metrics.json").read_text()) == strip(trained)
+
+
+def test_a_multirun_of_a_users_own_experiment_with_config_dir(tmp_path, own_experiment):
+    logs = tmp_path / "logs"
+    args = ["-m", "--config-dir", str(own_experiment), "experiment=my_exp", "data.n_samples=200", "model.hidden=[8]"]
+    result = run_cli([*args, "logger=none", "callbacks.progress_bar=null", f"paths.log_dir={logs}"], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    (record,) = [json.loads(p.read_text()) for p in (logs / "multiruns" / "my_exp").rglob("metrics.json")]
+    assert record["status"] == "completed" and record["epochs"] == 7

@@ -92,7 +92,7 @@ def _adam_denominator(adam: torch.optim.Adam, p: torch.Tensor) -> torch.Tensor:
     return (state["exp_avg_sq"] / (1 - beta2 ** float(state["step"]))).sqrt() + eps
 
 
-def _group_prox_reference(z: torch.Tensor, d: torch.Tensor, c: float) -> torch.Tensor:
+def _group_prox_reference(z: torch.Tensor, d: torch.Tensor, c: float, halvings: int = 200) -> torch.Tensor:
     """argmin_x c·‖x‖₂ + ½(x − z)ᵀ diag(d) (x − z) for one group, in float64, by bisection on
     r = ‖x‖: x = 0 if ‖d·z‖ ≤ c, else x_i = z_i·r/(r + c/d_i) with Σ z_i²/(r + c/d_i)² = 1."""
     z, d = z.double(), d.double()
@@ -100,7 +100,7 @@ def _group_prox_reference(z: torch.Tensor, d: torch.Tensor, c: float) -> torch.T
         return torch.zeros_like(z)
     mu = c / d
     lo, hi = 0.0, z.norm().item()  # φ(0) > 1 ≥ φ(‖z‖)
-    for _ in range(200):
+    for _ in range(halvings):
         mid = (lo + hi) / 2
         lo, hi = (mid, hi) if (z / (mid + mu)).square().sum() > 1 else (lo, mid)
     r = (lo + hi) / 2
@@ -129,6 +129,31 @@ def test_preconditioned_group_prox_solves_its_proximal_problem():
                     ours[k, g].double(), _group_prox_reference(z[k, g], d[k, g], c), atol=1e-6, rtol=1e-5
                 )
     assert int((ours == 0).all(-1).sum()) >= 1  # a whole unit (weights and bias) is off
+
+
+def test_preconditioned_input_feature_groups_follow_the_units_and_solve_their_proximal_problem():
+    # input_features: each column of the first layer is a group too, shrunk after the rows.
+    lr, lam = 0.05, [0.02, 0.3]
+    model, x, y = _toy()
+    reg = GroupLasso(lam, input_features=True).bind(model)
+    adam = torch.optim.Adam(model.parameters(), lr=lr)
+    reg.use_optimizer(adam)
+    columns_shrunk = 0
+    for _ in range(2):
+        adam.zero_grad()
+        _loss(model, x, y).backward()
+        adam.step()
+        w = model.hidden[0].weight  # [K, 4 units, 3 inputs]
+        z, d = w.detach().clone(), _adam_denominator(adam, w)
+        reg.after_step(lr)
+        for k in range(2):
+            c_row, c_col = lr * lam[k] * math.sqrt(3), lr * lam[k] * math.sqrt(4)  # √p: 3 inputs, 4 units
+            rows = torch.stack([_group_prox_reference(z[k, g], d[k, g], c_row, halvings=60) for g in range(4)])
+            cols = [_group_prox_reference(rows[:, i], d[k, :, i], c_col, halvings=60) for i in range(3)]
+            expected = torch.stack(cols, -1)
+            torch.testing.assert_close(w[k].double(), expected, atol=1e-6, rtol=1e-5)
+            columns_shrunk += int(((expected != 0) & (expected.abs() < rows.abs() - 1e-6)).any(0).sum())
+    assert columns_shrunk >= 2  # the column step shrank live columns, not only zeroed or skipped them
 
 
 # 2-4. What must not change, and what is refused ----------------------------------------------

@@ -208,7 +208,7 @@ def test_runs_of_two_tasks_are_reported_separately_and_said_so_in_one_line(sweep
 
     result = report(directory, print_table=False)
 
-    notes = [line for line in capsys.readouterr().err.splitlines() if "data sets" in line]
+    notes = [line for line in capsys.readouterr().err.splitlines() if "studies" in line]
     assert len(notes) == 1 and "sparse_regression" in notes[0] and "regression" in notes[0]
     assert set(result["aggregate"]) == {"moons", "sparse_regression"}
     assert result["aggregate"]["sparse_regression"][0]["val/r2"] == pytest.approx(0.8)

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import OmegaConf
 
 from reglab import rundir
+from reglab.config import ConfigError
+from reglab.train import CONFIG_DIR, GRID_FILE, claim_sweep_dir, sweep_grid
 from tests.conftest import run_cli
 
 QUIET = ["logger=none", "callbacks.progress_bar=null", "trainer.enable_progress_bar=false"]
@@ -51,6 +57,40 @@ def test_a_sweep_survives_failed_and_diverged_jobs_and_relaunching_skips_finishe
     after = {k: (tmp_path / "multiruns" / "faulty" / k / "metrics.json").stat().st_mtime_ns for k in runs}
     changed = sorted(runs[k]["status"] for k in runs if after[k] != stamps[k])
     assert changed == ["failed", "failed"]
+    assert json.loads((tmp_path / "multiruns" / "faulty" / GRID_FILE).read_text())["regularizer.strength"] == [
+        "0.001",
+        "500",
+    ]
+    assert not list(tmp_path.rglob("*.pickle"))  # Hydra's job pickles only with hydra/callbacks=save_job_info
+
+
+def _grid(overrides: list[str]) -> dict[str, list[str]]:
+    """`sweep_grid` of the multirun `reglab-train -m <overrides>` (its config composed from each key's first value)."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose("train", overrides=[o.split(",")[0] for o in overrides], return_hydra_config=True)
+    OmegaConf.set_readonly(cfg, False)
+    cfg.hydra.overrides.task = overrides
+    return sweep_grid(cfg)
+
+
+def test_a_sweep_directory_holds_one_grid_and_refuses_another_in_one_line(tmp_path):
+    grid = _grid(["regularizer=l1", "regularizer.strength=1e-3,500", "seed=0,1", "logger=none"])
+    assert grid == {"regularizer": ["'l1'"], "regularizer.strength": ["0.001", "500"], "seed": ["0", "1"]}
+    # The same grid however it is written (1e-3 or 0.001, value order, keys that change no result): resumed.
+    assert _grid(["seed=1,0", "regularizer.strength=500,0.001", "regularizer=l1", "logger=wandb", "force=true"]) == grid
+    claim_sweep_dir(tmp_path, grid)
+    claim_sweep_dir(tmp_path, grid)
+    other = _grid(["regularizer=l1", "regularizer.strength=1e-3,0.01", "seed=0,1"])
+    with pytest.raises(ConfigError) as refused:
+        claim_sweep_dir(tmp_path, other)
+    message = str(refused.value)
+    assert (
+        "holds the runs of another sweep (its grid differs in regularizer.strength)" in message and "name=" in message
+    )
+    assert "\n" not in message and json.loads((tmp_path / GRID_FILE).read_text()) == grid
+    # An experiment's grid (the sweeper's params) is part of it.
+    assert _grid(["experiment=l1_vs_none"])["regularizer"] == ["'l1'", "'none'"]
 
 
 @pytest.mark.slow

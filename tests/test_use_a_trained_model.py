@@ -67,6 +67,19 @@ def test_results_table_has_a_column_per_varying_key(tmp_path):
     assert sorted(table["optimizer.lr"].unique()) == [0.001, 0.01]
     assert "data.n_samples" not in table.columns  # the same in every run: not a column
     assert (table.groupby(["optimizer.lr", "regularizer.strength"]).size() == 2).all()  # two seeds each
+    # The report never averages over lr: one study per lr, each λ a mean over its two seeds only.
+    from reglab.report import report
+
+    result = report(tmp_path, print_table=False)
+    assert set(result["aggregate"]) == {"moons, optimizer.lr=0.001", "moons, optimizer.lr=0.01"}
+    for study, groups in result["aggregate"].items():
+        lr = float(study.split("=")[-1])
+        for group in groups:
+            seeds = table[(table["optimizer.lr"] == lr) & (table["regularizer.strength"] == group["lambda"])]
+            assert group["n"] == 2 and group["val/acc"] == pytest.approx(seeds["val/acc"].mean(), abs=1e-12)
+    summary = (tmp_path / "summary.md").read_text()
+    assert "## moons, optimizer.lr=0.01 (binary)" in summary and (tmp_path / "accuracy_vs_lambda_moons_optimizer.lr=0.01.png").is_file()  # fmt: skip
+    assert "optimizer.lr" in (tmp_path / "summary.csv").read_text().splitlines()[0].split(",")
 
 
 def test_load_from_checkpoint_rebuilds_the_module_of_a_run_and_of_a_member(finished, tmp_path):

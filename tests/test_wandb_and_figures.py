@@ -481,3 +481,34 @@ def test_lambda_sweep_line_chart_tells_regularizers_apart_without_colour(tmp_pat
     for table in (figures.MARKERS, figures.LINESTYLES, figures.HATCHES):
         assert len({repr(v) for v in table.values()}) == len(table)  # each regularizer its own
     assert figures.label("weight_decay") == "Weight decay (decoupled)" and figures.label("prox_l1") == "Proximal L1"
+
+
+def test_an_online_start_that_fails_goes_offline_once_for_every_member_of_the_process(tmp_path, monkeypatch):
+    """W&B online with no server (a closed port): one failed online start in the whole process, said
+    once, and every member starts offline at once. The time this saves, 64 members against `logger=csv`, is measured
+    by scripts/bench_wandb_fallback.py (docs/benchmarks.md), not here."""
+    import socket
+
+    import wandb
+
+    from reglab.fit import fit
+    from reglab.lightning import loggers
+
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]
+    monkeypatch.setenv("WANDB_MODE", "online")
+    monkeypatch.setenv("WANDB_BASE_URL", f"http://127.0.0.1:{closed}")
+    monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
+    monkeypatch.setattr(loggers, "_online_failed", False)
+    modes: list[str] = []
+    real_init = wandb.init
+    monkeypatch.setattr(wandb, "init", lambda **kw: modes.append(kw["mode"]) or real_init(**kw))
+    overrides = ["logger=wandb", "logger.wandb.init_timeout_s=1", "logger.wandb.figures=null", "seed=[0,1]"]
+    with pytest.warns(UserWarning, match="W&B online start failed") as warned:
+        records = fit(make_config(tmp_path, [*overrides, "trainer.max_epochs=2", "data.n_samples=200"]))
+    assert [r["status"] for r in records] == ["completed"] * 2 and all(r["attempts"] == 1 for r in records)
+    assert len([w for w in warned if "W&B online start failed" in str(w.message)]) == 1
+    # The refused connection is seen before wandb.init spends its timeout: both members start offline.
+    assert modes == ["offline", "offline"]
+    assert all(len(list((tmp_path / f"seed={k}" / "wandb").glob("offline-run-*"))) == 1 for k in range(2))

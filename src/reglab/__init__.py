@@ -3,11 +3,12 @@
 __version__ = "0.1.0"
 
 
-def load_run(run_dir):  # noqa: ANN001, ANN201 (re-exported; see reglab.runs.load_run)
-    """The trained model of a run directory, its fitted input transform and its config: `reglab.runs.load_run`."""
+def load_run(run_dir, checkpoint="last"):  # noqa: ANN001, ANN201 (re-exported; see reglab.runs.load_run)
+    """The trained model of a run directory ("last" or "best" checkpoint), its fitted input
+    transform and its config: `reglab.runs.load_run`."""
     from reglab.runs import load_run as _load_run
 
-    return _load_run(run_dir)
+    return _load_run(run_dir, checkpoint)
 
 
 def results(directory):  # noqa: ANN001, ANN201

@@ -43,7 +43,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from reglab import rundir
 from reglab.config import MEMBER_KEYS, ConfigError, one_line_error, regularizer_name, task_of, validate
-from reglab.runs import flatten
+from reglab.rundir import flatten
 
 log = logging.getLogger("reglab.fit")
 PATH_KEY = "regularizer.strength"
@@ -196,7 +196,7 @@ class Stack:
     datamodule: Any  # RegLabDataModule
     trainer: Any  # lightning.Trainer
     history: Any  # MetricsHistory
-    wandb: Any  # WandbRuns or None
+    loggers: list[Any]  # WandbRuns, TensorBoardRuns: `finish` with the members' records
     checkpoint: Path  # the stack's last.ckpt
 
 
@@ -206,9 +206,9 @@ def build(cfg: DictConfig, members: list[Member], checkpoint: Path, init: list[d
     import lightning as L
     import torch
     from hydra.utils import instantiate
+    from lightning.pytorch.callbacks import ProgressBar
 
     from reglab.lightning.callbacks import AtomicCheckpointIO, MetricsHistory
-    from reglab.lightning.loggers import WandbRuns
     from reglab.lightning.module import RegLabModule
 
     first = members[0].cfg
@@ -217,9 +217,9 @@ def build(cfg: DictConfig, members: list[Member], checkpoint: Path, init: list[d
     _cpu_threads(cfg.get("cpu_threads", "auto"), len(members), cfg)
     with blame("seed"):
         L.seed_everything(seeds[0], workers=True, verbose=False)  # dropout (K = 1 only)
-    with blame("data"):
+    with blame("data", cfg.data, _data_probe(cfg.data, seeds)):
         datamodule = instantiate(cfg.data, seed=seeds)
-    with blame("model"):
+    with blame("model", cfg.model):
         model = instantiate(
             cfg.model,
             in_features=datamodule.in_features,
@@ -232,38 +232,50 @@ def build(cfg: DictConfig, members: list[Member], checkpoint: Path, init: list[d
             for name, tensor in model.state_dict().items():
                 tensor.copy_(torch.cat([weights[name] for weights in init]))
     strengths = [float(m.cfg.regularizer.strength) for m in members]
-    with blame("regularizer"):
+    with blame("regularizer", cfg.regularizer):
         regularizer = instantiate(cfg.regularizer, strength=strengths, _convert_="all")
-    with blame("scheduler"):
+    with blame("scheduler", cfg.get("scheduler")):
         scheduler = instantiate(cfg.scheduler) if cfg.get("scheduler") else None
-    with blame("optimizer"):
+    with blame("optimizer", cfg.optimizer):
         optimizer = _fused(instantiate(cfg.optimizer))
-    module = RegLabModule(
-        model,
-        regularizer,
-        optimizer,
-        datamodule.task,
-        scheduler,
-        first.sparsity_threshold,
-        first.trainer.get("gradient_clip_val"),
-    )
-    with blame("callbacks"):
-        callbacks = [instantiate(c) for key, c in (cfg.callbacks or {}).items() if c and key != "metrics_history"]
+    with blame("trainer", cfg.trainer):  # trainer.gradient_clip_val: the module clips, reglab optimizes manually
+        module = RegLabModule(
+            model,
+            regularizer,
+            optimizer,
+            datamodule.task,
+            scheduler,
+            first.sparsity_threshold,
+            first.trainer.get("gradient_clip_val"),
+        )
+    named = {}
+    for key, c in (cfg.callbacks or {}).items():
+        if c and key != "metrics_history":
+            with blame(f"callbacks.{key}", c):
+                named[key] = instantiate(c)
+    if cfg.trainer.get("enable_progress_bar") is False:  # Lightning would refuse a bar it was told not to show
+        named = {key: c for key, c in named.items() if not isinstance(c, ProgressBar)}
+    callbacks = list(named.values())
     for c in callbacks:
         if hasattr(c, "dirpath") and hasattr(c, "save_last"):  # ModelCheckpoint: the stack's checkpoint
             c.dirpath, c.filename = str(checkpoint.parent), checkpoint.stem
     history_cfg = (cfg.callbacks or {}).get("metrics_history") or {}
-    with blame("callbacks.metrics_history"):
+    with blame("callbacks.metrics_history", history_cfg):
         history = MetricsHistory([m.run_dir for m in members], history_cfg.get("write_every_n_epochs", 50))
-    with blame("logger"):
-        loggers = [instantiate(c) for c in (cfg.logger or {}).values() if c]
-    wandb = next((lg for lg in loggers if isinstance(lg, WandbRuns)), None)
-    if wandb is not None:
+    loggers = []
+    for key, c in (cfg.logger or {}).items():
+        if c:
+            with blame(f"logger.{key}", c):
+                loggers.append(instantiate(c))
+    if loggers:  # each logger keeps one run per member (W&B, TensorBoard): it learns who they are
         configs = [cast(dict, OmegaConf.to_container(m.cfg, resolve=True)) for m in members]
         identities = [identity(m.cfg) for m in members]
-        wandb.attach([m.name for m in members], [m.run_dir for m in members], configs, identities, [m.values for m in members])  # fmt: skip
-    trainer_cfg = {k: v for k, v in cfg.trainer.items() if k != "gradient_clip_val"}
-    with blame("trainer"):
+        for logger in loggers:
+            logger.attach([m.name for m in members], [m.run_dir for m in members], configs, identities, [m.values for m in members])  # fmt: skip
+    # Resolved whole: a nested node (trainer.profiler) may interpolate keys outside `trainer`.
+    with blame("trainer", cfg.trainer):
+        trainer_cfg = {k: v for k, v in cast(dict, OmegaConf.to_container(cfg.trainer, resolve=True)).items() if k != "gradient_clip_val"}  # fmt: skip
+    with blame("trainer", cfg.trainer, _trainer_probe(trainer_cfg)):
         trainer = instantiate(
             trainer_cfg,
             callbacks=[history, *callbacks, *loggers],
@@ -271,13 +283,21 @@ def build(cfg: DictConfig, members: list[Member], checkpoint: Path, init: list[d
             plugins=[AtomicCheckpointIO()],
             enable_checkpointing=any(hasattr(c, "save_last") for c in callbacks),
         )
-    _one_step(module, datamodule)
-    return Stack(members, module, datamodule, trainer, history, wandb, checkpoint)
+    _check_steps(trainer)
+    metrics = _one_step(module, datamodule, cfg)
+    for key, c in named.items():
+        if getattr(c, "monitor", None) is not None and c.monitor not in metrics:  # early stopping, best checkpoint
+            raise ConfigError(f"callbacks.{key}.monitor={c.monitor} names no metric; choose one of: {', '.join(sorted(metrics))}")  # fmt: skip
+    return Stack(members, module, datamodule, trainer, history, loggers, checkpoint)
 
 
 @contextlib.contextmanager
-def blame(key: str) -> Iterator[None]:
-    """Say which config key a constructor's error came from, in one line (ConfigError)."""
+def blame(key: str, node: Any = None, probe: Any = None) -> Iterator[None]:
+    """Say which config key a constructor's error came from, in one line (ConfigError). With the
+    config `node` the constructor was given, the line names the key of `node` it came from where
+    that can be told (`scheduler.step_size=0: …`): the key the message names, or whose value it
+    quotes; for a division by zero the key that is 0; for a negative learning rate the negative
+    key; else the keys that `probe(key)` (the constructor again, that key at its default) clears."""
     from hydra.errors import InstantiationException
     from omegaconf.errors import OmegaConfBaseException
 
@@ -285,9 +305,160 @@ def blame(key: str) -> Iterator[None]:
         yield
     except ConfigError:
         raise
-    except (ValueError, TypeError, KeyError, IndexError, ArithmeticError, RuntimeError, InstantiationException, OmegaConfBaseException) as e:  # fmt: skip
-        message = one_line_error(e)
-        raise ConfigError(message if message.startswith(key.split(" ")[0]) else f"{key}: {message}") from e
+    except (ValueError, TypeError, KeyError, IndexError, ArithmeticError, RuntimeError, AttributeError, ImportError, AssertionError, InstantiationException, OmegaConfBaseException) as e:  # fmt: skip
+        raise ConfigError(_blame_line(key, node, probe, e)) from e
+
+
+def _blame_line(key: str, node: Any, probe: Any, error: BaseException) -> str:
+    message = one_line_error(error)
+    group = key.split(" ")[0]
+    top = group.split(".")[0]
+    if message.startswith(tuple(f"{g}{c}" for g in (group, top) for c in ".=:")):  # it names its key
+        return message
+    if node is None or not OmegaConf.is_dict(node):
+        return f"{key}: {message}"
+    target = node.get("_target_")
+    source = f" (from {target})" if target else ""
+    culprits = _culprits(node, message, error, probe)
+    if not culprits:
+        return f"{key}: {message}{source}"
+    if len(culprits) == 1 and message.startswith(f"{culprits[0]}="):  # "write_every_n_epochs=0 must be …"
+        return f"{group}.{message}{source}"
+    named = ", ".join(f"{group}.{k}={_shown(node, k)}" for k in culprits)
+    if isinstance(error, ZeroDivisionError):
+        return (
+            f"{named} must not be 0{source.rstrip(')')}: {message})" if source else f"{named} must not be 0: {message}"
+        )
+    return f"{named}: {message}{source}"
+
+
+def _shown(node: Any, key: str) -> str:
+    if OmegaConf.is_interpolation(node, key):
+        return str(node._get_node(key)._value())
+    value = node[key]
+    if OmegaConf.is_config(value):
+        return str(OmegaConf.to_container(value, resolve=False)).replace(" ", "")
+    return _format(value)
+
+
+def _culprits(node: Any, message: str, error: BaseException, probe: Any) -> list[str]:
+    """The keys of `node` an error message points at (see `blame`); [] if none can be told."""
+    import re
+
+    keys = [str(k) for k in node if not str(k).startswith("_") and str(k) not in ("name", "seed")]
+    words = {w.lower() for w in re.findall(r"[A-Za-z][A-Za-z0-9]*", message)}
+    text = message.lower()
+
+    def said(word: str) -> bool:
+        return word in words or (len(word) >= 3 and any(len(w) >= 3 and (w.startswith(word) or word.startswith(w)) for w in words))  # fmt: skip
+
+    def named(k: str) -> bool:
+        if re.search(rf"(?<![\w.]){re.escape(k.lower())}(?![\w])", text):
+            return True
+        tokens = [t for t in k.lower().split("_") if len(t) >= 3]
+        return bool(tokens) and all(said(t) for t in tokens)
+
+    def value(k: str) -> Any:
+        return None if OmegaConf.is_interpolation(node, k) else node[k]
+
+    def quoted(k: str) -> bool:
+        v = value(k)
+        if isinstance(v, bool) or v is None or OmegaConf.is_config(v) or v in (0, 1):
+            return False
+        return re.search(rf"(?<![\w.]){re.escape(str(v).lower())}(?![\w])", text) is not None
+
+    def number(k: str) -> float | None:
+        v = value(k)
+        return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+
+    if "must stay finite and >= 0" in message:  # the schedule's learning rate (`_check_schedule`)
+        found = [k for k in keys if (number(k) or 0) < 0]
+        if found:
+            return found
+    if isinstance(error, ZeroDivisionError):
+        zeros = [k for k in keys if number(k) == 0]
+        integers = [k for k in zeros if isinstance(value(k), int)]
+        if zeros:
+            return integers if integers and "integer" in message else zeros
+    if probe is not None:
+        found = [k for k in keys if probe(k)]
+        if found:
+            return found
+    found = [k for k in keys if named(k)]
+    return found or [k for k in keys if quoted(k)]
+
+
+def _data_probe(data: DictConfig, seeds: list[int]) -> Any:
+    """For `blame`: whether the data module builds with `key` at its default (the data set's or
+    the module's), the other keys as configured."""
+    from reglab.science import datasets
+
+    def probe(key: str) -> bool:
+        from reglab.lightning.datamodule import RegLabDataModule
+
+        generator = datasets.GENERATORS.get(str(data.get("name")))
+        defaults = {**_defaults(RegLabDataModule.__init__), **(_defaults(generator) if generator else {})}
+        if key not in defaults:
+            return False
+        kwargs = {str(k): v for k, v in OmegaConf.to_container(data, resolve=True).items() if not str(k).startswith("_")}  # type: ignore[union-attr]
+        if kwargs.get(key) == defaults[key]:
+            return False
+        kwargs.update({key: defaults[key], "seed": seeds[:1]})
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                RegLabDataModule(**kwargs)
+        except Exception:
+            return False
+        return True
+
+    return probe
+
+
+def _trainer_probe(trainer_cfg: dict[str, Any]) -> Any:
+    """For `blame`: whether a bare Trainer builds with `key` at its default, the other keys as configured."""
+
+    def probe(key: str) -> bool:
+        import lightning as L
+        from hydra.utils import instantiate
+
+        defaults = _defaults(L.Trainer.__init__)
+        if key not in defaults or trainer_cfg.get(key) == defaults[key]:
+            return False
+        kwargs = {k: v for k, v in trainer_cfg.items() if k not in ("default_root_dir",)} | {key: defaults[key]}
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                instantiate(kwargs, logger=False, enable_checkpointing=False, callbacks=[])
+        except Exception:
+            return False
+        return True
+
+    return probe
+
+
+def _defaults(fn: Any) -> dict[str, Any]:
+    import inspect
+
+    try:
+        parameters = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return {}
+    return {p.name: p.default for p in parameters if p.default is not p.empty}
+
+
+def _check_steps(trainer: Any) -> None:
+    """Refuse a trainer that would train no step: such a run would end with nothing trained."""
+    limit = getattr(trainer, "limit_train_batches", 1.0)
+    # Every epoch is one Lightning batch here (the minibatches of all members run inside it).
+    batches = min(1, limit) if isinstance(limit, int) else int(1 * (limit if limit is not None else 1.0))
+    if batches < 1:
+        raise ConfigError(
+            f"trainer.limit_train_batches={limit} trains no step: each epoch is one Lightning batch here "
+            "(the minibatches run inside it); leave it out, or use 1.0"
+        )
+    if getattr(trainer, "max_steps", -1) == 0:
+        raise ConfigError("trainer.max_steps=0 trains no step; leave it out (-1), or use trainer.max_epochs")
 
 
 def _cpu_threads(setting: Any, members: int, cfg: DictConfig) -> None:
@@ -321,29 +492,51 @@ def preflight(cfg: DictConfig, members: list[Member], checkpoint: Path) -> Stack
         raise ConfigError(one_line_error(e)) from e
 
 
-def _one_step(module: Any, datamodule: Any) -> None:
+def _one_step(module: Any, datamodule: Any, cfg: DictConfig) -> list[str]:
     """A training step of a copy of `module` on a few samples: the optimizer, the penalty and the
-    proximal maps all run once, each error blamed on its config key; the real module is untouched."""
+    proximal maps all run once, each error blamed on its config key; the real module is untouched.
+    Then the scheduler runs through every epoch of training on that copy's optimizer, so that a
+    schedule that fails, or leaves the learning rate negative or not finite, is refused up front.
+    Returns the names of the metrics an evaluated epoch gives (what a callback may monitor)."""
     trial = copy.deepcopy(module)
-    with blame("optimizer"):
+    scheduler_cfg = cfg.get("scheduler")
+    with blame("optimizer", cfg.optimizer):
         optimizer = trial.optimizer_factory(trial.model.parameters())
-    with blame("regularizer"):
+    with blame("regularizer", cfg.regularizer):
         trial.regularizer.use_optimizer(optimizer)
-    with blame("scheduler"):
+    with blame("scheduler", scheduler_cfg):
         scheduler = trial.scheduler_factory(optimizer) if trial.scheduler_factory is not None else None
     x, y = datamodule.inputs("train")
-    with blame("model"):
+    with blame("model", cfg.model):
         trial.regularized_loss(x[..., :4, :], y[..., :4]).sum().backward()
     lr = optimizer.param_groups[0]["lr"]
-    with blame("regularizer"):
+    with blame("regularizer", cfg.regularizer):
         trial.regularizer.before_step(lr)
-    with blame("optimizer"):
+    with blame("optimizer", cfg.optimizer):
         optimizer.step()
-    with blame("regularizer"):
+    with blame("regularizer", cfg.regularizer):
         trial.regularizer.after_step(lr)
-    with blame("scheduler"):
-        if scheduler is not None:
+    if scheduler is not None:
+        with blame("scheduler", scheduler_cfg):
+            _check_schedule(scheduler, optimizer, cfg.trainer.get("max_epochs"))
+    return list(trial.evaluate("val", datamodule, lr))
+
+
+def _check_schedule(scheduler: Any, optimizer: Any, epochs: Any) -> None:
+    """Step `scheduler` once per epoch of training (at most 100 000) and check each learning rate."""
+    import math
+
+    epochs = epochs if isinstance(epochs, int) and epochs > 0 else 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "scheduler.step() before optimizer.step()"
+        for epoch in range(1, min(epochs, 100_000) + 1):
             scheduler.step()
+            for group in optimizer.param_groups:
+                lr = group["lr"]
+                if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr >= 0):
+                    raise ValueError(
+                        f"the learning rate becomes {lr} after epoch {epoch}; it must stay finite and >= 0"
+                    )
 
 
 def _fused(factory: Any) -> Any:
@@ -449,6 +642,8 @@ def train_stack(cfg: DictConfig, stack: Stack) -> list[dict[str, Any]]:
     `retries` times from the last checkpoint, then recorded as failed in every member."""
     import torch
 
+    from reglab.lightning.callbacks import BestCheckpoint
+
     started, error, attempt = time.perf_counter(), None, 0
     hashes = [m.config_hash for m in stack.members] + [getattr(stack.module, "origin", "")]
     stack.module.member_hashes = hashes
@@ -476,14 +671,19 @@ def train_stack(cfg: DictConfig, stack: Stack) -> list[dict[str, Any]]:
             record = {"status": rundir.FAILED, "error": f"{type(error).__name__}: {error}", **identity(m.cfg), "metrics": {}}  # fmt: skip
         else:
             record = _member_record(stack, k, test)
+            state = None
             if m.values:
                 state = torch.load(stack.checkpoint, map_location="cpu", weights_only=True)
                 _save_member_checkpoint(state, stack, k, m.run_dir / "checkpoints" / "last.ckpt")
+            best = next((c for c in stack.trainer.callbacks if isinstance(c, BestCheckpoint)), None)
+            if best is not None and (weights := best.member_weights(k)) is not None:
+                state = state or torch.load(stack.checkpoint, map_location="cpu", weights_only=True)
+                _save_member_checkpoint(state, stack, k, m.run_dir / "checkpoints" / "best.ckpt", weights, int(best.best_epoch[k]))  # type: ignore[index]  # fmt: skip
         record.update(attempts=attempt, wall_time_s=round(wall, 3), environment=environment(), **_identity_fields(m))
         rundir.write_metrics_json(m.run_dir, record)
         records.append(record)
-    if stack.wandb is not None:
-        stack.wandb.finish(records)
+    for logger in stack.loggers:
+        logger.finish(records)
     if error is not None and not in_multirun() and len(stack.members) == 1:
         raise error
     return records
@@ -511,21 +711,25 @@ def _resumable(checkpoint: Path, hashes: list[str]) -> Path | None:
 
 def _member_record(stack: Stack, k: int, test: dict[str, list[float]]) -> dict[str, Any]:
     """Member k's metrics.json record (its caller adds attempts, wall time, hash, environment)."""
+    from reglab.lightning.callbacks import BestCheckpoint
     from reglab.science.metrics import feature_l1, n_weights
 
     m, module = stack.members[k], stack.module
     rows = stack.history.rows(k)
     diverged = module.diverged_epoch[k]
     final = rows[-1] if rows else {}
+    trained = int(final.get("step", 0)) > 0  # a run that took no step is never completed
     tested = (
         {key: values[k] for key, values in test.items()} if diverged is None else {}
     )  # a diverged run is not tested
     model = module.model.member(k)
     model.load_state_dict(module.member_weights(k))
     data = stack.datamodule.member(k)
+    # What the monitoring callbacks (early stopping, best checkpoint) know of this member.
+    monitored = [c.member_record(k, rows) if isinstance(c, BestCheckpoint) else c.member_record(k) for c in stack.trainer.callbacks if hasattr(c, "member_record")]  # fmt: skip
     return {
-        "status": rundir.DIVERGED if diverged is not None else rundir.COMPLETED if rows else rundir.FAILED,
-        "error": None if rows else "no epoch was trained",
+        "status": rundir.DIVERGED if diverged is not None else rundir.COMPLETED if trained else rundir.FAILED,
+        "error": None if trained else "no training step was taken",
         "diverged_epoch": diverged,
         **identity(m.cfg),
         "epochs": int(final.get("epoch", -1)) + 1,
@@ -539,7 +743,7 @@ def _member_record(stack: Stack, k: int, test: dict[str, list[float]]) -> dict[s
         "flipped_labels": data.flipped,
         # The input transform fitted on the training split: x_std = (x − mean) / std (reglab.load_run).
         "input_transform": {"mean": data.mean.tolist(), "std": data.std.tolist()},
-    }
+    } | {key: value for record in monitored for key, value in record.items()}
 
 
 def _best_epoch(rows: list[dict[str, float]], key: str) -> int | None:
@@ -550,9 +754,12 @@ def _best_epoch(rows: list[dict[str, float]], key: str) -> int | None:
     return int(pick(scored, key=lambda r: r[key])["epoch"])
 
 
-def _save_member_checkpoint(state: dict[str, Any], stack: Stack, k: int, path: Path) -> None:
+def _save_member_checkpoint(
+    state: dict[str, Any], stack: Stack, k: int, path: Path, weights: dict | None = None, epoch: int | None = None
+) -> None:
     """Member k's last.ckpt: the stack's checkpoint with member k's weights, optimizer state and
-    metrics rows, exactly what its K = 1 run would have saved."""
+    metrics rows, exactly what its K = 1 run would have saved. With `weights` (its best, from
+    `BestCheckpoint`, at `epoch`): a weights-only checkpoint of those, without optimizer state."""
     import io
 
     import torch
@@ -565,7 +772,7 @@ def _save_member_checkpoint(state: dict[str, Any], stack: Stack, k: int, path: P
         return value
 
     ckpt = {key: v for key, v in state.items() if key not in ("state_dict", "optimizer_states", "callbacks", "members", "divergence")}  # fmt: skip
-    ckpt["state_dict"] = {f"model.{name}": t for name, t in stack.module.member_weights(k).items()}
+    ckpt["state_dict"] = {f"model.{name}": t for name, t in (weights or stack.module.member_weights(k)).items()}
     hp = state["hyper_parameters"]
     strength = [float(stack.module.regularizer.strength[k])]
     ckpt["hyper_parameters"] = {**hp, "model": {**hp["model"], "members": 1}, "regularizer": {**hp["regularizer"], "strength": strength}}  # fmt: skip
@@ -586,6 +793,10 @@ def _save_member_checkpoint(state: dict[str, Any], stack: Stack, k: int, path: P
     ckpt["callbacks"] = {"MetricsHistory": history}
     if rows:
         ckpt["epoch"], ckpt["global_step"] = int(rows[-1]["epoch"]) + 1, int(rows[-1]["step"])
+    if weights is not None:  # weights only: resuming from here would pair them with the last optimizer state
+        del ckpt["optimizer_states"], ckpt["callbacks"]
+        ckpt["lr_schedulers"] = []
+        ckpt["epoch"] = (epoch or 0) + 1
     buffer = io.BytesIO()
     torch.save(ckpt, buffer)
     rundir.atomic_write_bytes(path, buffer.getvalue())

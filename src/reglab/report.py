@@ -26,6 +26,7 @@ import argparse
 import csv
 import io
 import math
+import re
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -38,7 +39,6 @@ from omegaconf import DictConfig, OmegaConf
 from reglab import rundir
 from reglab.runs import (
     FINISHED,
-    NOT_TRAINING,
     Found,
     ReportError,
     Run,
@@ -50,6 +50,9 @@ from reglab.runs import (
     read_run,
     seed_groups,
     strength_cell,
+    studies,
+    study_keys,
+    trains,
     values,
     warn,
 )
@@ -96,11 +99,14 @@ CSV_METRICS = (
 def csv_rows(runs: Sequence[Run]) -> list[dict[str, Any]]:
     """summary.csv: one row per finished run, the metric columns under their metrics.json names."""
     present = [k for k in CSV_METRICS if any(k in run.record["metrics"] for run in runs)]
+    keys = study_keys(runs)  # the config keys that tell the studies apart (optimizer.lr, say)
     rows = []
     for run in runs:
+        flat = flatten(OmegaConf.to_container(run.config, resolve=False))
         row = {
             "run": run.name,
             "dataset": run.dataset,
+            **{key: _plain(flat.get(key)) for key in keys},
             "task": run.task,
             "regularizer": run.regularizer,
             "lambda": run.strength,
@@ -197,13 +203,6 @@ def counts_line(found: Found) -> str:
 # --- the report -----------------------------------------------------------------------------
 
 
-def by_dataset(runs: Sequence[Run]) -> dict[str, list[Run]]:
-    groups: dict[str, list[Run]] = {}
-    for run in runs:
-        groups.setdefault(run.dataset, []).append(run)
-    return groups
-
-
 def log_images_to_wandb(paths: Sequence[Path]) -> None:
     """Log the figures to the active W&B run, if there is one; never starts a run."""
     wandb = sys.modules.get("wandb")  # not imported: no run can be active
@@ -288,12 +287,12 @@ def report(
     if not found.runs:
         what = f"no finished run ({len(found.incomplete)} incomplete)" if found.incomplete else "no run"
         raise ReportError(f"{what} in {directory} (a run is a directory with .hydra/config.yaml and metrics.json)")
-    datasets = by_dataset(found.runs)
+    parts = studies(found.runs)  # never a mean over anything but seeds: one section per study
     tasks = sorted({r.task for r in found.runs})
-    if len(datasets) > 1:
+    if len(parts) > 1:
         print(
-            f"note: the runs are on {len(datasets)} data sets ({', '.join(datasets)}, tasks: {', '.join(tasks)}); "
-            "each is reported separately, its figures named *_<data set>.<format>",
+            f"note: the runs form {len(parts)} studies ({'; '.join(parts)}; tasks: {', '.join(tasks)}); "
+            "each is reported separately, its figures named *_<study>.<format>",
             file=sys.stderr,
         )
     single = len(found.runs) == 1 and found.runs[0].path == directory
@@ -303,16 +302,16 @@ def report(
     aggregates: dict[str, list[dict]] = {}
     written: list[Path] = []
     with figures.output(formats, dpi, band) as out:
-        for dataset, runs in datasets.items():
+        for study, runs in parts.items():
             completed = [r for r in runs if r.status == rundir.COMPLETED]
             failed = [r for r in runs if r.status != rundir.COMPLETED]
-            suffix = f"_{dataset}" if len(datasets) > 1 else ""
-            heading = f"## {dataset} ({runs[0].task})"
+            suffix = "_" + re.sub(r"[^\w.=-]+", "_", study).strip("_") if len(parts) > 1 else ""
+            heading = f"## {study} ({runs[0].task})"
             md += [heading, ""]
-            console += [heading[3:]] if len(datasets) > 1 else []
+            console += [heading[3:]] if len(parts) > 1 else []
             if completed:
                 groups = seed_groups(completed)
-                table, aggregates[dataset] = aggregate_table(groups)
+                table, aggregates[study] = aggregate_table(groups)
                 md += ["### Completed runs", "", runs_table(completed), ""]
                 md += [
                     "### Mean ± 95% confidence interval over seeds (Student t; completed runs only; ★ best λ by validation score)",
@@ -408,7 +407,7 @@ def config_columns(runs: Sequence[Run]) -> list[dict[str, Any]]:
             k
             for f in flat
             for k in f
-            if k.split(".")[0] not in NOT_TRAINING
+            if trains(k)
             and not k.endswith("_target_")
             and k not in ("seed", "regularizer.strength", "data.seed")
             and len({repr(g.get(k)) for g in flat}) > 1

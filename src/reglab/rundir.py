@@ -88,3 +88,10 @@ def is_finished(run_dir: Path) -> bool:
         return read_metrics_json(run_dir).get("status") in (COMPLETED, DIVERGED)
     except (OSError, ValueError):
         return False
+
+
+def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
+    """A nested config (plain dicts) as {"dotted.key": leaf}: how tables, W&B and TensorBoard name a key."""
+    if isinstance(node, dict):
+        return {k: v for key, value in node.items() for k, v in flatten(value, f"{prefix}{key}.").items()}
+    return {prefix.rstrip("."): node}

@@ -20,6 +20,7 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from reglab import rundir
+from reglab.rundir import flatten
 
 FINISHED = (rundir.COMPLETED, rundir.FAILED, rundir.DIVERGED)
 # Regularizers whose λ is unused: their runs are one baseline, drawn and averaged at λ = 0.
@@ -157,21 +158,23 @@ def find_runs(directory: Path) -> Found:
 
 
 # Config keys that do not change what is trained: ignored when comparing two runs' configs.
-NOT_TRAINING = ("name", "tags", "force", "paths", "logger", "callbacks")
+# Config keys (and the keys under them) that change no trained weight: never a difference between runs.
+NOT_TRAINING = (
+    "name", "tags", "force", "retries", "cpu_threads", "paths", "logger",
+    "callbacks.progress_bar", "callbacks.metrics_history", "callbacks.model_checkpoint", "callbacks.best_checkpoint",
+)  # fmt: skip
 
 
-def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
-    """A nested config as {"dotted.key": leaf}."""
-    if isinstance(node, dict):
-        return {k: v for key, value in node.items() for k, v in flatten(value, f"{prefix}{key}.").items()}
-    return {prefix.rstrip("."): node}
+def trains(key: str) -> bool:
+    """Whether the dotted config `key` can change what a run learns (it is not under NOT_TRAINING)."""
+    return not any(key == k or key.startswith(f"{k}.") for k in NOT_TRAINING)
 
 
 def config_difference(a: Run, b: Run) -> list[str]:
     """The config keys whose values differ between two runs, leaving out NOT_TRAINING."""
     fa, fb = (flatten(OmegaConf.to_container(r.config, resolve=False)) for r in (a, b))
     keys = {k for k in fa.keys() | fb.keys() if fa.get(k) != fb.get(k)}
-    return sorted(k for k in keys if k.split(".")[0] not in NOT_TRAINING)
+    return sorted(k for k in keys if trains(k))
 
 
 def seed_groups(runs: Sequence[Run]) -> dict[tuple[str, float], list[Run]]:
@@ -230,14 +233,19 @@ def best_strengths(groups: dict[tuple[str, float], list[Run]], key: str) -> dict
     return {reg: lam for reg, (lam, _) in best.items()}
 
 
-def load_model(run: Run) -> Any:
-    """The run's trained `MLP` (K = 1, eval mode) from checkpoints/last.ckpt, built from the
-    config's plain values by reglab's own class: no `_target_` from the run directory is called."""
+def load_model(run: Run, checkpoint: str = "last") -> Any:
+    """The run's trained `MLP` (K = 1, eval mode) from checkpoints/<checkpoint>.ckpt (`last`, or
+    `best` with callbacks=best_checkpoint), built from the config's plain values by reglab's own
+    class: no `_target_` from the run directory is called."""
     import torch
 
     from reglab.science.model import MLP
 
-    state = torch.load(run.path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["state_dict"]
+    path = run.path / "checkpoints" / f"{checkpoint}.ckpt"
+    if checkpoint not in ("last", "best") or not path.is_file():
+        held = sorted(p.stem for p in (run.path / "checkpoints").glob("*.ckpt"))
+        raise FileNotFoundError(f"{path} does not exist; this run holds: {', '.join(held) or 'no checkpoint'}")
+    state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
     weights = {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}
     model_cfg = run.config.model
     layers = sorted({k.rsplit(".", 1)[0] for k in weights})
@@ -294,15 +302,16 @@ class TrainedRun:
         return out[:, 0].numpy()
 
 
-def load_run(run_dir: str | Path) -> TrainedRun:
+def load_run(run_dir: str | Path, checkpoint: str = "last") -> TrainedRun:
     """The trained model of a finished run directory, its fitted input transform and its config.
-    Reads files only: the checkpoint with `weights_only=True`, the config as plain data."""
+    `checkpoint`: "last" (the final weights) or "best" (callbacks=best_checkpoint). Reads files
+    only: the checkpoint with `weights_only=True`, the config as plain data."""
     run = read_run(Path(run_dir), Path(run_dir).name)
     transform = run.record.get("input_transform")
     if transform is None:  # written by a reglab before the transform was recorded: fit it again
         splits = load_splits(run)
         transform = {"mean": splits.mean.tolist(), "std": splits.std.tolist()}
-    model = load_model(run)
+    model = load_model(run, checkpoint)
     return TrainedRun(model, np.array(transform["mean"]), np.array(transform["std"]), run.config, run.record)
 
 
@@ -312,7 +321,47 @@ def varying_keys(runs: Sequence[Run]) -> list[str]:
     flats = [flatten(OmegaConf.to_container(r.config, resolve=False)) for r in runs]
     keys = {k for flat in flats for k in flat}
     varying = {k for k in keys if len({repr(flat.get(k)) for flat in flats}) > 1}
-    return sorted(k for k in varying if k.split(".")[0] not in NOT_TRAINING)
+    return sorted(k for k in varying if trains(k))
+
+
+def study_keys(runs: Sequence[Run]) -> list[str]:
+    """The config keys that split `runs` into separate studies: every key that varies (`varying_keys`)
+    but the seed (averaged over) and the regularizer and its λ (what a study compares). A key inside
+    the `regularizer` or `data` group counts only where it varies between runs of the same
+    regularizer or data set: `regularizer.l1_ratio` differs between elastic net and L1 by design."""
+    flats = [flatten(OmegaConf.to_container(r.config, resolve=False)) for r in runs]
+    keys = []
+    for key in varying_keys(runs):
+        if key in ("seed", "regularizer.strength") or key.endswith("_target_"):
+            continue
+        group = key.split(".")[0]
+        if group in ("regularizer", "data"):
+            choice = (lambda r: r.regularizer) if group == "regularizer" else (lambda r: r.dataset)
+            values: dict[str, set[str]] = {}
+            for run, flat in zip(runs, flats):
+                values.setdefault(choice(run), set()).add(repr(flat.get(key)))
+            if all(len(v) == 1 for v in values.values()):
+                continue
+        keys.append(key)
+    return keys
+
+
+def studies(runs: Sequence[Run]) -> dict[str, list[Run]]:
+    """`runs` split into studies, in order: the runs that differ only in regularizer, λ and seed. Each
+    study's label is its data set, then the value of every other key that varies between studies
+    (`moons, optimizer.lr=0.01`). A mean over seeds is only ever taken within a study."""
+    keys = study_keys(runs)
+    out: dict[str, list[Run]] = {}
+    for run in runs:
+        flat = flatten(OmegaConf.to_container(run.config, resolve=False))
+        label = ", ".join([run.dataset, *(f"{k}={_short(flat.get(k))}" for k in keys if not k.startswith("data."))])
+        data = [f"{k}={_short(flat.get(k))}" for k in keys if k.startswith("data.")]
+        out.setdefault(label + (f" ({', '.join(data)})" if data else ""), []).append(run)
+    return out
+
+
+def _short(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value).replace(" ", "")
 
 
 def results_table(directory: str | Path) -> Any:

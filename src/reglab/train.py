@@ -8,6 +8,7 @@ crashes or diverges is recorded and a multirun goes on.
 from __future__ import annotations
 
 import io
+import json
 import logging
 import secrets
 import shutil
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import hydra
+from hydra.core.utils import setup_globals
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
@@ -24,12 +26,16 @@ from reglab import rundir
 from reglab.config import ConfigError, check_jobs, hydra_error_line
 
 log = logging.getLogger("reglab.train")
-CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "configs")
+# The package's own configs: a link to the repository's configs/, shipped in the wheel as package data.
+CONFIG_DIR = str(Path(__file__).resolve().parent / "configs")
 EXIT_CONFIG_ERROR, EXIT_DIVERGED = 2, 3  # a crash exits 1, with its traceback
 SUMMARY_KEYS = ("train/acc", "val/acc", "test/acc", "val/gap", "val/r2", "test/r2", "weights/zero_frac", "weights/small_frac", "weights/l1")  # fmt: skip
 
 # A short random suffix: two runs started in the same second get different directories.
 OmegaConf.register_new_resolver("run_suffix", lambda: secrets.token_hex(3), use_cache=True, replace=True)
+# Hydra registers ${hydra:…} and ${now:…} when it composes a config; `--experimental-rerun` skips
+# composing, and the config it unpickles still holds them (paths.output_dir).
+setup_globals()
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
@@ -59,15 +65,18 @@ def hydra_main(cfg: DictConfig) -> float:
 
 def _refuse(cfg: DictConfig, message: str) -> float:
     print(f"error: {message}", file=sys.stderr)
-    run_dir, log_root = Path(cfg.paths.output_dir), Path(cfg.paths.log_dir).resolve()
-    # A rejected config leaves nothing behind that looks like a run: not even the empty folders above it.
+    _remove_unused_run_dir(Path(cfg.paths.output_dir), Path(cfg.paths.log_dir).resolve())
+    sys.exit(EXIT_CONFIG_ERROR)
+
+
+def _remove_unused_run_dir(run_dir: Path, log_root: Path) -> None:
+    """A rejected config leaves nothing behind that looks like a run: not even the empty folders above it."""
     if run_dir.is_dir() and all(p.name in (".hydra", "train.log") for p in run_dir.iterdir()):
         shutil.rmtree(run_dir)
         parent = run_dir.parent.resolve()
         while parent != log_root.parent and log_root in (parent, *parent.parents) and not any(parent.iterdir()):
             parent.rmdir()
             parent = parent.parent
-    sys.exit(EXIT_CONFIG_ERROR)
 
 
 def _write_figures(run_dir: Path, records: list[dict[str, Any]]) -> None:
@@ -119,7 +128,11 @@ def run(overrides: Sequence[str] = (), run_dir: str | Path | None = None) -> lis
         del cfg["hydra"]
     (output / ".hydra").mkdir(parents=True, exist_ok=True)
     OmegaConf.save(cfg, output / ".hydra" / "config.yaml")
-    return fit(cfg)
+    try:
+        return fit(cfg)
+    except ConfigError:  # refused before any work: no directory that looks like a run is left
+        _remove_unused_run_dir(output, Path(cfg.paths.log_dir).resolve())
+        raise
 
 
 def build_in_memory(cfg: DictConfig) -> None:
@@ -142,15 +155,63 @@ class PreflightOnMultirunStart(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         from hydra import compose
+        from hydra.core.global_hydra import GlobalHydra
 
-        params = config.hydra.sweeper.get("params") or {}
-        overrides = [f"{key}={value}" for key, value in params.items()] + list(config.hydra.overrides.task)
         name = config.hydra.job.config_name
+        loader = GlobalHydra.instance().config_loader()  # its search path has --config-dir and hydra.searchpath
+        options = lambda group: loader.get_group_options(group)  # noqa: E731
         try:
-            check_jobs(overrides, lambda job: compose(config_name=name, overrides=job), CONFIG_DIR, build_in_memory)
+            check_jobs(
+                list(config.hydra.overrides.task),
+                lambda job: compose(config_name=name, overrides=job),
+                CONFIG_DIR,
+                build_in_memory,
+                config_name=name,
+                group_options=options,
+            )
+            claim_sweep_dir(Path(config.hydra.sweep.dir), sweep_grid(config))
         except ConfigError as e:
             print(f"error: {e}", file=sys.stderr)
             sys.exit(EXIT_CONFIG_ERROR)
+
+
+GRID_FILE = "grid.json"  # in a sweep directory: the grid of the sweep it holds
+
+
+def sweep_grid(config: DictConfig) -> dict[str, list[str]]:
+    """A multirun's grid as {key: its values}: the sweeper's params (an experiment's grid) and the
+    command line's overrides, parsed (1e-3 and 0.001 are one value), without the keys that change no
+    result (`hydra.job.config.override_dirname.exclude_keys`: logger, force, …)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    params = config.hydra.sweeper.get("params") or {}
+    excluded = set(config.hydra.job.config.override_dirname.exclude_keys)
+    texts = [f"{key}={value}" for key, value in params.items()] + list(config.hydra.overrides.task)
+    grid: dict[str, list[str]] = {}
+    for override in OverridesParser.create().parse_overrides(texts):
+        key = override.get_key_element()
+        if override.key_or_group in excluded:
+            continue
+        values = list(override.sweep_iterator()) if override.is_sweep_override() else [override.value()]
+        grid[key] = sorted({repr(v) for v in values})
+    return dict(sorted(grid.items()))
+
+
+def claim_sweep_dir(sweep_dir: Path, grid: dict[str, list[str]]) -> None:
+    """A sweep directory holds the runs of one grid: re-launching that grid resumes it (its finished
+    jobs are skipped), another grid under the same `name` is refused in one line, so that two
+    studies never share a directory and a report. The grid is recorded in `GRID_FILE`."""
+    path = sweep_dir / GRID_FILE
+    if path.is_file():
+        held = json.loads(path.read_text())
+        if held != grid:
+            differ = sorted(k for k in held.keys() | grid.keys() if held.get(k) != grid.get(k))
+            raise ConfigError(
+                f"{sweep_dir} holds the runs of another sweep (its grid differs in {', '.join(differ)}); "
+                "give this one its own name=… (or hydra.sweep.dir=…), or remove that directory"
+            )
+        return
+    rundir.atomic_write_text(path, json.dumps(grid, indent=1) + "\n")
 
 
 class _StartedTask:

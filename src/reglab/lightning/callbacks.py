@@ -146,3 +146,178 @@ class EpochProgressBar(ProgressBar):
         if self.bar is not None:
             self.bar.close()
             self.bar = None
+
+
+class _PerMemberMonitor(Callback):
+    """Follows one metric of every member at each evaluated epoch, on the device: `improved` is
+    [K], true where a member beat its best so far by more than `min_delta` (NaN never does)."""
+
+    def __init__(self, monitor: str = "val/loss", mode: str = "min", min_delta: float = 0.0) -> None:
+        if mode not in ("min", "max"):
+            raise ValueError(f"mode={mode!r} must be min or max")
+        if not min_delta >= 0:
+            raise ValueError(f"min_delta={min_delta!r} must be >= 0")
+        self.monitor, self.mode, self.min_delta = monitor, mode, float(min_delta)
+        self.best_value: torch.Tensor | None = None  # [K]
+        self.best_epoch: torch.Tensor | None = None  # [K], -1 before a finite value
+
+    def _update(self, trainer: L.Trainer, pl_module: L.LightningModule) -> torch.Tensor | None:
+        module = cast("RegLabModule", pl_module)
+        if module.evaluated_epoch != trainer.current_epoch:
+            return None
+        if self.monitor not in module.epoch_metrics:
+            raise ValueError(
+                f"monitor={self.monitor!r} names no metric; choose one of: {', '.join(module.epoch_metrics)}"
+            )
+        value = module.epoch_metrics[self.monitor].double()
+        if self.best_value is None or self.best_epoch is None:
+            worst = math.inf if self.mode == "min" else -math.inf
+            self.best_value = torch.full_like(value, worst)
+            self.best_epoch = torch.full(value.shape, -1, dtype=torch.long, device=value.device)
+        self.best_value, self.best_epoch = self.best_value.to(value.device), self.best_epoch.to(value.device)
+        if self.mode == "min":
+            improved = value < self.best_value - self.min_delta
+        else:
+            improved = value > self.best_value + self.min_delta
+        improved &= torch.isfinite(value)
+        self.best_value = torch.where(improved, value, self.best_value)
+        self.best_epoch = torch.where(improved, trainer.current_epoch, self.best_epoch)
+        return improved
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best_value": self.best_value, "best_epoch": self.best_epoch}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.best_value, self.best_epoch = state_dict["best_value"], state_dict["best_epoch"]
+
+
+class EarlyStopping(_PerMemberMonitor):
+    """Lightning's `EarlyStopping`, per member: a member stops improving once `monitor` has not
+    beaten its best by more than `min_delta` for `patience` evaluations in a row (evaluations, not
+    epochs: see `trainer.check_val_every_n_epoch`). Training stops when every member has stopped
+    improving or diverged. Members are not frozen meanwhile: in a stack of K > 1, a member can
+    train past its own stopping point; its metrics.json records that point (`early_stopping`),
+    and `callbacks=early_stopping` also keeps each member's best weights (best.ckpt)."""
+
+    def __init__(
+        self, monitor: str = "val/loss", mode: str = "min", patience: int = 10, min_delta: float = 0.0
+    ) -> None:
+        super().__init__(monitor, mode, min_delta)
+        if not isinstance(patience, int) or isinstance(patience, bool) or patience < 1:
+            raise ValueError(f"patience={patience!r} must be an integer >= 1")
+        self.patience = patience
+        self.wait: torch.Tensor | None = None  # [K] evaluations since the member's best
+        self.stopped_epoch: torch.Tensor | None = None  # [K], -1 while the member still improves
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        improved = self._update(trainer, pl_module)
+        if improved is None:
+            return
+        if self.wait is None or self.stopped_epoch is None:
+            self.wait = torch.zeros_like(improved, dtype=torch.long)
+            self.stopped_epoch = torch.full_like(self.wait, -1)
+        self.wait = torch.where(improved, 0, self.wait.to(improved.device) + 1)
+        out_of_patience = (self.wait >= self.patience) & (self.stopped_epoch.to(improved.device) < 0)
+        self.stopped_epoch = torch.where(out_of_patience, trainer.current_epoch, self.stopped_epoch.to(improved.device))
+        diverged = torch.tensor([e is not None for e in cast("RegLabModule", pl_module).diverged_epoch], device=improved.device)  # fmt: skip
+        if bool(((self.stopped_epoch >= 0) | diverged).all()):  # one host sync per evaluation
+            trainer.should_stop = True
+
+    def member_record(self, k: int) -> dict[str, Any]:
+        """What member k's metrics.json records of its early stopping."""
+        stopped = None if self.stopped_epoch is None else int(self.stopped_epoch[k])
+        best = None if self.best_epoch is None else int(self.best_epoch[k])
+        return {"early_stopping": {"monitor": self.monitor, "patience": self.patience, "stopped_epoch": stopped if stopped is not None and stopped >= 0 else None, "best_epoch": best if best is not None and best >= 0 else None}}  # fmt: skip
+
+    def state_dict(self) -> dict[str, Any]:
+        return super().state_dict() | {"wait": self.wait, "stopped_epoch": self.stopped_epoch}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        super().load_state_dict(state_dict)
+        self.wait, self.stopped_epoch = state_dict["wait"], state_dict["stopped_epoch"]
+
+
+class BestCheckpoint(_PerMemberMonitor):
+    """Each member's weights at its best evaluation by `monitor`, kept on the device (a copy of the
+    weights, updated where a member improved) and written by `reglab.fit` when training ends as
+    the member's `checkpoints/best.ckpt` beside last.ckpt: a weights-only checkpoint (no optimizer
+    state, as Lightning's `ModelCheckpoint(save_weights_only=True)`) that
+    `RegLabModule.load_from_checkpoint` and `reglab.load_run(run_dir, checkpoint="best")` read.
+    metrics.json records the best epoch and its metrics under `best`."""
+
+    def __init__(self, monitor: str = "val/loss", mode: str = "min") -> None:
+        super().__init__(monitor, mode)
+        self.weights: dict[str, torch.Tensor] = {}  # the stack's state_dict at each member's best
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        improved = self._update(trainer, pl_module)
+        if improved is None:
+            return
+        with torch.no_grad():
+            for name, tensor in cast("RegLabModule", pl_module).model.state_dict().items():
+                if name not in self.weights:
+                    self.weights[name] = tensor.detach().clone()
+                else:
+                    mask = improved.view(-1, *[1] * (tensor.dim() - 1))
+                    self.weights[name] = torch.where(mask, tensor, self.weights[name].to(tensor.device))
+
+    def member_weights(self, k: int) -> dict[str, torch.Tensor] | None:
+        """Member k's best weights (a K = 1 `MLP.state_dict()`), or None if it never had a finite value."""
+        if self.best_epoch is None or int(self.best_epoch[k]) < 0:
+            return None
+        return {name: t[k : k + 1].clone() for name, t in self.weights.items()}
+
+    def member_record(self, k: int, rows: Sequence[dict[str, float]]) -> dict[str, Any]:
+        """`best`: the monitored metric, the best epoch and that epoch's metrics (from metrics.csv's rows)."""
+        epoch = None if self.best_epoch is None or int(self.best_epoch[k]) < 0 else int(self.best_epoch[k])
+        row = next((r for r in rows if r["epoch"] == epoch), {})
+        return {"best": {"monitor": self.monitor, "mode": self.mode, "epoch": epoch, "metrics": {n: v for n, v in row.items() if n not in ("epoch", "step")}}}  # fmt: skip
+
+    def state_dict(self) -> dict[str, Any]:
+        return super().state_dict() | {"weights": self.weights}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        super().load_state_dict(state_dict)
+        self.weights = dict(state_dict["weights"])
+
+
+class RichEpochProgressBar(EpochProgressBar):
+    """`EpochProgressBar` drawn by rich (Lightning's `RichProgressBar` counts batches, and a reglab
+    epoch is one Lightning batch): epochs, elapsed and remaining time, the latest metrics."""
+
+    def __init__(self, show: tuple[str, ...] = ("train/acc", "val/acc", "val/loss")) -> None:
+        super().__init__(show)
+        self.rich: Any = None  # rich.progress.Progress while training
+        self.task: Any = None
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        from rich.progress import (  # fmt: skip
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        if self._enabled and trainer.is_global_zero:
+            self.rich = Progress(
+                TextColumn("epochs"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
+                TextColumn("{task.fields[metrics]}"),
+            )  # fmt: skip
+            self.rich.start()
+            self.task = self.rich.add_task("epochs", total=trainer.max_epochs, completed=trainer.current_epoch, metrics="")  # fmt: skip
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.rich is None:
+            return
+        if trainer.current_epoch % 10 == 0:
+            metrics = cast("RegLabModule", pl_module).epoch_metrics
+            shown = {k: float(metrics[k].nanmean()) for k in self.show if k in metrics}
+            self.rich.update(self.task, metrics="  ".join(f"{k} {v:.4f}" for k, v in shown.items() if math.isfinite(v)))
+        self.rich.advance(self.task)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.rich is not None:
+            self.rich.stop()
+            self.rich = None

@@ -27,6 +27,7 @@ import lightning as L
 from lightning.pytorch.callbacks import Callback
 
 from reglab.lightning.callbacks import MetricsHistory
+from reglab.rundir import flatten
 
 _online_failed = False  # an online start failed in this process: the process's other runs go offline at once
 
@@ -58,6 +59,8 @@ def start_run(mode: str | None = None, init_timeout_s: float = 15.0, **kwargs: A
     resolved = wandb_mode(mode)
     timeout = init_timeout_s if resolved == "online" else max(init_timeout_s, OFFLINE_INIT_TIMEOUT_S)
     try:
+        if resolved == "online" and not _server_reachable(init_timeout_s):
+            raise ConnectionError(f"cannot connect to {_server_url()}")
         return wandb.init(
             mode=resolved,  # type: ignore[arg-type]
             reinit="create_new",
@@ -70,7 +73,28 @@ def start_run(mode: str | None = None, init_timeout_s: float = 15.0, **kwargs: A
         _online_failed = True
         warnings.warn(f"W&B {resolved} start failed ({type(e).__name__}: {e}); logging offline instead", stacklevel=1)
         offline = wandb.Settings(init_timeout=OFFLINE_INIT_TIMEOUT_S, **settings)  # type: ignore[arg-type]
+        if kwargs.get("id"):  # the failed start still holds its id in W&B's service: a new one (run.id says which)
+            kwargs = {**kwargs, "id": secrets.token_hex(4)}
         return wandb.init(mode="offline", reinit="create_new", settings=offline, **kwargs)
+
+
+def _server_url() -> str:
+    return os.environ.get("WANDB_BASE_URL") or "https://api.wandb.ai"
+
+
+def _server_reachable(timeout_s: float) -> bool:
+    """Whether W&B's server accepts a TCP connection: with no network (a refused or unroutable
+    connection) this says so at once, where `wandb.init` would spend its whole timeout retrying."""
+    import socket
+    from urllib.parse import urlparse
+
+    url = urlparse(_server_url())
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        with socket.create_connection((url.hostname or "", port), timeout=max(min(timeout_s, 5.0), 0.1)):
+            return True
+    except OSError:
+        return False
 
 
 # The best value of a member's run: the validation score; summary "max" (or "min") beside the last value.
@@ -197,7 +221,7 @@ class WandbRuns(Callback):
         if not self.ids:  # not resumed from a checkpoint: new runs
             agent = os.environ.get("WANDB_RUN_ID") if len(self.members) == 1 else None
             self.ids = [agent or secrets.token_hex(4) for _ in self.members]
-        for member, run_id in zip(self.members, self.ids):
+        for k, (member, run_id) in enumerate(zip(self.members, self.ids)):
             member["dir"].mkdir(parents=True, exist_ok=True)
             run = start_run(
                 self.mode,
@@ -212,6 +236,7 @@ class WandbRuns(Callback):
                 resume="allow",
                 config=member["config"],
             )
+            self.ids[k] = run.id  # a fallback from online to offline draws a new id
             run.define_metric("epoch")
             run.define_metric("*", step_metric="epoch")
             for key, best in SUMMARIES.items():
@@ -301,3 +326,68 @@ def _select(config: dict[str, Any], key: str) -> Any:
             return None
         node = node[part]
     return node
+
+
+class TensorBoardRuns(Callback):
+    """TensorBoard event files, one log directory per member: `<member run dir>/tensorboard`, its
+    metrics per evaluated epoch (step = epoch), per-layer weight histograms every N epochs and, at
+    the end, its hyperparameters beside its final metrics (TensorBoard's HPARAMS tab). Point
+    TensorBoard at a sweep to compare its members: `tensorboard --logdir logs/multiruns/<name>`.
+    Written with tensorboardX (no TensorFlow or tensorboard package needed to write)."""
+
+    def __init__(self, histograms_every_n_epochs: int = 10, flush_secs: int = 30) -> None:
+        if not isinstance(histograms_every_n_epochs, int) or histograms_every_n_epochs < 1:
+            raise ValueError(f"logger.tensorboard.histograms_every_n_epochs={histograms_every_n_epochs!r} must be an integer >= 1")  # fmt: skip
+        self.histograms_every_n_epochs, self.flush_secs = histograms_every_n_epochs, flush_secs
+        self.members: list[dict[str, Any]] = []
+        self.writers: list[Any] = []
+        self.history: MetricsHistory | None = None
+
+    def attach(
+        self, names: Sequence[str], run_dirs: Sequence[Path], configs: Sequence[dict[str, Any]], *_: Any
+    ) -> None:
+        """The members' names, run directories and resolved configs (their hyperparameters)."""
+        self.members = [{"name": n, "dir": Path(d), "config": c} for n, d, c in zip(names, run_dirs, configs)]
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        from tensorboardX import SummaryWriter
+
+        self.history = next(c for c in trainer.callbacks if isinstance(c, MetricsHistory))  # type: ignore[attr-defined]
+        self.writers = [SummaryWriter(str(m["dir"] / "tensorboard"), flush_secs=self.flush_secs) for m in self.members]
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        history, epoch = self.history, trainer.current_epoch
+        if history is None or not history.epochs or history.epochs[-1][0] != epoch:
+            return
+        weights = None
+        if epoch % self.histograms_every_n_epochs == 0:
+            layers = pl_module.model.linear_layers().items()  # type: ignore[union-attr,operator]
+            weights = {name: layer.weight.detach().flatten(1).cpu().numpy() for name, layer in layers}
+        for k, writer in enumerate(self.writers):
+            diverged = history.diverged_epoch[k]
+            if diverged is not None and epoch > diverged:
+                continue
+            for key, value in history.latest(k).items():
+                writer.add_scalar(key, value, epoch)
+            for name, w in (weights or {}).items():
+                writer.add_histogram(f"weights/{name}", w[k], epoch)
+
+    def finish(self, records: Sequence[dict[str, Any]]) -> None:
+        """Each member's hyperparameters (flattened config values) beside its final metrics; then close."""
+        from tensorboardX.summary import hparams as hparams_summaries
+
+        for member, record, writer in zip(self.members, records, self.writers):
+            hparams = {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in flatten(member["config"]).items() if v is not None}  # fmt: skip
+            finals = {f"hparam/{k}": v for k, v in record.get("metrics", {}).items() if isinstance(v, float) and math.isfinite(v)}  # fmt: skip
+            # Into the run's own event file (add_hparams would open a second writer, whose file of
+            # the same second and host replaces the first).
+            for summary in hparams_summaries(hparams, finals):
+                writer._get_file_writer().add_summary(summary)
+            for key, value in finals.items():
+                writer.add_scalar(key, value, record.get("epochs"))
+            writer.close()
+        self.writers = []
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        for writer in self.writers:
+            writer.close()

@@ -50,6 +50,10 @@ class RegLabModule(L.LightningModule):
         self.regularizer = regularizer.bind(model)
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.task, self.sparsity_threshold = task, sparsity_threshold
+        if gradient_clip_val is not None and not (
+            isinstance(gradient_clip_val, (int, float)) and gradient_clip_val >= 0
+        ):
+            raise ValueError(f"gradient_clip_val={gradient_clip_val!r} must be a number >= 0 (0 or null: no clipping)")
         self.gradient_clip_val = gradient_clip_val
         K = model.members
         # Per member, set on the device by every step and read once per epoch: no host sync per step.
@@ -108,15 +112,15 @@ class RegLabModule(L.LightningModule):
         objective = data_loss(self.model(x), y, self.task)
         return objective + self.regularizer.penalty() if self.regularizer.explicit else objective
 
-    @torch.no_grad()
     def clip_member_gradients(self, max_norm: float) -> None:
         """Scale each member's gradient to a total 2-norm of at most `max_norm` (Lightning's
         `gradient_clip_val` with the norm algorithm, taken per member: members stay independent)."""
-        grads = [p.grad for p in self.model.parameters() if p.grad is not None]
-        norms = torch.stack([g.flatten(1).square().sum(1) for g in grads]).sum(0).sqrt()  # [K]
-        scale = (max_norm / (norms + 1e-6)).clamp(max=1.0)
-        for g in grads:
-            g.mul_(scale.view(-1, *[1] * (g.dim() - 1)))
+        with torch.no_grad():
+            grads = [p.grad for p in self.model.parameters() if p.grad is not None]
+            norms = torch.stack([g.flatten(1).square().sum(1) for g in grads]).sum(0).sqrt()  # [K]
+            scale = (max_norm / (norms + 1e-6)).clamp(max=1.0)
+            for g in grads:
+                g.mul_(scale.view(-1, *[1] * (g.dim() - 1)))
 
     def _check_divergence(self) -> None:
         """A member whose objective or weights became non-finite is recorded where it stopped."""
@@ -137,10 +141,11 @@ class RegLabModule(L.LightningModule):
 
     # Evaluation -------------------------------------------------------------------------------
     @torch.no_grad()
-    def evaluate(self, held_out: str) -> dict[str, Tensor]:
+    def evaluate(self, held_out: str, datamodule: Any = None, lr: float | None = None) -> dict[str, Tensor]:
         """Every metric of every member at the current weights, on the device, [K] each:
-        `train/…`, `<held_out>/…`, `<held_out>/gap` and, for `val`, `weights/…` and `lr`."""
-        datamodule = self.trainer.datamodule  # type: ignore[attr-defined]
+        `train/…`, `<held_out>/…`, `<held_out>/gap` and, for `val`, `weights/…` and `lr`.
+        `datamodule` and `lr` default to the trainer's and the optimizer's (given: no trainer needed)."""
+        datamodule = datamodule or self.trainer.datamodule  # type: ignore[attr-defined]
         was_training = self.model.training
         self.model.eval()
         split_metrics = {}
@@ -157,7 +162,7 @@ class RegLabModule(L.LightningModule):
         out[f"{held_out}/gap"] = train["acc"] - other["acc"] if "acc" in train else other["loss"] - train["loss"]
         if held_out == "val":
             out.update(weight_metrics(self.model, self.sparsity_threshold))
-            lr = cast(LightningOptimizer, self.optimizers()).param_groups[0]["lr"]
+            lr = lr if lr is not None else cast(LightningOptimizer, self.optimizers()).param_groups[0]["lr"]
             out["lr"] = torch.full_like(out["val/loss"], lr)
         return out
 

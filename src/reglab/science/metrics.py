@@ -44,7 +44,6 @@ def prediction_metrics(logits: Tensor, y: Tensor, task: Task) -> dict[str, Tenso
     return {"loss": loss, "mse": loss, "r2": 1 - rss / tss}
 
 
-@torch.no_grad()
 def weight_metrics(model: MLP, threshold: float = 1e-3) -> dict[str, Tensor]:
     """Norms and sparsity of the weight matrices (biases excluded), per layer and in total, per member.
 
@@ -52,37 +51,40 @@ def weight_metrics(model: MLP, threshold: float = 1e-3) -> dict[str, Tensor]:
     `dead_units`: hidden units whose incoming weights are all exactly 0. Sums are taken in
     float64, so an L1 norm of 10⁴ weights is right to far better than 1e-6.
     """
-    out: dict[str, Tensor] = {}
-    parts = []
-    for name, layer in model.linear_layers().items():
-        w = layer.weight.flatten(1).double()  # [K, out·in]
-        part = {"l1": w.abs().sum(1), "sq": w.square().sum(1), "max": w.abs().amax(1)}
-        part |= {"zero": (w == 0).sum(1), "small": (w.abs() < threshold).sum(1)}
-        out[f"weights/{name}/l1"] = part["l1"]
-        out[f"weights/{name}/l2"] = part["sq"].sqrt()
-        out[f"weights/{name}/max_abs"] = part["max"]
-        out[f"weights/{name}/zero_frac"] = part["zero"] / w.shape[1]
-        parts.append(part)
-    total = {key: torch.stack([p[key] for p in parts]) for key in parts[0]}
-    n = n_weights(model)
-    out["weights/l1"] = total["l1"].sum(0)
-    out["weights/l2"] = total["sq"].sum(0).sqrt()
-    out["weights/max_abs"] = total["max"].amax(0)
-    out["weights/zero_frac"] = total["zero"].sum(0) / n
-    out["weights/small_frac"] = total["small"].sum(0) / n
-    dead = [
-        ((layer.weight != 0).sum(2) == 0).sum(1) for name, layer in model.linear_layers().items() if name != "output"
-    ]
-    out["weights/dead_units"] = torch.stack(dead).sum(0).double() if dead else torch.zeros(model.members)
-    return out
+    with torch.no_grad():
+        out: dict[str, Tensor] = {}
+        parts = []
+        for name, layer in model.linear_layers().items():
+            w = layer.weight.flatten(1).double()  # [K, out·in]
+            part = {"l1": w.abs().sum(1), "sq": w.square().sum(1), "max": w.abs().amax(1)}
+            part |= {"zero": (w == 0).sum(1), "small": (w.abs() < threshold).sum(1)}
+            out[f"weights/{name}/l1"] = part["l1"]
+            out[f"weights/{name}/l2"] = part["sq"].sqrt()
+            out[f"weights/{name}/max_abs"] = part["max"]
+            out[f"weights/{name}/zero_frac"] = part["zero"] / w.shape[1]
+            parts.append(part)
+        total = {key: torch.stack([p[key] for p in parts]) for key in parts[0]}
+        n = n_weights(model)
+        out["weights/l1"] = total["l1"].sum(0)
+        out["weights/l2"] = total["sq"].sum(0).sqrt()
+        out["weights/max_abs"] = total["max"].amax(0)
+        out["weights/zero_frac"] = total["zero"].sum(0) / n
+        out["weights/small_frac"] = total["small"].sum(0) / n
+        dead = [
+            ((layer.weight != 0).sum(2) == 0).sum(1)
+            for name, layer in model.linear_layers().items()
+            if name != "output"
+        ]
+        out["weights/dead_units"] = torch.stack(dead).sum(0).double() if dead else torch.zeros(model.members)
+        return out
 
 
-@torch.no_grad()
 def feature_l1(model: MLP) -> list[list[float]]:
     """Per member, the L1 norm of each input feature's outgoing first-layer weights: 0 means the
     feature is dropped."""
-    first = next(iter(model.linear_layers().values()))
-    return first.weight.double().abs().sum(1).tolist()
+    with torch.no_grad():
+        first = next(iter(model.linear_layers().values()))
+        return first.weight.double().abs().sum(1).tolist()
 
 
 def n_weights(model: MLP) -> int:

@@ -91,25 +91,25 @@ class MLP(nn.Module):
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.reset_parameters(seeds)
 
-    @torch.no_grad()
     def reset_parameters(self, seeds: Sequence[int] | None = None) -> None:
         """Draw every member's initial weights (member k from `seeds[k]`, else the global RNG)."""
-        if self.output.weight.is_meta:  # `member()` loads the weights it needs
-            return
-        if seeds is not None and len(seeds) != self.members:
-            raise ValueError(f"{len(seeds)} seeds for {self.members} members")
-        for k in range(self.members):
-            generator = torch.Generator().manual_seed(int(seeds[k])) if seeds is not None else None
-            for layer in self.linear_layers().values():
-                fan_in, fan_out = layer.in_features, layer.out_features
-                if self.init == "glorot_uniform":
-                    bound, bias_bound = math.sqrt(6.0 / (fan_in + fan_out)), 0.0
-                else:  # nn.Linear: kaiming_uniform(a=√5) for the weight, U(±1/√fan_in) for the bias
-                    bound = bias_bound = 1.0 / math.sqrt(fan_in) if fan_in > 0 else 0.0
-                weight = torch.empty(fan_out, fan_in).uniform_(-bound, bound, generator=generator)
-                bias = torch.empty(fan_out).uniform_(-bias_bound, bias_bound, generator=generator)
-                layer.weight[k].copy_(weight)
-                layer.bias[k].copy_(bias if bias_bound else torch.zeros(fan_out))
+        with torch.no_grad():
+            if self.output.weight.is_meta:  # `member()` loads the weights it needs
+                return
+            if seeds is not None and len(seeds) != self.members:
+                raise ValueError(f"{len(seeds)} seeds for {self.members} members")
+            for k in range(self.members):
+                generator = torch.Generator().manual_seed(int(seeds[k])) if seeds is not None else None
+                for layer in self.linear_layers().values():
+                    fan_in, fan_out = layer.in_features, layer.out_features
+                    if self.init == "glorot_uniform":
+                        bound, bias_bound = math.sqrt(6.0 / (fan_in + fan_out)), 0.0
+                    else:  # nn.Linear: kaiming_uniform(a=√5) for the weight, U(±1/√fan_in) for the bias
+                        bound = bias_bound = 1.0 / math.sqrt(fan_in) if fan_in > 0 else 0.0
+                    weight = torch.empty(fan_out, fan_in).uniform_(-bound, bound, generator=generator)
+                    bias = torch.empty(fan_out).uniform_(-bias_bound, bias_bound, generator=generator)
+                    layer.weight[k].copy_(weight)
+                    layer.bias[k].copy_(bias if bias_bound else torch.zeros(fan_out))
 
     def linear_layers(self) -> dict[str, StackedLinear]:
         """The affine layers by name, input first."""

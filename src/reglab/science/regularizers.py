@@ -200,10 +200,10 @@ class WeightDecay(Regularizer):
         total = _sum_squares(self.params, dtype)
         return self._lam(total, lambda lam: 0.5 * lam) * total
 
-    @torch.no_grad()
     def before_step(self, lr: float) -> None:
-        if self._active():
-            torch._foreach_mul_(self.params, self._each(lambda lam: 1.0 - lr * lam))
+        with torch.no_grad():
+            if self._active():
+                torch._foreach_mul_(self.params, self._each(lambda lam: 1.0 - lr * lam))
 
 
 # Optimizers whose step is lr·m̂/(√v̂ + ε) with v̂ = exp_avg_sq/(1 − β₂^t): the ones whose metric a
@@ -303,21 +303,21 @@ class ProxL1(_Proximal):
         total = _sum_abs(self.params, dtype)
         return self._lam(total) * total
 
-    @torch.no_grad()
     def after_step(self, lr: float) -> None:
-        if not self._active():
-            return
-        denominators = self._denominators(self.params)
-        if denominators is None:
-            t, minus_t = self._each(lambda lam: lr * lam), self._each(lambda lam: -(lr * lam))
-            # w − clip(w, −t, t) is the soft threshold, exactly 0 wherever |w| ≤ t.
-            inside = torch._foreach_clamp_min(torch._foreach_clamp_max(self.params, t), minus_t)
-            torch._foreach_sub_(self.params, inside)
-            return
-        for w, d in zip(self.params, denominators):
-            if d is not None:
-                threshold = self._lam(w, lambda lam: lr * lam) / d  # t = η·λ / D, [K, …]
-                w.sub_(torch.maximum(torch.minimum(w, threshold), -threshold))  # w − clip(w, −t, t)
+        with torch.no_grad():
+            if not self._active():
+                return
+            denominators = self._denominators(self.params)
+            if denominators is None:
+                t, minus_t = self._each(lambda lam: lr * lam), self._each(lambda lam: -(lr * lam))
+                # w − clip(w, −t, t) is the soft threshold, exactly 0 wherever |w| ≤ t.
+                inside = torch._foreach_clamp_min(torch._foreach_clamp_max(self.params, t), minus_t)
+                torch._foreach_sub_(self.params, inside)
+                return
+            for w, d in zip(self.params, denominators):
+                if d is not None:
+                    threshold = self._lam(w, lambda lam: lr * lam) / d  # t = η·λ / D, [K, …]
+                    w.sub_(torch.maximum(torch.minimum(w, threshold), -threshold))  # w − clip(w, −t, t)
 
 
 class GroupLasso(_Proximal):
@@ -383,23 +383,23 @@ class GroupLasso(_Proximal):
             total = total + math.sqrt(size) * self._norms(weight, bias, dim, dtype).sum(-1)
         return self._lam(total) * total
 
-    @torch.no_grad()
     def after_step(self, lr: float) -> None:
-        if not self._active():
-            return
-        for weight, bias, dim in self.groups:
-            size = weight.shape[dim] + (bias is not None)
-            denominators = self._denominators([weight] if bias is None else [weight, bias])
-            if denominators is not None:
-                if all(d is not None for d in denominators):
-                    self._preconditioned_shrink(weight, bias, dim, denominators, lr * math.sqrt(size))
-                continue
-            norms = self._norms(weight, bias, dim)
-            threshold = self._lam(norms, lambda lam: lr * lam * math.sqrt(size))  # noqa: B023 (called at once)
-            scale = (1 - threshold / norms.clamp_min(1e-30)).clamp_min(0)
-            weight.mul_(scale.unsqueeze(dim))
-            if bias is not None:
-                bias.mul_(scale)
+        with torch.no_grad():
+            if not self._active():
+                return
+            for weight, bias, dim in self.groups:
+                size = weight.shape[dim] + (bias is not None)
+                denominators = self._denominators([weight] if bias is None else [weight, bias])
+                if denominators is not None:
+                    if all(d is not None for d in denominators):
+                        self._preconditioned_shrink(weight, bias, dim, denominators, lr * math.sqrt(size))
+                    continue
+                norms = self._norms(weight, bias, dim)
+                threshold = self._lam(norms, lambda lam: lr * lam * math.sqrt(size))  # noqa: B023 (called at once)
+                scale = (1 - threshold / norms.clamp_min(1e-30)).clamp_min(0)
+                weight.mul_(scale.unsqueeze(dim))
+                if bias is not None:
+                    bias.mul_(scale)
 
     def _preconditioned_shrink(
         self, weight: Tensor, bias: Tensor | None, dim: int, denominators: list, lr_root_p: float
