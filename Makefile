@@ -10,10 +10,10 @@ ARGS ?=
 DIR ?= logs/multiruns/l1_vs_none
 
 .DEFAULT_GOAL := help
-.PHONY: help install run train report test lint mutate clean
+.PHONY: help install run train report test bench-smoke lint mutate clean
 
 help: ## list the targets
-	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,7 +33,10 @@ report: install ## report of a run or sweep directory: make report DIR=logs/mult
 	$(BIN)/reglab-report $(DIR)
 
 test: install ## the test suite (CPU, a few minutes; two workers, one torch thread each: these models are too small to share)
-	WANDB_MODE=offline OMP_NUM_THREADS=1 $(BIN)/pytest -q -n 2 --dist loadfile --durations=15 $(ARGS)
+	WANDB_MODE=offline OMP_NUM_THREADS=1 $(BIN)/pytest -q -n 2 --dist loadfile --durations=15 -m "not bench" $(ARGS)
+
+bench-smoke: install ## the benchmark scripts at toy size: they run and print finite tables (CI runs this after test)
+	WANDB_MODE=offline OMP_NUM_THREADS=1 $(BIN)/pytest -q -n 2 -m bench tests/test_benchmarks_smoke.py
 
 lint: install ## ruff and mypy
 	$(BIN)/ruff check src tests scripts
@@ -41,12 +44,13 @@ lint: install ## ruff and mypy
 	$(BIN)/mypy
 
 # What `make mutate` mutates: all of science/ but datasets.py (pyproject.toml, [tool.mutmut]), and
-# of module.py and runs.py only these functions (mutmut's names; `?` stands for the ǁ in a method's).
+# of module.py, runs.py and rundir.py only these functions (mutmut's names; `?` stands for the ǁ in a method's).
 MUTANTS := 'reglab.science.*' \
 	'reglab.lightning.module.x?RegLabModule?_step__mutmut_*' \
 	'reglab.lightning.module.x?RegLabModule?regularized_loss__mutmut_*' \
 	'reglab.lightning.module.x?RegLabModule?clip_member_gradients__mutmut_*' \
-	$(foreach f,mean_ci seed_groups varying_keys results_table flatten,'reglab.runs.x_$(f)__mutmut_*')
+	$(foreach f,mean_ci seed_groups varying_keys results_table,'reglab.runs.x_$(f)__mutmut_*') \
+	'reglab.rundir.x_flatten__mutmut_*'
 
 mutate: install ## mutation testing of the science, the training step and the report (slow, not CI; docs/testing.md)
 	rm -rf mutants

@@ -356,14 +356,10 @@ def test_bad_command_line_gets_its_one_line_error_before_anything_runs(category,
     assert "Traceback" not in error
 
 
-# One case per category through the real command line (paths: nothing written anywhere either).
-CLI_SAMPLE = [  # one per category: a fresh process costs seconds of imports
-    (["seed=-1"], False),  # types and ranges
-    (["data.split=[0.6,0.4,0.0]"], False),  # cross-field
-    (["scheduler=step", "scheduler.step_size=0"], False),  # a constructor's own rule
-    (["-m", "regularizer=l1", "regularizer.strength=1e-3,-1"], False),  # sweeps
-    (["name=../.."], True),  # paths
-    (["data.n_samples=1e9"], False),  # resources
+CLI_SAMPLE = [  # a fresh process costs seconds of imports: three kinds of refusal, the rest in-process above
+    (["seed=-1"], False),  # types and ranges, refused by reglab.config
+    (["-m", "regularizer=l1", "regularizer.strength=1e-3,-1"], False),  # a sweep, before its first job
+    (["name=../.."], True),  # paths: nothing written anywhere, in the log root or above it
 ]
 
 

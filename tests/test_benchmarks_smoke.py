@@ -1,4 +1,5 @@
 """The benchmark scripts run at toy size (`--quick`) and print their tables (docs/benchmarks.md).
+`make bench-smoke` runs them (marker `bench`); CI runs it after `make test`.
 
 No timing is asserted: only that each table has its columns and that every time and ratio in it is
 a finite positive number, so a script that measures nothing, or divides by zero, fails here. Each
@@ -45,7 +46,7 @@ def positive(cell: str) -> bool:
     return math.isfinite(value) and value > 0
 
 
-@pytest.mark.slow  # fresh processes: seconds of imports each
+@pytest.mark.bench  # fresh processes: seconds of imports each
 def test_single_run_benchmark_prints_reglab_beside_the_raw_loop(tmp_path):
     out = run_script("bench_single_run.py", tmp_path, "--quick").stdout
     header, rows = table(out, "batch")
@@ -58,7 +59,7 @@ def test_single_run_benchmark_prints_reglab_beside_the_raw_loop(tmp_path):
         assert all(0 <= float(a) <= 1 for a in row["val acc raw / reglab"].split(" / "))
 
 
-@pytest.mark.slow
+@pytest.mark.bench
 def test_peers_benchmark_prints_the_main_job_beside_sklearn(tmp_path):
     # logger=csv: W&B's start and per-member figures would double the test's time; --profile is not run here
     out = run_script("bench_peers.py", tmp_path, "--quick", "--override", "logger=csv").stdout
@@ -72,7 +73,7 @@ def test_peers_benchmark_prints_the_main_job_beside_sklearn(tmp_path):
     assert goal["goal"].startswith("1.") and positive(goal["ratio"]) and goal["status"] in ("met", "not met")
 
 
-@pytest.mark.slow
+@pytest.mark.bench
 def test_sweep_benchmark_prints_the_stack_beside_the_sequential_multirun(tmp_path):
     out = run_script("bench_sweep.py", tmp_path, "--quick", "--parts", "sweep").stdout
     header, (row,) = table(out, "members")

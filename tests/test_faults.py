@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from reglab import rundir
+from tests.conftest import train_run
 
 RUN = ["trainer.max_epochs=150", "callbacks.model_checkpoint.every_n_epochs=30", "logger=none",
        "callbacks.progress_bar=null", "trainer.enable_progress_bar=false", "data.n_samples=400", "model.hidden=[32,32]"]  # fmt: skip
@@ -32,9 +33,10 @@ def _without_timing(record: dict) -> dict:
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory) -> Path:
-    """The run no signal interrupts, trained once for both signals."""
+    """The run no signal interrupts, trained once for both signals (in this process: the same code
+    path as the command line's task, without a second start-up)."""
     run_dir = tmp_path_factory.mktemp("reference") / "run"
-    assert _launch(run_dir).wait(timeout=300) == 0
+    assert train_run(run_dir, RUN, fast=False)["status"] == rundir.COMPLETED
     return run_dir
 
 

@@ -690,3 +690,13 @@ def test_seeded_initial_weights_ignore_the_global_rng_and_follow_one_draw_order(
                 bound = bias_bound = 1 / math.sqrt(fan_in)
             assert torch.equal(layer.weight[k], torch.empty(fan_out, fan_in).uniform_(-bound, bound, generator=g))
             assert torch.equal(layer.bias[k], torch.empty(fan_out).uniform_(-bias_bound, bias_bound, generator=g))
+
+
+def test_an_unbound_regularizer_has_no_tensors_and_one_lambda_per_member():
+    # Before `bind` (or until `params` is set by hand, as some tests do).
+    from reglab.science.regularizers import ProxL1, Regularizer, WeightDecay
+
+    assert Regularizer().penalty().tolist() == [0.0]
+    assert Regularizer([0.1, 0.2]).penalty().tolist() == [0.0, 0.0]
+    for reg in (WeightDecay([0.5, 0.1]), ProxL1([0.5, 0.1])):
+        assert reg.params == [] and reg.optimizer is None and reg.members == 2

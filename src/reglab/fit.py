@@ -400,7 +400,8 @@ def _data_probe(data: DictConfig, seeds: list[int]) -> Any:
         defaults = {**_defaults(RegLabDataModule.__init__), **(_defaults(generator) if generator else {})}
         if key not in defaults:
             return False
-        kwargs = {str(k): v for k, v in OmegaConf.to_container(data, resolve=True).items() if not str(k).startswith("_")}  # type: ignore[union-attr]
+        plain = cast(dict, OmegaConf.to_container(data, resolve=True))
+        kwargs = {str(k): v for k, v in plain.items() if not str(k).startswith("_")}
         if kwargs.get(key) == defaults[key]:
             return False
         kwargs.update({key: defaults[key], "seed": seeds[:1]})
