@@ -55,4 +55,3 @@ def run_cli(args: list[str], cwd: Path, timeout: float = 120) -> subprocess.Comp
     return subprocess.run(
         [sys.executable, "-m", "reglab.train", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
     )
-
