@@ -667,19 +667,19 @@ def train_stack(cfg: DictConfig, stack: Stack) -> list[dict[str, Any]]:
             error = e
     wall = (time.perf_counter() - started) / len(stack.members)
     records = []
+    best = next((c for c in stack.trainer.callbacks if isinstance(c, BestCheckpoint)), None)
+    state = None  # the stack's checkpoint, read once: every member's own checkpoints are cut from it
+    if error is None and (best is not None or any(m.values for m in stack.members)):
+        state = torch.load(stack.checkpoint, map_location="cpu", weights_only=True)
     for k, m in enumerate(stack.members):
         if error is not None:
             record = {"status": rundir.FAILED, "error": f"{type(error).__name__}: {error}", **identity(m.cfg), "metrics": {}}  # fmt: skip
         else:
             record = _member_record(stack, k, test)
-            state = None
             if m.values:
-                state = torch.load(stack.checkpoint, map_location="cpu", weights_only=True)
-                _save_member_checkpoint(state, stack, k, m.run_dir / "checkpoints" / "last.ckpt")
-            best = next((c for c in stack.trainer.callbacks if isinstance(c, BestCheckpoint)), None)
+                _save_member_checkpoint(state, stack, k, m.run_dir / "checkpoints" / "last.ckpt")  # type: ignore[arg-type]
             if best is not None and (weights := best.member_weights(k)) is not None:
-                state = state or torch.load(stack.checkpoint, map_location="cpu", weights_only=True)
-                _save_member_checkpoint(state, stack, k, m.run_dir / "checkpoints" / "best.ckpt", weights, int(best.best_epoch[k]))  # type: ignore[index]  # fmt: skip
+                _save_member_checkpoint(state, stack, k, m.run_dir / "checkpoints" / "best.ckpt", weights, int(best.best_epoch[k]))  # type: ignore[arg-type,index]  # fmt: skip
         record.update(attempts=attempt, wall_time_s=round(wall, 3), environment=environment(), **_identity_fields(m))
         rundir.write_metrics_json(m.run_dir, record)
         records.append(record)

@@ -44,7 +44,6 @@ from reglab.runs import (
     Run,
     best_strengths,
     find_runs,
-    flatten,
     mean_ci,
     one_line,
     read_run,
@@ -102,7 +101,7 @@ def csv_rows(runs: Sequence[Run]) -> list[dict[str, Any]]:
     keys = study_keys(runs)  # the config keys that tell the studies apart (optimizer.lr, say)
     rows = []
     for run in runs:
-        flat = flatten(OmegaConf.to_container(run.config, resolve=False))
+        flat = run.flat_config
         row = {
             "run": run.name,
             "dataset": run.dataset,
@@ -401,7 +400,7 @@ def config_columns(runs: Sequence[Run]) -> list[dict[str, Any]]:
     """Per run, the config keys whose values differ between the runs (an optimizer.lr swept with
     -m, say), λ, seed and regularizer aside (summary.csv has them), and its optimizer, lr and
     batch size."""
-    flat = [{k: _plain(v) for k, v in flatten(OmegaConf.to_container(r.config, resolve=False)).items()} for r in runs]
+    flat = [{k: _plain(v) for k, v in r.flat_config.items()} for r in runs]
     keys = sorted(
         {
             k

@@ -83,6 +83,11 @@ class Run:
     def config(self) -> DictConfig:
         return OmegaConf.load(self.path / ".hydra" / "config.yaml")  # type: ignore[return-value]
 
+    @cached_property
+    def flat_config(self) -> dict[str, Any]:
+        """The config as {"dotted.key": value}, unresolved: what tables and comparisons of runs read."""
+        return flatten(OmegaConf.to_container(self.config, resolve=False))
+
     @property
     def sparsity_threshold(self) -> float:
         return float(self.config.get("sparsity_threshold", math.nan))
@@ -172,7 +177,7 @@ def trains(key: str) -> bool:
 
 def config_difference(a: Run, b: Run) -> list[str]:
     """The config keys whose values differ between two runs, leaving out NOT_TRAINING."""
-    fa, fb = (flatten(OmegaConf.to_container(r.config, resolve=False)) for r in (a, b))
+    fa, fb = a.flat_config, b.flat_config
     keys = {k for k in fa.keys() | fb.keys() if fa.get(k) != fb.get(k)}
     return sorted(k for k in keys if trains(k))
 
@@ -318,7 +323,7 @@ def load_run(run_dir: str | Path, checkpoint: str = "last") -> TrainedRun:
 def varying_keys(runs: Sequence[Run]) -> list[str]:
     """The config keys whose values differ between the runs (leaving out NOT_TRAINING): what a
     table of these runs must show beside their metrics."""
-    flats = [flatten(OmegaConf.to_container(r.config, resolve=False)) for r in runs]
+    flats = [r.flat_config for r in runs]
     keys = {k for flat in flats for k in flat}
     varying = {k for k in keys if len({repr(flat.get(k)) for flat in flats}) > 1}
     return sorted(k for k in varying if trains(k))
@@ -329,7 +334,7 @@ def study_keys(runs: Sequence[Run]) -> list[str]:
     but the seed (averaged over) and the regularizer and its λ (what a study compares). A key inside
     the `regularizer` or `data` group counts only where it varies between runs of the same
     regularizer or data set: `regularizer.l1_ratio` differs between elastic net and L1 by design."""
-    flats = [flatten(OmegaConf.to_container(r.config, resolve=False)) for r in runs]
+    flats = [r.flat_config for r in runs]
     keys = []
     for key in varying_keys(runs):
         if key in ("seed", "regularizer.strength") or key.endswith("_target_"):
@@ -353,7 +358,7 @@ def studies(runs: Sequence[Run]) -> dict[str, list[Run]]:
     keys = study_keys(runs)
     out: dict[str, list[Run]] = {}
     for run in runs:
-        flat = flatten(OmegaConf.to_container(run.config, resolve=False))
+        flat = run.flat_config
         label = ", ".join([run.dataset, *(f"{k}={_short(flat.get(k))}" for k in keys if not k.startswith("data."))])
         data = [f"{k}={_short(flat.get(k))}" for k in keys if k.startswith("data.")]
         out.setdefault(label + (f" ({', '.join(data)})" if data else ""), []).append(run)
@@ -373,7 +378,7 @@ def results_table(directory: str | Path) -> Any:
     keys = varying_keys(runs)
     rows = []
     for run in runs:
-        flat = flatten(OmegaConf.to_container(run.config, resolve=False))
+        flat = run.flat_config
         rows.append(
             {k: flat.get(k) for k in keys}
             | {"regularizer": run.regularizer, "strength": run.strength, "seed": run.seed, "status": run.status}

@@ -78,6 +78,12 @@ def start_run(mode: str | None = None, init_timeout_s: float = 15.0, **kwargs: A
         return wandb.init(mode="offline", reinit="create_new", settings=offline, **kwargs)
 
 
+def layer_weights(pl_module: L.LightningModule) -> dict[str, Any]:
+    """Each linear layer's weight matrices on the host, [K, out·in] per layer: one copy for every member's histogram."""
+    layers = pl_module.model.linear_layers().items()  # type: ignore[union-attr,operator]
+    return {name: layer.weight.detach().flatten(1).cpu().numpy() for name, layer in layers}
+
+
 def _server_url() -> str:
     return os.environ.get("WANDB_BASE_URL") or "https://api.wandb.ai"
 
@@ -260,8 +266,7 @@ class WandbRuns(Callback):
     def _histograms(pl_module: L.LightningModule) -> list[dict[str, Any]]:
         import wandb
 
-        layers = pl_module.model.linear_layers().items()  # type: ignore[union-attr,operator]
-        weights = {name: layer.weight.detach().flatten(1).cpu().numpy() for name, layer in layers}
+        weights = layer_weights(pl_module)
         K = next(iter(weights.values())).shape[0]
         return [{f"histograms/{name}": wandb.Histogram(w[k]) for name, w in weights.items()} for k in range(K)]
 
@@ -359,10 +364,7 @@ class TensorBoardRuns(Callback):
         history, epoch = self.history, trainer.current_epoch
         if history is None or not history.epochs or history.epochs[-1][0] != epoch:
             return
-        weights = None
-        if epoch % self.histograms_every_n_epochs == 0:
-            layers = pl_module.model.linear_layers().items()  # type: ignore[union-attr,operator]
-            weights = {name: layer.weight.detach().flatten(1).cpu().numpy() for name, layer in layers}
+        weights = layer_weights(pl_module) if epoch % self.histograms_every_n_epochs == 0 else None
         for k, writer in enumerate(self.writers):
             diverged = history.diverged_epoch[k]
             if diverged is not None and epoch > diverged:
