@@ -18,7 +18,7 @@ included):
 
 Goal ≥ 30×.
 
-Goal 6. In this process, the real engine (`reglab.fit.build`: data, model, regularizer, module,
+Goal 6. In this process, the real engine (`reglab.preflight.build`: data, model, regularizer, module,
 Lightning Trainer) of K members on `--device`, evaluated every epoch as a run is, metrics kept
 in memory (no files); timed over `trainer.fit` after a warm-up fit. members × steps / s, and the
 speed-up over K sequential runs = K · t(K = 1) / t(K), t(K = 1) measured in the same call.
@@ -147,7 +147,8 @@ def compose(overrides: list[str], run_dir: Path):
 
 def fit_stack(members: int, epochs: int, device: str, work: Path) -> tuple[float, float, int]:
     """(build seconds, fit seconds, optimizer steps) of a K-member stack: members/4 λ × 4 seeds."""
-    from reglab.fit import build, members_of
+    from reglab.members import members_of
+    from reglab.preflight import build
 
     n_seed = 4 if members % 4 == 0 else 1
     grid = [f"regularizer.strength=[{','.join(lambdas(members // n_seed))}]", f"seed=[{','.join(map(str, range(n_seed)))}]"]  # fmt: skip

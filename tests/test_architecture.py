@@ -1,6 +1,8 @@
 """The layers show in the imports: science never imports Lightning or Hydra, and no module imports
-one above it (`../shared/STYLE.md`: cli -> fit -> config, rundir, lightning/, science/;
-report -> runs <- figures)."""
+one above it (`../shared/STYLE.md`: train (the Hydra entry point) -> multirun, fit (the driver) ->
+preflight -> config, members, rundir, lightning/, science/; report -> runs <- figures). errors and
+tables import nothing from reglab, and the light modules (what a refusal or `--cfg job` needs)
+import neither torch nor Lightning at module level."""
 
 from __future__ import annotations
 
@@ -12,12 +14,18 @@ import pytest
 SRC = Path(__file__).resolve().parents[1] / "src" / "reglab"
 # Higher ranks may import lower ones, never the other way round.
 RANK = {
-    "science": 0, "rundir": 0, "tables": 0,
-    "config": 1, "lightning": 1, "runs": 1,
-    "figures": 2, "fit": 2,
-    "report": 3, "evaluate": 3,
-    "train": 4,
+    "errors": 0, "tables": 0, "science": 0, "rundir": 0,
+    "members": 1,
+    "config": 2, "runs": 2, "lightning": 2,
+    "preflight": 3, "figures": 3,
+    "report_wandb": 3,
+    "member_files": 4, "report": 4, "evaluate": 4,
+    "fit": 5, "multirun": 5,
+    "train": 6,
 }  # fmt: skip
+# Modules whose own top-level imports stay light: a refusal, `--help` and `--cfg job` load only these.
+LIGHT = ("errors", "tables", "members", "config", "multirun", "train", "rundir")
+HEAVY = ("torch", "lightning", "wandb", "matplotlib", "sklearn", "pandas", "scipy", "tensorboardX")
 
 
 def _layer(module: str) -> str:
@@ -53,8 +61,44 @@ def test_no_module_imports_a_layer_above_its_own(path):
             assert not name.startswith(("lightning", "reglab.lightning", "reglab.report", "hydra")), name
 
 
+def _top_level_imports(path: Path) -> set[str]:
+    names = set()
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.Import):
+            names |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+    return names
+
+
+@pytest.mark.parametrize("module", LIGHT)
+def test_light_modules_import_nothing_heavy_at_module_level(module):
+    for name in _top_level_imports(SRC / f"{module}.py"):
+        assert not name.split(".")[0] in HEAVY, f"{module} imports {name} at module level"
+        if name.startswith("reglab."):
+            assert _layer(name) in LIGHT, f"{module} imports {name}, which is not light"
+
+
+def test_errors_and_tables_import_nothing_from_reglab():
+    for module in ("errors", "tables"):
+        assert not [n for n in _imports(SRC / f"{module}.py") if n.startswith("reglab")], module
+
+
 def test_one_engine_no_second_module_or_driver():
     assert not (SRC / "sweep.py").exists() and not (SRC / "science" / "stacked.py").exists()
     assert not (SRC / "lightning" / "vectorized.py").exists()
     modules = [n.name for p in SRC.rglob("*.py") for n in ast.walk(ast.parse(p.read_text())) if isinstance(n, ast.ClassDef) and any(getattr(b, "attr", getattr(b, "id", "")) == "LightningModule" for b in n.bases)]  # fmt: skip
     assert modules == ["RegLabModule"]
+
+
+def test_hydra_leaves_exactly_the_keys_that_change_no_result_out_of_a_jobs_directory_name():
+    """One list of the keys that change no result (`reglab.members.NOT_TRAINING`): Hydra's
+    `exclude_keys` holds each of them (and the defaults-list choices that only set other keys)."""
+    from omegaconf import OmegaConf
+
+    from reglab.members import CHOICES_ONLY, NOT_TRAINING, trains
+
+    hydra = OmegaConf.load(SRC.parents[1] / "configs" / "hydra" / "default.yaml")
+    excluded = list(hydra.job.config.override_dirname.exclude_keys)
+    assert set(NOT_TRAINING) | set(CHOICES_ONLY) <= set(excluded)
+    assert all(key in CHOICES_ONLY or not trains(key) for key in excluded), excluded

@@ -3,8 +3,8 @@ config key, exit code 2, and nothing on disk (README, "When things go wrong").
 
 Each case is (command line, a fragment of the one-line error it must get). The in-process test
 checks the whole corpus through `reglab.train.command_line_error` (what Hydra composes, checked by
-`reglab.config.check_jobs`: the cross-field rules, then every job built in memory by
-`reglab.fit.preflight`); the command-line test runs `reglab-train` on one case per category.
+`reglab.multirun.check_jobs`: the cross-field rules, then every job built in memory by
+`reglab.preflight`); the command-line test runs `reglab-train` on one case per category.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ import torch
 from omegaconf import OmegaConf
 
 from reglab import rundir
-from reglab.config import ConfigError
+from reglab.errors import ConfigError
 from reglab.fit import fit
 from reglab.report import report
 from reglab.runs import find_runs, load_model

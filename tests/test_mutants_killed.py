@@ -186,8 +186,8 @@ def test_mlp_refuses_bad_settings_with_the_exact_message():
         (dict(init="he"), "model.init='he' is unknown; choose one of: glorot_uniform, torch_default"),
         (dict(dropout=1.0), "model.dropout=1.0 must be in [0, 1)"),
         (dict(dropout=-0.1), "model.dropout=-0.1 must be in [0, 1)"),
-        (dict(hidden=[8, 0]), "model.hidden=[8, 0] must be a list of widths >= 1 ([] for a linear model)"),
-        (dict(hidden=[8, 2.0]), "model.hidden=[8, 2.0] must be a list of widths >= 1 ([] for a linear model)"),
+        (dict(hidden=[8, 0]), "model.hidden=[8, 0] must be a list of widths > 0 ([] for a linear model)"),
+        (dict(hidden=[8, 2.0]), "model.hidden=[8, 2.0] must be a list of widths > 0 ([] for a linear model)"),
         (
             dict(dropout=0.5, members=2),
             "model.dropout=0.5 with 2 stacked members: they would draw their masks from one generator and differ "

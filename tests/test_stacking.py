@@ -12,8 +12,9 @@ import torch
 from omegaconf import OmegaConf
 
 from reglab import rundir
-from reglab.config import ConfigError
-from reglab.fit import fit, members_of
+from reglab.errors import ConfigError
+from reglab.fit import fit
+from reglab.members import members_of
 from reglab.science.metrics import prediction_metrics, weight_metrics
 from reglab.science.model import MLP
 from reglab.science.regularizers import REGULARIZERS

@@ -11,8 +11,9 @@ from hydra.core.global_hydra import GlobalHydra
 from omegaconf import OmegaConf
 
 from reglab import rundir
-from reglab.config import ConfigError
-from reglab.train import CONFIG_DIR, GRID_FILE, claim_sweep_dir, sweep_grid
+from reglab.errors import ConfigError
+from reglab.multirun import GRID_FILE, claim_sweep_dir, sweep_grid
+from reglab.train import CONFIG_DIR
 from tests.conftest import run_cli
 
 QUIET = ["logger=none", "callbacks.progress_bar=null", "trainer.enable_progress_bar=false"]

@@ -457,7 +457,7 @@ def test_ci_band_of_five_seeds_is_the_student_t_interval_and_minmax_the_range():
 def _drawn(draw, groups: dict, tmp_path: Path, monkeypatch) -> Any:
     """The figure `draw` makes, kept open for inspection."""
     kept = []
-    monkeypatch.setattr(figures, "_save", lambda fig, path: kept.append(fig) or path)
+    monkeypatch.setattr(figures.plots, "save", lambda fig, path: kept.append(fig) or path)
     monkeypatch.setattr(figures.plt, "close", lambda fig=None: None)
     assert draw(groups, tmp_path / "figure.png") is not None
     return kept[0]

@@ -20,7 +20,10 @@ import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from reglab import rundir
+from reglab.errors import one_line
+from reglab.members import trains
 from reglab.rundir import flatten
+from reglab.tables import format_number
 
 FINISHED = (rundir.COMPLETED, rundir.FAILED, rundir.DIVERGED)
 # Regularizers whose λ is unused: their runs are one baseline, drawn and averaged at λ = 0.
@@ -103,13 +106,9 @@ def warn(message: str) -> None:
     print(f"warning: {message}", file=sys.stderr)
 
 
-def lam_label(lam: float) -> str:
-    return "0" if lam == 0 else f"{lam:g}"
-
-
 def strength_cell(regularizer: str, lam: float) -> str:
     """λ as a table shows it: "—" for a regularizer that does not use it."""
-    return "—" if regularizer in STRENGTH_UNUSED else lam_label(lam)
+    return "—" if regularizer in STRENGTH_UNUSED else format_number(lam)
 
 
 def _regularizer_rank(name: str) -> tuple[int, str]:
@@ -120,10 +119,6 @@ def run_order(run: Run) -> tuple:
     return (run.dataset, _regularizer_rank(run.regularizer), run.lam, run.seed, run.name)
 
 
-def one_line(e: BaseException) -> str:
-    return f"{type(e).__name__}: {' '.join(str(e).split())}"
-
-
 def read_run(run_dir: Path, name: str) -> Run:
     """The run in `run_dir`; ValueError (with the reason) if it has no finished metrics.json."""
     try:
@@ -131,7 +126,7 @@ def read_run(run_dir: Path, name: str) -> Run:
     except FileNotFoundError:
         raise ValueError("no metrics.json (still running, or stopped before the end)") from None
     except (OSError, ValueError) as e:
-        raise ValueError(f"metrics.json is unreadable ({one_line(e)})") from None
+        raise ValueError(f"metrics.json is unreadable ({one_line(e, with_type=True)})") from None
     if not isinstance(record, dict) or not isinstance(record.get("metrics"), dict):
         raise ValueError("metrics.json holds no metrics record")
     if record.get("status") not in FINISHED:
@@ -143,7 +138,7 @@ def read_run(run_dir: Path, name: str) -> Run:
     try:
         run.config  # noqa: B018 (read now, so that a broken config is reported here, in one line)
     except Exception as e:
-        raise ValueError(f".hydra/config.yaml is unreadable ({one_line(e)})") from None
+        raise ValueError(f".hydra/config.yaml is unreadable ({one_line(e, with_type=True)})") from None
     return run
 
 
@@ -162,21 +157,8 @@ def find_runs(directory: Path) -> Found:
     return found
 
 
-# Config keys that do not change what is trained: ignored when comparing two runs' configs.
-# Config keys (and the keys under them) that change no trained weight: never a difference between runs.
-NOT_TRAINING = (
-    "name", "tags", "force", "retries", "cpu_threads", "paths", "logger",
-    "callbacks.progress_bar", "callbacks.metrics_history", "callbacks.model_checkpoint", "callbacks.best_checkpoint",
-)  # fmt: skip
-
-
-def trains(key: str) -> bool:
-    """Whether the dotted config `key` can change what a run learns (it is not under NOT_TRAINING)."""
-    return not any(key == k or key.startswith(f"{k}.") for k in NOT_TRAINING)
-
-
 def config_difference(a: Run, b: Run) -> list[str]:
-    """The config keys whose values differ between two runs, leaving out NOT_TRAINING."""
+    """The config keys whose values differ between two runs, leaving out `reglab.members.NOT_TRAINING`."""
     fa, fb = a.flat_config, b.flat_config
     keys = {k for k in fa.keys() | fb.keys() if fa.get(k) != fb.get(k)}
     return sorted(k for k in keys if trains(k))
@@ -205,7 +187,7 @@ def seed_groups(runs: Sequence[Run]) -> dict[tuple[str, float], list[Run]]:
     for (reg, lam, seed), keys in mixed.items():
         n = sum(r.seed == seed for r in groups[(reg, lam)])
         how = f"differ in {', '.join(sorted(keys))}" if keys else "have the same config (one run copied twice?)"
-        warn(f"{n} runs of {reg} at λ={lam_label(lam)}, seed {seed} {how}; they are averaged together like seeds")
+        warn(f"{n} runs of {reg} at λ={format_number(lam)}, seed {seed} {how}; they are averaged together like seeds")
     return groups
 
 
@@ -240,8 +222,8 @@ def best_strengths(groups: dict[tuple[str, float], list[Run]], key: str) -> dict
 
 def load_model(run: Run, checkpoint: str = "last") -> Any:
     """The run's trained `MLP` (K = 1, eval mode) from checkpoints/<checkpoint>.ckpt (`last`, or
-    `best` with callbacks=best_checkpoint), built from the config's plain values by reglab's own
-    class: no `_target_` from the run directory is called."""
+    `best` with callbacks=best_checkpoint), built by reglab's own class from the plain
+    `hyper_parameters` the checkpoint holds: no `_target_` from the run directory is called."""
     import torch
 
     from reglab.science.model import MLP
@@ -250,21 +232,26 @@ def load_model(run: Run, checkpoint: str = "last") -> Any:
     if checkpoint not in ("last", "best") or not path.is_file():
         held = sorted(p.stem for p in (run.path / "checkpoints").glob("*.ckpt"))
         raise FileNotFoundError(f"{path} does not exist; this run holds: {', '.join(held) or 'no checkpoint'}")
-    state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
-    weights = {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}
-    model_cfg = run.config.model
-    layers = sorted({k.rsplit(".", 1)[0] for k in weights})
-    first, last = weights["hidden.0.weight" if "hidden.0" in layers else "output.weight"], weights["output.weight"]
-    with torch.device("meta"):
-        model = MLP(
-            first.shape[-1],
-            last.shape[-2],
-            [int(w) for w in model_cfg.hidden],
-            str(model_cfg.activation),
-            init=str(model_cfg.get("init", "glorot_uniform")),
-        )
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    weights = {k.removeprefix("model."): v for k, v in state["state_dict"].items() if k.startswith("model.")}
+    hp_model = (state.get("hyper_parameters") or {}).get("model") or _model_of_config(run, weights)
+    model = MLP.from_hyperparameters(hp_model, members=1)
     model.load_state_dict(weights, assign=True)
     return model.eval()
+
+
+def _model_of_config(run: Run, weights: dict[str, Any]) -> dict[str, Any]:
+    """The model's hyperparameters of a checkpoint that holds none (written by an older reglab): its
+    sizes from the weights, the rest from the run's config."""
+    model = run.config.model
+    first = weights["hidden.0.weight" if "hidden.0.weight" in weights else "output.weight"]
+    return {
+        "in_features": first.shape[-1],
+        "out_features": weights["output.weight"].shape[-2],
+        "hidden": [int(w) for w in model.hidden],
+        "activation": str(model.activation),
+        "init": str(model.get("init", "glorot_uniform")),
+    }
 
 
 def load_splits(run: Run) -> Any:
@@ -321,7 +308,7 @@ def load_run(run_dir: str | Path, checkpoint: str = "last") -> TrainedRun:
 
 
 def varying_keys(runs: Sequence[Run]) -> list[str]:
-    """The config keys whose values differ between the runs (leaving out NOT_TRAINING): what a
+    """The config keys whose values differ between the runs (leaving out `reglab.members.NOT_TRAINING`): what a
     table of these runs must show beside their metrics."""
     flats = [r.flat_config for r in runs]
     keys = {k for flat in flats for k in flat}
@@ -359,14 +346,15 @@ def studies(runs: Sequence[Run]) -> dict[str, list[Run]]:
     out: dict[str, list[Run]] = {}
     for run in runs:
         flat = run.flat_config
-        label = ", ".join([run.dataset, *(f"{k}={_short(flat.get(k))}" for k in keys if not k.startswith("data."))])
-        data = [f"{k}={_short(flat.get(k))}" for k in keys if k.startswith("data.")]
+        label = ", ".join([run.dataset, *(f"{k}={_value(flat.get(k))}" for k in keys if not k.startswith("data."))])
+        data = [f"{k}={_value(flat.get(k))}" for k in keys if k.startswith("data.")]
         out.setdefault(label + (f" ({', '.join(data)})" if data else ""), []).append(run)
     return out
 
 
-def _short(value: Any) -> str:
-    return f"{value:g}" if isinstance(value, float) else str(value).replace(" ", "")
+def _value(value: Any) -> str:
+    """A config value in a study's label: `0.01`, a list without spaces (`model.hidden=[16,16]`)."""
+    return format_number(value).replace(" ", "")
 
 
 def results_table(directory: str | Path) -> Any:

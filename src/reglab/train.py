@@ -8,7 +8,6 @@ crashes or diverges is recorded and a multirun goes on.
 from __future__ import annotations
 
 import io
-import json
 import logging
 import secrets
 import shutil
@@ -19,17 +18,16 @@ from typing import Any
 
 import hydra
 from hydra.core.utils import setup_globals
-from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from reglab import rundir
-from reglab.config import ConfigError, check_jobs, hydra_error_line
+from reglab.config import CONFIG_DIR
+from reglab.errors import ConfigError, one_line
+from reglab.multirun import build_in_memory, check_jobs
 
+__all__ = ["CONFIG_DIR", "command_line_error", "main", "run"]
 log = logging.getLogger("reglab.train")
-# The package's own configs: a link to the repository's configs/, shipped in the wheel as package data.
-CONFIG_DIR = str(Path(__file__).resolve().parent / "configs")
 EXIT_CONFIG_ERROR, EXIT_DIVERGED = 2, 3  # a crash exits 1, with its traceback
-SUMMARY_KEYS = ("train/acc", "val/acc", "test/acc", "val/gap", "val/r2", "test/r2", "weights/zero_frac", "weights/small_frac", "weights/l1")  # fmt: skip
 
 # A short random suffix: two runs started in the same second get different directories.
 OmegaConf.register_new_resolver("run_suffix", lambda: secrets.token_hex(3), use_cache=True, replace=True)
@@ -40,17 +38,20 @@ setup_globals()
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
 def hydra_main(cfg: DictConfig) -> float:
-    from reglab.fit import fit, in_multirun
+    from hydra.core.hydra_config import HydraConfig
+
+    from reglab.fit import fit
 
     # Through sys.modules: a launcher that pickles this function (submitit) must not pickle the held stderr.
     started = getattr(sys.modules.get(__name__), "_task", None)
     if started is not None:
         started.start()
-    try:
-        records = fit(cfg)  # builds every stack in memory, and takes a step, before it writes a file
+    multirun = in_multirun()
+    try:  # builds every stack in memory, and takes a step, before it writes a file
+        records = fit(cfg, list(HydraConfig.get().overrides.task), multirun)
     except ConfigError as e:
         return _refuse(cfg, str(e))
-    if not in_multirun():
+    if not multirun:
         print_summary(records)
         _write_figures(Path(cfg.paths.output_dir), records)
         if all(r["status"] == rundir.DIVERGED for r in records):
@@ -61,6 +62,13 @@ def hydra_main(cfg: DictConfig) -> float:
     scores = [r["metrics"].get(metric) for r in records]
     # a sweeper (Optuna) records NaN as a failed trial
     return max((float(s) for s in scores if s is not None), default=float("nan"))
+
+
+def in_multirun() -> bool:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
 def _refuse(cfg: DictConfig, message: str) -> float:
@@ -93,9 +101,9 @@ def _write_figures(run_dir: Path, records: list[dict[str, Any]]) -> None:
 
 
 def print_summary(records: list[dict[str, Any]]) -> None:
-    from reglab.tables import markdown_table
+    from reglab.tables import markdown_table, shown_in
 
-    keys = [k for k in SUMMARY_KEYS if any(k in r["metrics"] for r in records)]
+    keys = [k for k in shown_in("console") if any(k in r["metrics"] for r in records)]
     rows = [
         (r["regularizer"], r["strength"], r["seed"], r["status"], *(r["metrics"].get(k) for k in keys)) for r in records
     ]
@@ -129,89 +137,10 @@ def run(overrides: Sequence[str] = (), run_dir: str | Path | None = None) -> lis
     (output / ".hydra").mkdir(parents=True, exist_ok=True)
     OmegaConf.save(cfg, output / ".hydra" / "config.yaml")
     try:
-        return fit(cfg)
+        return fit(cfg, list(overrides))
     except ConfigError:  # refused before any work: no directory that looks like a run is left
-        _remove_unused_run_dir(output, Path(cfg.paths.log_dir).resolve())
+        _remove_unused_run_dir(Path(cfg.paths.output_dir), Path(cfg.paths.log_dir).resolve())
         raise
-
-
-def build_in_memory(cfg: DictConfig) -> None:
-    """Build the first stack of a composed job in memory and take a step (`reglab.fit.preflight`);
-    nothing is written. Raises ConfigError in one line."""
-    from omegaconf import open_dict
-
-    from reglab.fit import members_of, preflight
-
-    with open_dict(cfg):
-        cfg.paths.output_dir = "/nonexistent/reglab-preflight"  # outside Hydra's job: never written to
-    members = members_of(cfg)
-    chunk = cfg.sweep.get("chunk") or len(members)
-    preflight(cfg, members[:chunk], Path(cfg.paths.output_dir) / "last.ckpt")
-
-
-class PreflightOnMultirunStart(Callback):
-    """Hydra callback: before a multirun's first job, compose and check every job of its grid (and
-    both ends of an Optuna interval), so that a bad value costs no job and leaves no directory."""
-
-    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        from hydra import compose
-        from hydra.core.global_hydra import GlobalHydra
-
-        name = config.hydra.job.config_name
-        loader = GlobalHydra.instance().config_loader()  # its search path has --config-dir and hydra.searchpath
-        options = lambda group: loader.get_group_options(group)  # noqa: E731
-        try:
-            check_jobs(
-                list(config.hydra.overrides.task),
-                lambda job: compose(config_name=name, overrides=job),
-                CONFIG_DIR,
-                build_in_memory,
-                config_name=name,
-                group_options=options,
-            )
-            claim_sweep_dir(Path(config.hydra.sweep.dir), sweep_grid(config))
-        except ConfigError as e:
-            print(f"error: {e}", file=sys.stderr)
-            sys.exit(EXIT_CONFIG_ERROR)
-
-
-GRID_FILE = "grid.json"  # in a sweep directory: the grid of the sweep it holds
-
-
-def sweep_grid(config: DictConfig) -> dict[str, list[str]]:
-    """A multirun's grid as {key: its values}: the sweeper's params (an experiment's grid) and the
-    command line's overrides, parsed (1e-3 and 0.001 are one value), without the keys that change no
-    result (`hydra.job.config.override_dirname.exclude_keys`: logger, force, …)."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    params = config.hydra.sweeper.get("params") or {}
-    excluded = set(config.hydra.job.config.override_dirname.exclude_keys)
-    texts = [f"{key}={value}" for key, value in params.items()] + list(config.hydra.overrides.task)
-    grid: dict[str, list[str]] = {}
-    for override in OverridesParser.create().parse_overrides(texts):
-        key = override.get_key_element()
-        if override.key_or_group in excluded:
-            continue
-        values = list(override.sweep_iterator()) if override.is_sweep_override() else [override.value()]
-        grid[key] = sorted({repr(v) for v in values})
-    return dict(sorted(grid.items()))
-
-
-def claim_sweep_dir(sweep_dir: Path, grid: dict[str, list[str]]) -> None:
-    """A sweep directory holds the runs of one grid: re-launching that grid resumes it (its finished
-    jobs are skipped), another grid under the same `name` is refused in one line, so that two
-    studies never share a directory and a report. The grid is recorded in `GRID_FILE`."""
-    path = sweep_dir / GRID_FILE
-    if path.is_file():
-        held = json.loads(path.read_text())
-        if held != grid:
-            differ = sorted(k for k in held.keys() | grid.keys() if held.get(k) != grid.get(k))
-            raise ConfigError(
-                f"{sweep_dir} holds the runs of another sweep (its grid differs in {', '.join(differ)}); "
-                "give this one its own name=… (or hydra.sweep.dir=…), or remove that directory"
-            )
-        return
-    rundir.atomic_write_text(path, json.dumps(grid, indent=1) + "\n")
 
 
 class _StartedTask:
@@ -239,7 +168,7 @@ class _StartedTask:
         if self.started:
             return
         if isinstance(error, SystemExit) and error.code == 1 and text.strip():
-            print(f"error: {hydra_error_line(text)}", file=sys.stderr)
+            print(f"error: {one_line(text)}", file=sys.stderr)
             sys.exit(EXIT_CONFIG_ERROR)
         self.real.write(text)
 
@@ -270,7 +199,7 @@ def command_line_error(args: list[str]) -> str | None:
     except ConfigError as e:
         return str(e)
     except HydraException as e:
-        return hydra_error_line(str(e))
+        return one_line(e)
     finally:
         GlobalHydra.instance().clear()
     return None

@@ -17,6 +17,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from tqdm.auto import tqdm
 
 from reglab import rundir
+from reglab.tables import shown_in
 
 if TYPE_CHECKING:
     from reglab.lightning.module import RegLabModule
@@ -90,7 +91,8 @@ class MetricsHistory(Callback):
         return {"names": self.names, "epochs": self.epochs, "values": values, "diverged_epoch": self.diverged_epoch}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.names, self.epochs = list(state_dict["names"]), [tuple(e) for e in state_dict["epochs"]]  # type: ignore[misc]
+        self.names = list(state_dict["names"])
+        self.epochs = [tuple(e) for e in state_dict["epochs"]]  # type: ignore[misc]
         self.values = list(state_dict["values"]) if len(state_dict["values"]) else []
         self.diverged_epoch = list(state_dict["diverged_epoch"])
 
@@ -109,11 +111,12 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 class EpochProgressBar(ProgressBar):
     """One bar over epochs with the latest metrics (means over members): for runs of many tiny
-    epochs a per-step bar costs more than the steps."""
+    epochs a per-step bar costs more than the steps. `show`: the metric keys beside the bar; None:
+    those `reglab.tables.METRICS` shows in the progress bar."""
 
-    def __init__(self, show: tuple[str, ...] = ("train/acc", "val/acc", "val/loss")) -> None:
+    def __init__(self, show: Sequence[str] | None = None) -> None:
         super().__init__()
-        self.show = show
+        self.show = tuple(shown_in("bar") if show is None else show)
         self.bar: tqdm | None = None
         self._enabled = True
 
@@ -138,8 +141,10 @@ class EpochProgressBar(ProgressBar):
             return
         if self.bar.n == 0 or self.bar.n % 10 == 0:  # means over members cost a sync: not every epoch
             metrics = cast("RegLabModule", pl_module).epoch_metrics
-            shown = {k.split("/")[0][:2] + "/" + k.split("/")[1]: float(metrics[k].nanmean()) for k in self.show if k in metrics}  # fmt: skip
-            self.bar.set_postfix({k: f"{v:.4f}" for k, v in shown.items() if math.isfinite(v)}, refresh=False)
+            means = {key: float(metrics[key].nanmean()) for key in self.show if key in metrics}
+            # A narrow bar: "tr/acc" for train/acc.
+            short = {f"{key.split('/')[0][:2]}/{key.split('/')[1]}": v for key, v in means.items()}
+            self.bar.set_postfix({k: f"{v:.4f}" for k, v in short.items() if math.isfinite(v)}, refresh=False)
         self.bar.update(1)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -219,7 +224,8 @@ class EarlyStopping(_PerMemberMonitor):
         self.wait = torch.where(improved, 0, self.wait.to(improved.device) + 1)
         out_of_patience = (self.wait >= self.patience) & (self.stopped_epoch.to(improved.device) < 0)
         self.stopped_epoch = torch.where(out_of_patience, trainer.current_epoch, self.stopped_epoch.to(improved.device))
-        diverged = torch.tensor([e is not None for e in cast("RegLabModule", pl_module).diverged_epoch], device=improved.device)  # fmt: skip
+        diverged_epochs = cast("RegLabModule", pl_module).diverged_epoch
+        diverged = torch.tensor([e is not None for e in diverged_epochs], device=improved.device)
         if bool(((self.stopped_epoch >= 0) | diverged).all()):  # one host sync per evaluation
             trainer.should_stop = True
 
@@ -227,7 +233,10 @@ class EarlyStopping(_PerMemberMonitor):
         """What member k's metrics.json records of its early stopping."""
         stopped = None if self.stopped_epoch is None else int(self.stopped_epoch[k])
         best = None if self.best_epoch is None else int(self.best_epoch[k])
-        return {"early_stopping": {"monitor": self.monitor, "patience": self.patience, "stopped_epoch": stopped if stopped is not None and stopped >= 0 else None, "best_epoch": best if best is not None and best >= 0 else None}}  # fmt: skip
+        record = {"monitor": self.monitor, "patience": self.patience}
+        record["stopped_epoch"] = stopped if stopped is not None and stopped >= 0 else None  # -1: still improving
+        record["best_epoch"] = best if best is not None and best >= 0 else None  # -1: never a finite value
+        return {"early_stopping": record}
 
     def state_dict(self) -> dict[str, Any]:
         return super().state_dict() | {"wait": self.wait, "stopped_epoch": self.stopped_epoch}
@@ -271,7 +280,8 @@ class BestCheckpoint(_PerMemberMonitor):
         """`best`: the monitored metric, the best epoch and that epoch's metrics (from metrics.csv's rows)."""
         epoch = None if self.best_epoch is None or int(self.best_epoch[k]) < 0 else int(self.best_epoch[k])
         row = next((r for r in rows if r["epoch"] == epoch), {})
-        return {"best": {"monitor": self.monitor, "mode": self.mode, "epoch": epoch, "metrics": {n: v for n, v in row.items() if n not in ("epoch", "step")}}}  # fmt: skip
+        metrics = {n: v for n, v in row.items() if n not in ("epoch", "step")}
+        return {"best": {"monitor": self.monitor, "mode": self.mode, "epoch": epoch, "metrics": metrics}}
 
     def state_dict(self) -> dict[str, Any]:
         return super().state_dict() | {"weights": self.weights}
@@ -285,13 +295,13 @@ class RichEpochProgressBar(EpochProgressBar):
     """`EpochProgressBar` drawn by rich (Lightning's `RichProgressBar` counts batches, and a reglab
     epoch is one Lightning batch): epochs, elapsed and remaining time, the latest metrics."""
 
-    def __init__(self, show: tuple[str, ...] = ("train/acc", "val/acc", "val/loss")) -> None:
+    def __init__(self, show: Sequence[str] | None = None) -> None:
         super().__init__(show)
         self.rich: Any = None  # rich.progress.Progress while training
         self.task: Any = None
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        from rich.progress import (  # fmt: skip
+        from rich.progress import (
             BarColumn,
             MofNCompleteColumn,
             Progress,
@@ -301,12 +311,11 @@ class RichEpochProgressBar(EpochProgressBar):
         )
 
         if self._enabled and trainer.is_global_zero:
-            self.rich = Progress(
-                TextColumn("epochs"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
-                TextColumn("{task.fields[metrics]}"),
-            )  # fmt: skip
+            clock = (MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
+            self.rich = Progress(TextColumn("epochs"), BarColumn(), *clock, TextColumn("{task.fields[metrics]}"))
             self.rich.start()
-            self.task = self.rich.add_task("epochs", total=trainer.max_epochs, completed=trainer.current_epoch, metrics="")  # fmt: skip
+            done = trainer.current_epoch  # a resumed run's bar starts where it stopped
+            self.task = self.rich.add_task("epochs", total=trainer.max_epochs, completed=done, metrics="")
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.rich is None:

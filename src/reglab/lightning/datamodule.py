@@ -6,6 +6,7 @@ data are exactly those its K = 1 run with its seed would see.
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
 
 import lightning as L
@@ -54,6 +55,36 @@ class EpochOrders:
         yield torch.stack([p.indices() for p in self.permutations])
 
 
+def check_split(split: object) -> None:
+    """Refuse a `data.split` that is not three fractions [train, val, test] >= 0 summing to at most 1,
+    or that leaves no training or validation set (the sizes are checked once the data are loaded)."""
+    is_list = isinstance(split, Sequence) and not isinstance(split, str)
+    if not (is_list and len(split) == 3 and all(_is_number(f) for f in split)):
+        raise ValueError(f"data.split={list(split) if is_list else split!r} must be three fractions [train, val, test]")
+    fractions = list(split)
+    if not (all(f >= 0 for f in fractions) and sum(fractions) <= 1 + 1e-9):
+        raise ValueError(f"data.split={fractions} must be fractions >= 0 that sum to at most 1")
+    if not fractions[0] > 0:
+        raise ValueError(f"data.split={fractions} leaves no training set: the train fraction must be > 0")
+    if not fractions[1] > 0:
+        raise ValueError(f"data.split={fractions} leaves no validation set: the val fraction must be > 0")
+
+
+def check_label_noise(label_noise: object, name: str) -> None:
+    """Refuse a `data.label_noise` outside [0, 1), or any on a regression data set."""
+    if not _is_number(label_noise):
+        raise ValueError(f"data.label_noise={label_noise!r} is not a number")
+    value = float(label_noise)  # type: ignore[arg-type]
+    if not 0 <= value < 1:
+        raise ValueError(f"data.label_noise={value} must be in [0, 1)")
+    if value != 0 and datasets.TASKS.get(name) == "regression":  # an unknown name: refused by datasets.load
+        raise ValueError(f"data.label_noise={value} needs class labels; data set {name!r} is a regression")
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
 class RegLabDataModule(L.LightningDataModule):
     """One data set from `reglab.science.datasets`, split, standardised and moved to the device,
     for members with the seeds `seed` (an int for every member, or one per member).
@@ -73,7 +104,12 @@ class RegLabDataModule(L.LightningDataModule):
         **dataset_kwargs,
     ) -> None:
         super().__init__()
-        datasets.check_arguments(name, dataset_kwargs)
+        check_split(split)
+        check_label_noise(label_noise, name)
+        if batch_size is not None and (
+            not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1
+        ):
+            raise ValueError(f"data.batch_size={batch_size!r} must be an integer >= 1, or null for full batch")
         self.name, self.split, self.dataset_kwargs = name, tuple(split), dataset_kwargs
         self.label_noise = label_noise
         self.seeds = [seed] if isinstance(seed, int) else [int(s) for s in seed]
@@ -87,10 +123,11 @@ class RegLabDataModule(L.LightningDataModule):
         first = self.data[self.distinct[0]]
         sizes = {split: len(first.y[split]) for split in datasets.SPLIT_NAMES}
         if min(sizes.values()) < 1 or sizes["train"] < 2:
-            raise ValueError(f"data.split={list(self.split)} of {sum(sizes.values())} samples leaves splits of {sizes}; every split needs samples (train at least 2)")  # fmt: skip
+            raise ValueError(
+                f"data.split={list(self.split)} of {sum(sizes.values())} samples leaves splits of {sizes}; "
+                "every split needs samples (train at least 2)"
+            )
         self.n_train = len(first.y["train"])
-        if batch_size is not None and (not isinstance(batch_size, int) or batch_size < 1):
-            raise ValueError(f"data.batch_size={batch_size!r} must be an integer >= 1, or null for full batch")
         self.batch_size = min(batch_size or self.n_train, self.n_train)
         self.member_data = torch.tensor([self.distinct.index(s) for s in self.seeds])
         self.tensors = {

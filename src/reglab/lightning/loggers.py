@@ -27,7 +27,9 @@ import lightning as L
 from lightning.pytorch.callbacks import Callback
 
 from reglab.lightning.callbacks import MetricsHistory
+from reglab.members import CHOICES_ONLY, trains
 from reglab.rundir import flatten
+from reglab.tables import METRICS, format_number, plain, shown_in
 
 _online_failed = False  # an online start failed in this process: the process's other runs go offline at once
 
@@ -79,7 +81,8 @@ def start_run(mode: str | None = None, init_timeout_s: float = 15.0, **kwargs: A
 
 
 def layer_weights(pl_module: L.LightningModule) -> dict[str, Any]:
-    """Each linear layer's weight matrices on the host, [K, out·in] per layer: one copy for every member's histogram."""
+    """Each linear layer's weight matrices on the host, [K, out·in] per layer: one copy for every
+    member's histogram."""
     layers = pl_module.model.linear_layers().items()  # type: ignore[union-attr,operator]
     return {name: layer.weight.detach().flatten(1).cpu().numpy() for name, layer in layers}
 
@@ -103,27 +106,16 @@ def _server_reachable(timeout_s: float) -> bool:
         return False
 
 
-# The best value of a member's run: the validation score; summary "max" (or "min") beside the last value.
-SUMMARIES = {"val/acc": "max", "val/r2": "max", "train/acc": "max", "train/r2": "max", "val/loss": "min", "train/loss": "min"}  # fmt: skip
 # Keys of a member that its name always shows (regularizer, λ, seed) or that never make a name.
 NAMED_KEYS = ("regularizer", "regularizer.strength", "seed")
-NOT_SWEPT = ("hydra", "paths", "logger", "callbacks", "force", "name", "tags", "experiment", "hparams_search", "retries", "trainer.enable_progress_bar")  # fmt: skip
-
-
-def short_number(value: Any) -> str:
-    """1e-3 for 0.001, 2.5e-4 for 0.00025, 0.1 for 0.1: short enough for a run name."""
-    if not isinstance(value, float) or value == 0 or 1e-2 <= abs(value) < 1e4:
-        return f"{value:g}" if isinstance(value, float) else str(value)
-    mantissa, exponent = f"{value:.3g}".split("e") if "e" in f"{value:.3g}" else f"{value:.2e}".split("e")
-    return f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
 
 
 def run_name(config: dict[str, Any], swept: dict[str, Any]) -> str:
     """`l1 λ=1e-3 s0`, `none s2`; a swept key other than these appended as `lr=0.01`."""
     reg = str(config.get("regularizer"))
-    parts = [reg] + ([] if reg == "none" else [f"λ={short_number(config.get('strength'))}"])
+    parts = [reg] + ([] if reg == "none" else [f"λ={format_number(config.get('strength'), 'name')}"])
     parts += [f"s{config.get('seed')}"]
-    parts += [f"{k.rsplit('.', 1)[-1]}={short_number(v)}" for k, v in swept.items() if k not in NAMED_KEYS]
+    parts += [f"{k.rsplit('.', 1)[-1]}={format_number(v, 'name')}" for k, v in swept.items() if k not in NAMED_KEYS]
     return " ".join(parts)
 
 
@@ -142,7 +134,8 @@ def _hydra_swept() -> tuple[dict[str, str], set[str]]:
     for item in hydra.overrides.task:
         key, _, value = str(item).partition("=")
         key = key.lstrip("+~")
-        if value and not any(key == k or key.startswith(f"{k}.") or key.startswith(f"{k}/") for k in NOT_SWEPT):
+        group = key.split(".")[0].split("/")[0]
+        if value and trains(key) and group not in ("hydra", "callbacks", *CHOICES_ONLY):  # a run's name never says them
             overrides[key] = value
     if str(hydra.get("mode")) != "RunMode.MULTIRUN":
         return overrides, set()
@@ -181,13 +174,15 @@ class WandbRuns(Callback):
         figures: Callable[[Path], Sequence[Path]] | None = None,
     ) -> None:
         if not isinstance(histograms_every_n_epochs, int) or histograms_every_n_epochs < 1:
-            raise ValueError(f"logger.wandb.histograms_every_n_epochs={histograms_every_n_epochs!r} must be an integer >= 1")  # fmt: skip
+            every = histograms_every_n_epochs
+            raise ValueError(f"logger.wandb.histograms_every_n_epochs={every!r} must be an integer >= 1")
         if mode not in (None, "online", "offline", "disabled"):
             raise ValueError(f"logger.wandb.mode={mode!r} must be online, offline, disabled or null")
         if not isinstance(log_checkpoints, bool):
             raise ValueError(f"logger.wandb.log_checkpoints={log_checkpoints!r} must be true or false")
         if figures is not None and not callable(figures):
-            raise ValueError(f"logger.wandb.figures={figures!r} must be null or a function (_target_ with _partial_: true)")  # fmt: skip
+            how = "must be null or a function (_target_ with _partial_: true)"
+            raise ValueError(f"logger.wandb.figures={figures!r} {how}")
         self.project, self.group, self.tags, self.mode = project, group, list(tags or []), mode
         self.init_timeout_s, self.histograms_every_n_epochs = init_timeout_s, histograms_every_n_epochs
         self.log_checkpoints, self.figures = log_checkpoints, figures
@@ -245,8 +240,8 @@ class WandbRuns(Callback):
             self.ids[k] = run.id  # a fallback from online to offline draws a new id
             run.define_metric("epoch")
             run.define_metric("*", step_metric="epoch")
-            for key, best in SUMMARIES.items():
-                run.define_metric(key, step_metric="epoch", summary=f"{best},last")
+            for key in shown_in("wandb"):  # the best value beside the last: "max,last" or "min,last"
+                run.define_metric(key, step_metric="epoch", summary=f"{METRICS[key].best},last")
             self.runs.append(run)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -342,7 +337,8 @@ class TensorBoardRuns(Callback):
 
     def __init__(self, histograms_every_n_epochs: int = 10, flush_secs: int = 30) -> None:
         if not isinstance(histograms_every_n_epochs, int) or histograms_every_n_epochs < 1:
-            raise ValueError(f"logger.tensorboard.histograms_every_n_epochs={histograms_every_n_epochs!r} must be an integer >= 1")  # fmt: skip
+            every = histograms_every_n_epochs
+            raise ValueError(f"logger.tensorboard.histograms_every_n_epochs={every!r} must be an integer >= 1")
         self.histograms_every_n_epochs, self.flush_secs = histograms_every_n_epochs, flush_secs
         self.members: list[dict[str, Any]] = []
         self.writers: list[Any] = []
@@ -379,8 +375,9 @@ class TensorBoardRuns(Callback):
         from tensorboardX.summary import hparams as hparams_summaries
 
         for member, record, writer in zip(self.members, records, self.writers):
-            hparams = {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in flatten(member["config"]).items() if v is not None}  # fmt: skip
-            finals = {f"hparam/{k}": v for k, v in record.get("metrics", {}).items() if isinstance(v, float) and math.isfinite(v)}  # fmt: skip
+            hparams = {k: plain(v) for k, v in flatten(member["config"]).items() if v is not None}
+            metrics = record.get("metrics", {}).items()
+            finals = {f"hparam/{k}": v for k, v in metrics if isinstance(v, float) and math.isfinite(v)}
             # Into the run's own event file (add_hparams would open a second writer, whose file of
             # the same second and host replaces the first).
             for summary in hparams_summaries(hparams, finals):

@@ -18,6 +18,7 @@ metric of every member is computed on the device into one dict of [K] tensors,
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import Any, cast
 
 import lightning as L
@@ -28,7 +29,7 @@ from torch import Tensor
 from reglab.science.datasets import Task
 from reglab.science.metrics import data_loss, prediction_metrics, weight_metrics
 from reglab.science.model import MLP
-from reglab.science.regularizers import Regularizer
+from reglab.science.regularizers import REGULARIZERS, Regularizer
 
 
 class RegLabModule(L.LightningModule):
@@ -67,14 +68,16 @@ class RegLabModule(L.LightningModule):
         # What `load_from_checkpoint` needs to build the module again, as plain data (Lightning's
         # `hyper_parameters`; the constructor's arguments are objects, so they are described).
         self.hparams.update(
-            model={"in_features": model.in_features, "out_features": model.out_features, "hidden": model.widths,
-                   "activation": model.activation_name, "dropout": model.dropout_p, "init": model.init,
-                   "members": model.members},
-            regularizer={"name": regularizer.name, "strength": regularizer.strength.tolist(),
-                         "include_bias": regularizer.include_bias, "exclude": list(regularizer.exclude)},
+            model=model.hyperparameters(),
+            regularizer={
+                "name": regularizer.name,
+                "strength": regularizer.strength.tolist(),
+                "include_bias": regularizer.include_bias,
+                "exclude": list(regularizer.exclude),
+            },
             task=task,
             sparsity_threshold=sparsity_threshold,
-        )  # fmt: skip
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         return self.model(x)
@@ -163,7 +166,8 @@ class RegLabModule(L.LightningModule):
         if held_out == "val":
             out.update(weight_metrics(self.model, self.sparsity_threshold))
             lr = lr if lr is not None else cast(LightningOptimizer, self.optimizers()).param_groups[0]["lr"]
-            out["lr"] = torch.full_like(out["val/loss"], lr)
+            # float64, as Python holds it: a float32 tensor cannot hold lr = 1e308 (issue 21)
+            out["lr"] = torch.full_like(out["val/loss"], lr, dtype=torch.float64)
         return out
 
     def member_weights(self, k: int) -> dict[str, Tensor]:
@@ -181,21 +185,26 @@ class RegLabModule(L.LightningModule):
         self.diverged_weights = state.get("weights", {})
 
     @classmethod
-    def load_from_checkpoint(cls, checkpoint_path: Any, map_location: Any = None, **kwargs: Any) -> RegLabModule:  # type: ignore[override]
+    def load_from_checkpoint(  # type: ignore[override]
+        cls, checkpoint_path: Any, map_location: Any = None, **kwargs: Any
+    ) -> RegLabModule:
         """The trained module of a reglab checkpoint (a run's or a member's `last.ckpt`), in eval mode,
         built from the plain `hyper_parameters` it holds and read with `weights_only=True`: nothing in
         the file is executed. Its optimizer is Adam with default settings (for fine-tuning; set your own)."""
-        from functools import partial
-
-        from reglab.science.regularizers import REGULARIZERS
-
         state = torch.load(checkpoint_path, map_location=map_location or "cpu", weights_only=True)
         hp = state["hyper_parameters"]
-        model = MLP(**hp["model"])
+        model = MLP.from_hyperparameters(hp["model"], members=hp["model"].get("members", 1))
+        weights = {
+            name.removeprefix("model."): t for name, t in state["state_dict"].items() if name.startswith("model.")
+        }
+        model.load_state_dict(weights, assign=True)  # before binding the regularizer to its tensors
         reg = hp["regularizer"]
-        regularizer = REGULARIZERS[reg["name"]](reg["strength"], include_bias=reg["include_bias"], exclude=reg["exclude"])  # fmt: skip
-        module = cls(model, regularizer, partial(torch.optim.Adam), hp["task"], sparsity_threshold=hp["sparsity_threshold"])  # fmt: skip
-        module.load_state_dict(state["state_dict"])
+        regularizer = REGULARIZERS[reg["name"]](
+            reg["strength"], include_bias=reg["include_bias"], exclude=reg["exclude"]
+        )
+        optimizer = partial(torch.optim.Adam)
+        module = cls(model, regularizer, optimizer, hp["task"], sparsity_threshold=hp["sparsity_threshold"])
+        module.load_state_dict(state["state_dict"])  # strict: the file holds nothing but the model
         return module.eval()
 
     def configure_optimizers(self):

@@ -7,6 +7,7 @@ afterwards by `prepare`, so they are the same for every data set.
 from __future__ import annotations
 
 import inspect
+import numbers
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -27,18 +28,37 @@ class Dataset:
     coef: list[float] | None = None  # the true linear coefficients (sparse_regression)
 
 
+COUNTS = ("n_samples", "n_features", "n_informative")  # the generators' arguments that count something
+
+
+def _check_ranges(**arguments: Any) -> None:
+    """The generators' shared check of their arguments, each named by its config key `data.<name>`
+    (as Keras' regularizers share `validate_float_arg`): a count (`COUNTS`) must be an integer >= 1,
+    `noise` a number >= 0. The other arguments are checked by scikit-learn, or where they are used."""
+    for key, value in arguments.items():
+        if key in COUNTS and (not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1):
+            raise ValueError(f"data.{key}={value!r} must be an integer >= 1")
+        if key == "noise" and (not isinstance(value, numbers.Real) or isinstance(value, bool)):
+            raise ValueError(f"data.noise={value!r} is not a number")
+        if key == "noise" and not value >= 0:  # also refuses NaN
+            raise ValueError(f"data.noise={value} must be >= 0")
+
+
 def moons(n_samples: int = 1000, noise: float = 0.2, seed: int = 0) -> Dataset:
+    _check_ranges(n_samples=n_samples, noise=noise)
     x, y = skd.make_moons(n_samples=n_samples, noise=noise, random_state=seed)
     return Dataset(x, y, "binary", 2, support=[0, 1])
 
 
 def circles(n_samples: int = 1000, noise: float = 0.1, factor: float = 0.5, seed: int = 0) -> Dataset:
+    _check_ranges(n_samples=n_samples, noise=noise)
     x, y = skd.make_circles(n_samples=n_samples, noise=noise, factor=factor, random_state=seed)
     return Dataset(x, y, "binary", 2, support=[0, 1])
 
 
 def xor(n_samples: int = 1000, noise: float = 0.1, seed: int = 0) -> Dataset:
     """Uniform points in [-1, 1]²; the class is whether the two coordinates share a sign."""
+    _check_ranges(n_samples=n_samples, noise=noise)
     rng = np.random.default_rng(seed)
     x = rng.uniform(-1.0, 1.0, size=(n_samples, 2))
     y = (x[:, 0] * x[:, 1] > 0).astype(np.int64)
@@ -47,6 +67,7 @@ def xor(n_samples: int = 1000, noise: float = 0.1, seed: int = 0) -> Dataset:
 
 def spirals(n_samples: int = 1000, noise: float = 0.2, turns: float = 1.5, seed: int = 0) -> Dataset:
     """Two interleaved Archimedean spirals, one per class."""
+    _check_ranges(n_samples=n_samples, noise=noise)
     rng = np.random.default_rng(seed)
     y = np.arange(n_samples) % 2
     t = np.sqrt(rng.uniform(0.0, 1.0, n_samples)) * turns * 2 * np.pi
@@ -66,6 +87,7 @@ def features(
 ) -> Dataset:
     """`make_classification` without shuffling the columns: the first `n_informative + n_redundant`
     inputs carry the signal, the rest are pure noise (so the support is known)."""
+    _check_ranges(n_samples=n_samples, n_features=n_features, n_informative=n_informative)
     x, y = skd.make_classification(
         n_samples=n_samples,
         n_features=n_features,
@@ -107,6 +129,7 @@ def sparse_regression(
 ) -> Dataset:
     """y = x·β + noise·ε with x, ε ~ N(0, 1) and β zero except on `n_informative` random
     coordinates, where |β_j| ~ U(1, 2) with a random sign."""
+    _check_ranges(n_samples=n_samples, n_features=n_features, n_informative=n_informative, noise=noise)
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((n_samples, n_features))
     support = np.sort(rng.choice(n_features, size=n_informative, replace=False))
@@ -138,9 +161,8 @@ def check_arguments(name: str, kwargs: dict) -> None:
     allowed = set(inspect.signature(GENERATORS[name]).parameters) - {"seed"}
     unknown = sorted(set(kwargs) - allowed)
     if unknown:
-        raise ValueError(
-            f"data.{unknown[0]} is not an argument of data set {name!r}; it takes: {', '.join(sorted(allowed)) or 'nothing'}"
-        )
+        takes = ", ".join(sorted(allowed)) or "nothing"
+        raise ValueError(f"data.{unknown[0]} is not an argument of data set {name!r}; it takes: {takes}")
 
 
 @dataclass

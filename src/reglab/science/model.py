@@ -13,6 +13,7 @@ Shapes: weights [K, out, in], biases [K, out]; inputs [n, in] (shared by every m
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 from typing import cast
 
@@ -73,10 +74,14 @@ class MLP(nn.Module):
             raise ValueError(f"model.activation={activation!r} is unknown; choose one of: {', '.join(ACTIVATIONS)}")
         if init not in INITS:
             raise ValueError(f"model.init={init!r} is unknown; choose one of: {', '.join(INITS)}")
+        if not isinstance(dropout, numbers.Real) or isinstance(dropout, bool):
+            raise ValueError(f"model.dropout={dropout!r} is not a number")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"model.dropout={dropout} must be in [0, 1)")
-        if any(not isinstance(w, int) or w < 1 for w in hidden):
-            raise ValueError(f"model.hidden={list(hidden)} must be a list of widths >= 1 ([] for a linear model)")
+        is_list = isinstance(hidden, Sequence) and not isinstance(hidden, str)
+        if not is_list or any(not isinstance(w, int) or isinstance(w, bool) or w < 1 for w in hidden):
+            shown = list(hidden) if is_list else repr(hidden)
+            raise ValueError(f"model.hidden={shown} must be a list of widths > 0 ([] for a linear model)")
         if dropout > 0 and members > 1:
             raise ValueError(
                 f"model.dropout={dropout} with {members} stacked members: they would draw their masks from one "
@@ -126,12 +131,32 @@ class MLP(nn.Module):
         """Member k's tensors as a K = 1 model's `state_dict()` (copies, on the CPU)."""
         return {name: tensor[k : k + 1].detach().cpu().clone() for name, tensor in self.state_dict().items()}
 
+    def hyperparameters(self) -> dict:
+        """The arguments that build this model again, as plain data (saved with checkpoints)."""
+        return {
+            "in_features": self.in_features,
+            "out_features": self.out_features,
+            "hidden": list(self.widths),
+            "activation": self.activation_name,
+            "dropout": self.dropout_p,
+            "init": self.init,
+            "members": self.members,
+        }
+
+    @classmethod
+    def from_hyperparameters(cls, hp_model: dict, members: int = 1) -> MLP:
+        """An `MLP` of `members` members from `hyperparameters()` (its own "members" entry is not
+        read: a member's checkpoint rebuilds K = 1), built on the meta device, so no random numbers
+        are drawn and no memory is taken: load its weights with `load_state_dict(weights,
+        assign=True)`. `activation`, `dropout` and `init` take the constructor's defaults if absent."""
+        optional = {key: hp_model[key] for key in ("activation", "dropout", "init") if key in hp_model}
+        with torch.device("meta"):
+            return cls(
+                hp_model["in_features"], hp_model["out_features"], list(hp_model["hidden"]), members=members, **optional
+            )
+
     def member(self, k: int) -> MLP:
         """Member k as a K = 1 `MLP` on the CPU (built on the meta device: draws no random numbers)."""
-        with torch.device("meta"):
-            model = MLP(
-                self.in_features, self.out_features, self.widths, self.activation_name, self.dropout_p, members=1
-            )
-        model.init = self.init
+        model = MLP.from_hyperparameters(self.hyperparameters())
         model.load_state_dict(self.member_state_dict(k), assign=True)
         return model

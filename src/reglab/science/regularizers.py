@@ -22,13 +22,16 @@ terms of `lam`, the strength shaped to broadcast over the tensor at hand ([K, 1,
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable, Sequence
 from typing import ClassVar
 
 import torch
 from torch import Tensor
 
+from reglab.science import proximal
 from reglab.science.model import MLP
+from reglab.science.proximal import ADAM_FAMILY
 
 
 def _sum_abs(tensors: list[Tensor], dtype: torch.dtype | None = None) -> Tensor:
@@ -40,6 +43,15 @@ def _sum_squares(tensors: list[Tensor], dtype: torch.dtype | None = None) -> Ten
     """Σw² per member: shape [K]. (Summed squares, not a squared norm: its backward is two
     multiplications where a norm's needs a division and a mask.)"""
     return torch.stack([(t if dtype is None else t.to(dtype)).square().flatten(1).sum(1) for t in tensors]).sum(0)
+
+
+def _values(value: object) -> list:
+    """A strength as a flat list: a tensor's entries, a sequence's (or NumPy array's) items, or a scalar alone."""
+    if isinstance(value, Tensor):
+        return value.detach().reshape(-1).tolist()
+    if hasattr(value, "tolist"):  # a NumPy array or scalar
+        value = value.tolist()
+    return list(value) if isinstance(value, Sequence) and not isinstance(value, str) else [value]
 
 
 class Regularizer:
@@ -70,21 +82,28 @@ class Regularizer:
 
     @strength.setter
     def strength(self, value: float | Sequence[float] | Tensor) -> None:
-        value = torch.as_tensor(value, dtype=torch.float64).detach().cpu().reshape(-1)
-        if len(value) == 0:
+        values = _values(value)
+        if not values:
             raise ValueError("regularizer.strength=[] holds no λ")
-        if not bool((value >= 0).all()) or not bool(value.isfinite().all()):  # also rejects NaN
-            shown = f"{value.item():g}" if len(value) == 1 else str(value.tolist())
-            raise ValueError(f"regularizer.strength={shown} is negative or not finite; λ must be >= 0")
-        self._strength = value
+        for v in values:  # the first bad value, named as the config would show it
+            if not isinstance(v, numbers.Real) or isinstance(v, bool):
+                raise ValueError(f"regularizer.strength={v!r} is not a number")
+            if not (v >= 0 and math.isfinite(v)):  # also refuses NaN
+                problem = "negative" if v < 0 else "not finite"
+                raise ValueError(f"regularizer.strength={float(v):g} is {problem}; λ must be a number >= 0")
+        self._strength = torch.as_tensor(value, dtype=torch.float64).detach().cpu().reshape(-1)
         self._shaped: dict[tuple, Tensor] = {}
 
     def bind(self, model: MLP) -> Regularizer:
         """Select the tensors the rule acts on; one λ is every member's."""
         layers = model.linear_layers()
-        unknown = [name for name in self.exclude if name not in layers]
+        unknown, names = [name for name in self.exclude if name not in layers], ", ".join(layers)
         if unknown:
-            raise ValueError(f"regularizer.exclude names no layer {unknown[0]!r}; the layers are: {', '.join(layers)}")
+            raise ValueError(f"regularizer.exclude names no layer {unknown[0]!r}; the layers are: {names}")
+        if self.name != Regularizer.name and not set(layers) - set(self.exclude):
+            raise ValueError(
+                f"regularizer.exclude={list(self.exclude)} leaves no layer to regularize; the layers are: {names}"
+            )
         if len(self.strength) not in (1, model.members):
             raise ValueError(
                 f"regularizer.strength has {len(self.strength)} values; the model has {model.members} members"
@@ -206,12 +225,6 @@ class WeightDecay(Regularizer):
                 torch._foreach_mul_(self.params, self._each(lambda lam: 1.0 - lr * lam))
 
 
-# Optimizers whose step is lr·m̂/(√v̂ + ε) with v̂ = exp_avg_sq/(1 − β₂^t): the ones whose metric a
-# preconditioned proximal map can use (AdamW subclasses Adam). RAdam rescales that step by its
-# rectification term and Adamax divides by an infinity norm, so neither is on the list.
-ADAM_FAMILY: tuple[type[torch.optim.Optimizer], ...] = (torch.optim.Adam, torch.optim.NAdam)
-
-
 class _Proximal(Regularizer):
     """A proximal map taken in the optimizer's metric when that has one (`preconditioned`).
 
@@ -250,32 +263,15 @@ class _Proximal(Regularizer):
         self._metric = adam and self.preconditioned is not False
 
     def _denominators(self, tensors: Sequence[Tensor]) -> list[Tensor | None] | None:
-        """D = √v̂ + ε of each tensor, exactly as Adam divides by it after its latest step (v̂ =
-        exp_avg_sq / (1 − β₂^t), or AMSGrad's running max); None for all if the plain map applies,
-        None for a tensor the optimizer has not stepped yet (no gradient, so no step to follow)."""
+        """D = √v̂ + ε of each tensor (`proximal.adam_denominators`); None for all if the plain map
+        applies, None for a tensor the optimizer has not stepped yet."""
         if not self._metric or self.optimizer is None:
             if self.preconditioned is True:
                 raise ValueError(
                     "regularizer.preconditioned=true needs the optimizer: call use_optimizer(optimizer) first"
                 )
             return None
-        groups = {id(p): group for group in self.optimizer.param_groups for p in group["params"]}
-        out: list[Tensor | None] = []
-        for p in tensors:
-            state = self.optimizer.state.get(p, {})
-            if "exp_avg_sq" not in state:
-                out.append(None)
-                continue
-            group = groups[id(p)]
-            beta2, eps, step = group["betas"][1], group["eps"], state["step"]
-            v = state["max_exp_avg_sq"] if group.get("amsgrad") else state["exp_avg_sq"]
-            root: Tensor | float
-            if isinstance(step, Tensor) and step.device.type != "cpu":  # capturable or fused on a GPU: no sync
-                root = (1 - torch.as_tensor(beta2, device=step.device) ** step).sqrt()
-            else:
-                root = math.sqrt(1 - float(beta2) ** float(step))
-            out.append((v.sqrt() / root).add_(eps))  # Adam's own expression for its denominator
-        return out
+        return proximal.adam_denominators(self.optimizer, tensors)
 
 
 class ProxL1(_Proximal):
@@ -309,15 +305,11 @@ class ProxL1(_Proximal):
                 return
             denominators = self._denominators(self.params)
             if denominators is None:
-                t, minus_t = self._each(lambda lam: lr * lam), self._each(lambda lam: -(lr * lam))
-                # w − clip(w, −t, t) is the soft threshold, exactly 0 wherever |w| ≤ t.
-                inside = torch._foreach_clamp_min(torch._foreach_clamp_max(self.params, t), minus_t)
-                torch._foreach_sub_(self.params, inside)
+                proximal.soft_threshold_(self.params, self._each(lambda lam: lr * lam))  # t = η·λ
                 return
             for w, d in zip(self.params, denominators):
                 if d is not None:
-                    threshold = self._lam(w, lambda lam: lr * lam) / d  # t = η·λ / D, [K, …]
-                    w.sub_(torch.maximum(torch.minimum(w, threshold), -threshold))  # w − clip(w, −t, t)
+                    proximal.preconditioned_soft_threshold_(w, self._lam(w, lambda lam: lr * lam), d)  # t = η·λ / D
 
 
 class GroupLasso(_Proximal):
@@ -336,11 +328,8 @@ class GroupLasso(_Proximal):
         w_g ← 0                               if ‖D·z_g‖₂ ≤ c     (the whole unit, exactly)
         w_i ← z_i · r / (r + μ_i)             otherwise, r = ‖new w_g‖₂ > 0 the root of
                                               Σ_i z_i² / (r + μ_i)² = 1
-    (the stationarity condition D(x − z)/η + λ√p_g·x/‖x‖ = 0 solved for x). r is found by
-    `newton_steps` Newton steps on 1/‖z/(r + μ)‖ = 1 from r = 0: that function is concave and
-    nearly linear (the trust-region secular equation of Moré & Sorensen, 1983), so the steps rise
-    monotonically to the root (one step is exact when D is constant over the group, which gives the
-    plain rule back for D = 1). README, "Conventions".
+    (the stationarity condition D(x − z)/η + λ√p_g·x/‖x‖ = 0 solved for x), r by `newton_steps`
+    Newton steps (`proximal.preconditioned_group_shrink_`). README, "Conventions".
     """
 
     name = "group_lasso"
@@ -370,17 +359,11 @@ class GroupLasso(_Proximal):
             self.groups.append((self.layers[first].weight, None, -2))
         return self
 
-    @staticmethod
-    def _norms(weight: Tensor, bias: Tensor | None, dim: int, dtype: torch.dtype | None = None) -> Tensor:
-        """‖w_g‖₂ of every group: [K, groups]."""
-        sq = weight.to(dtype or weight.dtype).square().sum(dim)
-        return (sq + bias.to(sq.dtype).square() if bias is not None else sq).sqrt()
-
     def penalty(self, dtype: torch.dtype | None = None) -> Tensor:
         total = super().penalty(dtype)
         for weight, bias, dim in self.groups:
             size = weight.shape[dim] + (bias is not None)
-            total = total + math.sqrt(size) * self._norms(weight, bias, dim, dtype).sum(-1)
+            total = total + math.sqrt(size) * proximal.group_norms(weight, bias, dim, dtype).sum(-1)
         return self._lam(total) * total
 
     def after_step(self, lr: float) -> None:
@@ -390,41 +373,13 @@ class GroupLasso(_Proximal):
             for weight, bias, dim in self.groups:
                 size = weight.shape[dim] + (bias is not None)
                 denominators = self._denominators([weight] if bias is None else [weight, bias])
-                if denominators is not None:
-                    if all(d is not None for d in denominators):
-                        self._preconditioned_shrink(weight, bias, dim, denominators, lr * math.sqrt(size))
-                    continue
-                norms = self._norms(weight, bias, dim)
-                threshold = self._lam(norms, lambda lam: lr * lam * math.sqrt(size))  # noqa: B023 (called at once)
-                scale = (1 - threshold / norms.clamp_min(1e-30)).clamp_min(0)
-                weight.mul_(scale.unsqueeze(dim))
-                if bias is not None:
-                    bias.mul_(scale)
-
-    def _preconditioned_shrink(
-        self, weight: Tensor, bias: Tensor | None, dim: int, denominators: list, lr_root_p: float
-    ) -> None:
-        """The preconditioned rule of the class docstring, for every group of `weight` at once."""
-        # [K, groups, p]: a group's entries along the last dim, its bias (if any) as one more entry
-        z, d = (weight, denominators[0]) if dim == -1 else (weight.transpose(-1, -2), denominators[0].transpose(-1, -2))
-        if bias is not None:
-            z, d = torch.cat([z, bias.unsqueeze(-1)], -1), torch.cat([d, denominators[1].unsqueeze(-1)], -1)
-        c = self._lam(z, lambda lam: lr_root_p * lam)  # [K, 1, 1]
-        off = (z * d).norm(dim=-1, keepdim=True) <= c  # [K, groups, 1]
-        mu = c / d
-        r = torch.zeros_like(off, dtype=z.dtype)
-        for _ in range(self.newton_steps):  # Newton on g(r) = 1/‖v‖ = 1, v = z/(r + μ): g' = Σ v²/(r + μ) / ‖v‖³
-            q = r + mu
-            v = z / q
-            n2 = v.square().sum(-1, keepdim=True)
-            r = r + (1 - n2.rsqrt()) * n2 * n2.sqrt() / (v.square() / q).sum(-1, keepdim=True)
-        # λ = 0 members keep their weights bit for bit; switched-off groups and the rest as above
-        # (their lanes may hold inf or NaN from the iteration, never selected).
-        scale = torch.where(c > 0, torch.where(off, 0.0, r / (r + mu)), 1.0)
-        if bias is not None:
-            bias.mul_(scale[..., -1])
-            scale = scale[..., :-1]
-        weight.mul_(scale if dim == -1 else scale.transpose(-1, -2))
+                if denominators is None:
+                    c = self._lam(weight, lambda lam: lr * lam * math.sqrt(size))  # noqa: B023 (called at once)
+                    proximal.group_shrink_(weight, bias, dim, c)
+                elif all(d is not None for d in denominators):
+                    lr_root_p = lr * math.sqrt(size)
+                    c = self._lam(weight, lambda lam: lr_root_p * lam)  # noqa: B023 (called at once)
+                    proximal.preconditioned_group_shrink_(weight, bias, dim, denominators, c, self.newton_steps)
 
 
 REGULARIZERS: dict[str, type[Regularizer]] = {

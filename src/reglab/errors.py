@@ -1,0 +1,172 @@
+"""User mistakes said in one line: `ConfigError`, the one formatter, and `blame`, which names the
+config key a constructor's error came from.
+
+Imports nothing from reglab and nothing heavy: a refusal must not wait for torch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from omegaconf import OmegaConf
+
+
+class ConfigError(ValueError):
+    """A user mistake in the config: reported in one line, never as a traceback."""
+
+
+def require(ok: bool, message: str) -> None:
+    """Raise ConfigError(message) unless `ok`: a rule between config keys, in one line."""
+    if not ok:
+        raise ConfigError(message)
+
+
+def one_line(error: BaseException | str, with_type: bool = False) -> str:
+    """An exception (or an error text) said in one line.
+
+    Hydra's instantiation errors are unwrapped to their cause and name the key they came from;
+    Hydra's multi-line composition errors become a sentence ("regularizer=l3 is not a regularizer
+    config; choose one of: …", "x is not a key of the config"). `with_type`: "ValueError: …".
+    """
+    cause = error
+    while isinstance(cause, BaseException) and type(cause).__name__ == "InstantiationException" and cause.__cause__:
+        cause = cause.__cause__
+    text = str(cause)
+    missing = re.search(r"Could not find '([\w/]+)/([^']+)'", text)
+    if missing:
+        group, name = missing.groups()
+        options = re.findall(r"^\t(\S+)$", text, flags=re.MULTILINE)
+        return f"{group}={name} is not a {group} config; choose one of: {', '.join(options)}"
+    if text.startswith("Could not override") and "'" in text:
+        return f"{text.split(chr(39))[1]} is not a key of the config: check its spelling"
+    lines = [line.strip() for line in text.splitlines()]
+    text = " ".join(line for line in lines if line and not line.startswith(("full_key", "object_type")))
+    key = getattr(error, "full_key", None) or ""
+    if key and key not in text:
+        text = f"{key}: {text}"
+    return f"{type(cause).__name__}: {text}" if with_type and isinstance(cause, BaseException) else text
+
+
+def shown(value: Any) -> str:
+    """A config value as an error line quotes it: `0.001`, `[0.9,0.999]`, `abc`."""
+    if isinstance(value, float):
+        return f"{value:g}"
+    if OmegaConf.is_config(value):
+        return str(OmegaConf.to_container(value, resolve=False)).replace(" ", "")
+    return str(value)
+
+
+# What a constructor raises for a bad argument (Hydra's and OmegaConf's errors are matched by name:
+# importing them here would import Hydra before a refusal needs it).
+CONSTRUCTOR_ERRORS = (
+    ValueError,
+    TypeError,
+    KeyError,
+    IndexError,
+    ArithmeticError,
+    RuntimeError,
+    AttributeError,
+    ImportError,
+    AssertionError,
+)
+FRAMEWORK_ERRORS = ("InstantiationException", "OmegaConfBaseException")
+
+
+def _is_framework_error(error: BaseException) -> bool:
+    return any(cls.__name__ in FRAMEWORK_ERRORS for cls in type(error).__mro__)
+
+
+@contextlib.contextmanager
+def blame(key: str, node: Any = None, probe: Callable[[str], bool] | None = None) -> Iterator[None]:
+    """Say which config key a constructor's error came from, in one line (ConfigError). With the
+    config `node` the constructor was given, the line names the key of `node` it came from where
+    that can be told (`scheduler.step_size=0: …`): the key the message names, or whose value it
+    quotes; for a division by zero the key that is 0; for a negative learning rate the negative
+    key; else the keys that `probe(key)` (the constructor again, that key at its default) clears."""
+    try:
+        yield
+    except ConfigError:
+        raise
+    except Exception as e:
+        if not isinstance(e, CONSTRUCTOR_ERRORS) and not _is_framework_error(e):
+            raise
+        raise ConfigError(blame_line(key, node, probe, e)) from e
+
+
+def blame_line(key: str, node: Any, probe: Callable[[str], bool] | None, error: BaseException) -> str:
+    message = one_line(error)
+    group = key.split(" ")[0]
+    top = group.split(".")[0]
+    if message.startswith(tuple(f"{g}{c}" for g in (group, top) for c in ".=:")):  # it names its key
+        return message
+    if node is None or not OmegaConf.is_dict(node):
+        return f"{key}: {message}"
+    target = node.get("_target_")
+    source = f" (from {target})" if target else ""
+    culprits = _culprits(node, message, error, probe)
+    if not culprits:
+        return f"{key}: {message}{source}"
+    if len(culprits) == 1 and message.startswith(f"{culprits[0]}="):  # "write_every_n_epochs=0 must be …"
+        return f"{group}.{message}{source}"
+    named = ", ".join(f"{group}.{k}={_value_text(node, k)}" for k in culprits)
+    if isinstance(error, ZeroDivisionError):  # "(from StepLR: integer modulo by zero)"
+        if source:
+            return f"{named} must not be 0{source.rstrip(')')}: {message})"
+        return f"{named} must not be 0: {message}"
+    return f"{named}: {message}{source}"
+
+
+def _value_text(node: Any, key: str) -> str:
+    if OmegaConf.is_interpolation(node, key):
+        return str(node._get_node(key)._value())
+    return shown(node[key])
+
+
+def _culprits(node: Any, message: str, error: BaseException, probe: Callable[[str], bool] | None) -> list[str]:
+    """The keys of `node` an error message points at (see `blame`); [] if none can be told."""
+    keys = [str(k) for k in node if not str(k).startswith("_") and str(k) not in ("name", "seed")]
+    words = {w.lower() for w in re.findall(r"[A-Za-z][A-Za-z0-9]*", message)}
+    text = message.lower()
+
+    def said(word: str) -> bool:
+        if word in words:
+            return True
+        return len(word) >= 3 and any(len(w) >= 3 and (w.startswith(word) or word.startswith(w)) for w in words)
+
+    def named(k: str) -> bool:
+        if re.search(rf"(?<![\w.]){re.escape(k.lower())}(?![\w])", text):
+            return True
+        tokens = [t for t in k.lower().split("_") if len(t) >= 3]
+        return bool(tokens) and all(said(t) for t in tokens)
+
+    def value(k: str) -> Any:
+        return None if OmegaConf.is_interpolation(node, k) else node[k]
+
+    def quoted(k: str) -> bool:
+        v = value(k)
+        if isinstance(v, bool) or v is None or OmegaConf.is_config(v) or v in (0, 1):
+            return False
+        return re.search(rf"(?<![\w.]){re.escape(str(v).lower())}(?![\w])", text) is not None
+
+    def number(k: str) -> float | None:
+        v = value(k)
+        return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+
+    if "must stay finite and >= 0" in message:  # the schedule's learning rate (`preflight.check_schedule`)
+        found = [k for k in keys if (number(k) or 0) < 0]
+        if found:
+            return found
+    if isinstance(error, ZeroDivisionError):
+        zeros = [k for k in keys if number(k) == 0]
+        integers = [k for k in zeros if isinstance(value(k), int)]
+        if zeros:
+            return integers if integers and "integer" in message else zeros
+    if probe is not None:
+        found = [k for k in keys if probe(k)]
+        if found:
+            return found
+    found = [k for k in keys if named(k)]
+    return found or [k for k in keys if quoted(k)]

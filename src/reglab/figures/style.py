@@ -1,0 +1,393 @@
+"""How every figure looks and is written: the regularizers' colours, markers, line styles and
+hatching, the output (formats, dpi, band over seeds), the bands themselves, the λ axis, and the
+primitives the sweep's figures are drawn with (`reglab.figures` draws them).
+
+A regularizer has the same colour, marker, line style and hatching in every figure, so that a
+figure printed in grayscale still tells them apart, and its human name ("Elastic net") in every
+legend. Over seeds, a point is the mean and its band or error bar the 95% confidence interval of
+the mean (Student t, `runs.mean_ci`; `band="minmax"`: the smallest and largest seed), with the
+number of seeds n shown. λ is on a log axis with λ = 0 drawn at the left, a tenth of the smallest
+λ > 0.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import math
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
+from zlib import crc32
+
+import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.colors import to_rgb, to_rgba
+from matplotlib.lines import Line2D
+from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullFormatter, NullLocator
+
+from reglab import rundir
+from reglab.runs import STRENGTH_UNUSED, Run, mean_ci, values
+from reglab.tables import format_number
+
+matplotlib.use("Agg")  # files only, never a window (pyplot switches while no figure is open)
+# A PDF embeds its fonts through fontTools, which logs every table it subsets at INFO: under
+# Hydra's job logging (INFO) that is a screen of noise per figure.
+logging.getLogger("fontTools").setLevel(logging.WARNING)
+
+Groups = dict[tuple[str, float], list[Run]]
+DPI = 100
+FORMATS = ("png", "pdf", "svg")
+BANDS = ("ci", "minmax")
+
+
+class Style(NamedTuple):
+    """A regularizer's look: its name in a figure (tables keep the config's names), its colour, and
+    the marker, dashes and hatching that tell it apart without colour (a figure printed in grayscale)."""
+
+    label: str
+    color: str
+    marker: str
+    linestyle: Any
+    hatch: str
+
+
+STYLES = {
+    "none":         Style("None",                     "#555555",    "o", "-",                     ""),
+    "l1":           Style("L1",                       "tab:red",    "s", (0, (6, 2)),             "///"),
+    "prox_l1":      Style("Proximal L1",              "tab:orange", "D", (0, (6, 2, 1, 2)),       "\\\\\\"),
+    "elastic_net":  Style("Elastic net",              "tab:purple", "^", (0, (1, 1.5)),           "xxx"),
+    "group_lasso":  Style("Group lasso",              "tab:green",  "v", (0, (8, 2, 1, 2, 1, 2)), "..."),
+    "l2":           Style("L2",                       "tab:blue",   "P", (0, (3, 1.5)),           "---"),
+    "weight_decay": Style("Weight decay (decoupled)", "tab:cyan",   "X", (0, (4, 1, 1, 1, 1, 1)), "+++"),
+}  # fmt: skip
+LABELS = {reg: style.label for reg, style in STYLES.items()}
+COLORS = {reg: style.color for reg, style in STYLES.items()}
+MARKERS = {reg: style.marker for reg, style in STYLES.items()}
+LINESTYLES = {reg: style.linestyle for reg, style in STYLES.items()}
+HATCHES = {reg: style.hatch for reg, style in STYLES.items()}
+SPARE_COLORS = ("tab:brown", "tab:pink", "tab:olive", "gold", "navy", "teal", "maroon", "lime")
+SPARE_MARKERS = ("<", ">", "h", "p", "*", "d", "8", "H")
+SPARE_LINESTYLES: tuple[Any, ...] = ((0, (2, 2)), (0, (10, 3)), (0, (3, 3, 1, 3)), (0, (1, 3)))
+SPARE_HATCHES = ("||", "oo", "**", "//..")
+CLASS_COLORS = ("#2166ac", "#b2182b", "#1b9e77", "#7570b3", "#e6ab02", "#66a61e", "#e7298a", "#a6761d")
+CLASS_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+# PDF and SVG keep their text as text: TrueType fonts (Type 42), not Type 3 glyph procedures or paths.
+VECTOR_TEXT: Any = {"pdf.fonttype": 42, "ps.fonttype": 42, "svg.fonttype": "none"}
+METADATA: dict[str, dict[str, Any]] = {"png": {}, "pdf": {"CreationDate": None}, "svg": {"Date": None}}  # reproducible
+
+
+def _pick(table: dict[str, Any], spare: Sequence[Any], regularizer: str) -> Any:
+    return table[regularizer] if regularizer in table else spare[crc32(regularizer.encode()) % len(spare)]
+
+
+def color(regularizer: str) -> str:
+    """The regularizer's colour, the same in every figure (a name not in COLORS gets a fixed spare)."""
+    return _pick(COLORS, SPARE_COLORS, regularizer)
+
+
+def marker(regularizer: str) -> str:
+    return _pick(MARKERS, SPARE_MARKERS, regularizer)
+
+
+def linestyle(regularizer: str) -> Any:
+    return _pick(LINESTYLES, SPARE_LINESTYLES, regularizer)
+
+
+def hatch(regularizer: str) -> str:
+    return _pick(HATCHES, SPARE_HATCHES, regularizer)
+
+
+def label(regularizer: str) -> str:
+    """The regularizer's name in a figure: "Elastic net" for `elastic_net`; an unknown name as it is."""
+    return LABELS.get(regularizer, regularizer)
+
+
+def legend_name(regularizer: str, lam: float) -> str:
+    """A (regularizer, λ) in a title or legend: "L1, λ=0.001"; a regularizer without λ by its name alone."""
+    return label(regularizer) if regularizer in STRENGTH_UNUSED else f"{label(regularizer)}, λ={format_number(lam)}"
+
+
+def darker(c: Any, amount: float = 0.45) -> tuple[float, float, float]:
+    r, g, b = to_rgb(c)
+    return (r * (1 - amount), g * (1 - amount), b * (1 - amount))
+
+
+# Output: formats, resolution, band -----------------------------------------------------------
+@dataclass(frozen=True)
+class Output:
+    """How the figures are written: `formats` (png, pdf, svg; each figure in every one), `dpi` of
+    the raster parts, and the `band` over seeds: "ci" (95% CI of the mean) or "minmax"."""
+
+    formats: tuple[str, ...] = ("png",)
+    dpi: int = DPI
+    band: str = "ci"
+
+    def __post_init__(self) -> None:
+        unknown = [str(f) for f in self.formats if f not in FORMATS]
+        if not self.formats or unknown:
+            given = ",".join(unknown) if unknown else "[]"
+            raise ValueError(f"format={given} is not one of the figure formats: {', '.join(FORMATS)}")
+        if not (isinstance(self.dpi, int) and 10 <= self.dpi <= 2400):
+            raise ValueError(f"dpi={self.dpi!r} must be an integer from 10 to 2400")
+        if self.band not in BANDS:
+            raise ValueError(f"band={self.band} must be one of: {', '.join(BANDS)}")
+
+    def files(self, path: Path) -> list[Path]:
+        """The files a figure drawn to `path` is written to, one per format."""
+        return [path.with_suffix(f".{f}") for f in self.formats]
+
+
+_output = Output()
+
+
+@contextmanager
+def output(formats: Sequence[str] = ("png",), dpi: int | None = None, band: str = "ci") -> Iterator[Output]:
+    """Draw the figures inside the block in these formats, at this dpi, with this band over seeds."""
+    global _output
+    previous, _output = _output, Output(tuple(dict.fromkeys(formats)), DPI if dpi is None else dpi, band)
+    try:
+        yield _output
+    finally:
+        _output = previous
+
+
+@contextmanager
+def new_figure(*args: Any, **kwargs: Any) -> Iterator[tuple[plt.Figure, Any]]:
+    fig, axes = plt.subplots(*args, layout="constrained", **kwargs)
+    try:
+        yield fig, axes
+    finally:
+        plt.close(fig)
+
+
+@contextmanager
+def panels(n: int, max_columns: int, size: tuple[float, float]) -> Iterator[tuple[plt.Figure, Any]]:
+    """A figure of `n` panels of `size` inches sharing their y axis, in rows of at most `max_columns`;
+    `axes` is 2-D, the panels past the n-th switched off."""
+    ncols = min(max_columns, n)
+    nrows = math.ceil(n / ncols)
+    with new_figure(nrows, ncols, figsize=(size[0] * ncols, size[1] * nrows), squeeze=False, sharey=True) as fig_axes:
+        for ax in fig_axes[1].flat[n:]:
+            ax.axis("off")
+        yield fig_axes
+
+
+def panel_title(ax: Any, regularizer: str) -> None:
+    """A panel of one regularizer: its name in bold, in a darker shade of its colour."""
+    ax.set_title(label(regularizer), color=darker(color(regularizer), 0.2), fontweight="bold")
+
+
+def smallest_seed(runs: Sequence[Run]) -> Run:
+    """The run a figure shows of one (regularizer, λ): its smallest seed, the same in every figure."""
+    return min(runs, key=lambda r: r.seed)
+
+
+def save(fig: plt.Figure, path: Path) -> Path:
+    """Write `fig` in every output format (`path` with each suffix); return the first file."""
+    files = _output.files(path)
+    with plt.rc_context(VECTOR_TEXT):
+        for target in files:
+            buffer = io.BytesIO()
+            fmt = target.suffix[1:]
+            fig.savefig(buffer, format=fmt, dpi=_output.dpi, bbox_inches="tight", metadata=METADATA[fmt])
+            rundir.atomic_write_bytes(target, buffer.getvalue())
+    return files[0]
+
+
+def regularizers_of(groups: Groups) -> list[str]:
+    return list(dict.fromkeys(reg for reg, _ in groups))
+
+
+def first_run(groups: Groups) -> Run:
+    return next(iter(groups.values()))[0]
+
+
+def score_label(run: Run) -> str:
+    return "R²" if run.score == "r2" else "accuracy"
+
+
+# Bands over seeds ------------------------------------------------------------------------------
+def band_text(band: str | None = None) -> str:
+    band = band or _output.band
+    return "95% CI of the mean over seeds (Student t)" if band == "ci" else "min–max over seeds"
+
+
+def seed_band(x: np.ndarray, band: str | None = None) -> tuple[float, float, float, int]:
+    """(mean, low, high, n) of the finite values of `x`: the band is the 95% confidence interval of
+    the mean, mean ± t(0.975, n − 1)·s/√n (`runs.mean_ci`), or with band="minmax" the smallest
+    and largest value. One value has no spread: low = high = mean."""
+    band = band or _output.band
+    x = np.asarray(x, dtype=float)
+    x = x[np.isfinite(x)]
+    if len(x) == 0:
+        return math.nan, math.nan, math.nan, 0
+    if band == "minmax":
+        return float(x.mean()), float(x.min()), float(x.max()), len(x)
+    mean, half = mean_ci(x)
+    half = 0.0 if math.isnan(half) else half
+    return mean, mean - half, mean + half, len(x)
+
+
+def series(groups: Groups, key: str, band: str | None = None) -> dict[str, np.ndarray]:
+    """Per regularizer, rows (λ, mean, low, high, n) of `key` over seeds, by increasing λ (`seed_band`)."""
+    rows: dict[str, list[tuple[float, float, float, float, int]]] = {}
+    for (reg, lam), runs in groups.items():
+        mean, low, high, n = seed_band(values(runs, key), band)
+        if np.isfinite(mean):
+            rows.setdefault(reg, []).append((lam, mean, low, high, n))
+    return {reg: np.array(sorted(r)) for reg, r in rows.items()}
+
+
+def _n_text(groups: Groups, reg: str) -> str:
+    """n = seeds per point of a regularizer: "n=5", or "n=5 (fewer where marked)" when some of its
+    points have fewer seeds (each of those is labelled with its own n)."""
+    counts = sorted({len(runs) for (r, _), runs in groups.items() if r == reg})
+    return f"n={counts[-1]}" if len(counts) == 1 else f"n={counts[-1]} (fewer where marked)"
+
+
+def is_point_chart(groups: Groups) -> bool:
+    """Whether a figure against λ is a point chart: no regularizer that uses λ has two λ to draw a line through."""
+    swept = [reg for reg in regularizers_of(groups) if reg not in STRENGTH_UNUSED]
+    return not any(len({lam for r, lam in groups if r == reg}) >= 2 for reg in swept)
+
+
+class LambdaAxis:
+    """A log λ axis that also shows λ = 0: at a tenth of the smallest λ > 0, labelled "0",
+    with a dotted line where the axis breaks."""
+
+    def __init__(self, lams: Sequence[float]) -> None:
+        positive = sorted({lam for lam in lams if lam > 0})
+        self.positive = positive or [1.0]
+        self.has_zero = any(lam == 0 for lam in lams)
+        self.zero = self.positive[0] / 10
+
+    def x(self, lam: float) -> float:
+        return lam if lam > 0 else self.zero
+
+    def apply(self, ax: Any) -> None:
+        lo, hi = self.positive[0], self.positive[-1]
+        ax.set_xscale("log")
+        ax.set_xlim((self.zero if self.has_zero else lo) / 2, hi * 2)
+        if len(self.positive) <= 6:  # few λ: a tick at each, as the user wrote it
+            ticks, labels = list(self.positive), [format_number(lam) for lam in self.positive]
+        else:
+            decades = 10.0 ** np.arange(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1)
+            decades = decades[(decades > self.zero * 3) & (decades <= hi * 2)]
+            ticks, labels = list(decades), [f"$10^{{{round(math.log10(d))}}}$" for d in decades]
+        if self.has_zero:
+            ticks, labels = [self.zero, *ticks], ["0", *labels]
+            ax.axvline(math.sqrt(self.zero * lo), color="0.75", lw=1, ls=(0, (1, 3)))
+        ax.xaxis.set_major_locator(FixedLocator(ticks))
+        ax.set_xticklabels(labels)
+        ax.xaxis.set_minor_locator(NullLocator())
+        ax.set_xlabel("λ (log scale; λ = 0 at the left)" if self.has_zero else "λ (log scale)")
+
+
+def lambda_axis(groups: Groups) -> LambdaAxis:
+    return LambdaAxis(sorted({lam for _, lam in groups}))
+
+
+def _band_style(reg: str) -> dict[str, Any]:
+    """A band: the regularizer's colour, light, hatched in its pattern (readable in grayscale)."""
+    c = color(reg)
+    return {"facecolor": to_rgba(c, 0.12), "edgecolor": to_rgba(c, 0.45), "hatch": hatch(reg), "lw": 0}
+
+
+def draw_vs_lambda(
+    ax: Any, axis: LambdaAxis, groups: Groups, key: str, ls: Any = None, hollow: bool = False, band: bool = True
+) -> None:
+    """Mean over seeds per regularizer against λ, its band over seeds around it; a regularizer
+    without λ is a horizontal baseline. `ls`: one line style for every regularizer (e.g. dashed
+    for training), else each regularizer's own; `hollow`: open markers."""
+    for reg, s in series(groups, key).items():
+        c, style = color(reg), linestyle(reg) if ls is None else ls
+        if reg in STRENGTH_UNUSED:
+            ax.axhline(s[0, 1], color=c, ls=style, lw=1.5)
+            if band and s[0, 3] > s[0, 2]:
+                ax.axhspan(s[0, 2], s[0, 3], **_band_style(reg))
+            continue
+        x = [axis.x(lam) for lam in s[:, 0]]
+        ax.plot(x, s[:, 1], ls=style, marker=marker(reg), ms=5, color=c, mfc="white" if hollow else c, mec=c)
+        if band and len(x) > 1:
+            ax.fill_between(x, s[:, 2], s[:, 3], **_band_style(reg))
+        elif band:
+            ax.errorbar(x, s[:, 1], yerr=[s[:, 1] - s[:, 2], s[:, 3] - s[:, 1]], fmt="none", ecolor=c, capsize=3)
+        if band:  # a point with fewer seeds than the regularizer's others says its n
+            for xi, yi, n in zip(x, s[:, 1], s[:, 4]):
+                if n < s[:, 4].max():
+                    offset = {"xytext": (4, -10), "textcoords": "offset points"}
+                    ax.annotate(f"n={int(n)}", (xi, yi), **offset, fontsize=7, color=darker(c))
+
+
+def regularizer_handles(
+    groups: Groups, notes: dict[str, str] | None = None, own_linestyle: bool = True
+) -> list[Line2D]:
+    notes = notes or {}
+    handles = []
+    for reg in regularizers_of(groups):
+        name = f"{label(reg)} (no λ: baseline)" if reg in STRENGTH_UNUSED else label(reg) + notes.get(reg, "")
+        ls = linestyle(reg) if own_linestyle else "-"
+        shape = "" if reg in STRENGTH_UNUSED else marker(reg)
+        text = f"{name}, {_n_text(groups, reg)}"
+        handles.append(Line2D([], [], color=color(reg), ls=ls, marker=shape, lw=2, label=text))
+    return handles
+
+
+def draw_points(ax: Any, groups: Groups, specs: Sequence[tuple[str, bool]]) -> None:
+    """A point chart: one column per (regularizer, λ), for each (key, filled) of `specs` the mean
+    over seeds as the regularizer's marker (open if not `filled`) with its band as an error bar,
+    and every seed as a small dot beside it."""
+    cats = list(groups)
+    width = 0.56 / max(len(specs), 1)
+    rng = np.random.default_rng(0)  # the same jitter every time
+    for i, (reg, lam) in enumerate(cats):
+        c = color(reg)
+        for j, (key, filled) in enumerate(specs):
+            v = values(groups[(reg, lam)], key)
+            mean, low, high, _ = seed_band(v)
+            if not math.isfinite(mean):
+                continue
+            x = i + (j - (len(specs) - 1) / 2) * width * 1.6
+            v = v[np.isfinite(v)]
+            dots = x + width * 0.55 + rng.uniform(-0.06, 0.06, len(v))
+            ax.plot(dots, v, ls="", marker=".", ms=4, color="0.45", zorder=2)
+            edge = darker(c, 0.3)
+            bar = [[mean - low], [high - mean]]
+            ax.errorbar(x, mean, yerr=bar, fmt="none", ecolor=edge, elinewidth=1.6, capsize=5, zorder=3)
+            face = c if filled else "white"
+            ax.plot(x, mean, ls="", marker=marker(reg), ms=9, color=c, mfc=face, mec=edge, mew=1.5, zorder=4)
+    lam_lines = ["" if reg in STRENGTH_UNUSED else f"\nλ={format_number(lam)}" for reg, lam in cats]
+    ticks = [f"{label(reg)}{lam_line}\nn={len(groups[(reg, lam)])}" for (reg, lam), lam_line in zip(cats, lam_lines)]
+    ax.set_xticks(range(len(cats)), ticks)
+    ax.set_xlim(-0.7, len(cats) - 0.3)
+    ax.grid(alpha=0.3, axis="y")
+
+
+def point_legend(specs: Sequence[tuple[str, str, bool]]) -> list[Line2D]:
+    """Handles for a point chart: what a filled and an open marker mean, the seeds, the bars."""
+    handles = [
+        Line2D([], [], ls="", marker="o", ms=8, color="0.3", mfc="0.3" if filled else "white", label=text)
+        for _, text, filled in specs
+    ]
+    handles += [
+        Line2D([], [], ls="", marker=".", ms=6, color="0.45", label="one seed"),
+        Line2D([], [], ls="-", color="black", marker="_", ms=10, label=f"error bar: {band_text()}"),
+    ]
+    return handles
+
+
+def log_y(ax: Any) -> None:
+    """Log y axis with plain numbers at 1, 2, 5 × 10^k."""
+    ax.set_yscale("log")
+    ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: format_number(v)))
+    ax.yaxis.set_minor_formatter(NullFormatter())
+
+
+def points_width(groups: Groups) -> float:
+    """The width of a point chart: room for each (regularizer, λ) column."""
+    return max(5.0, 1.5 * len(groups) + 2.5)

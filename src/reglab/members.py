@@ -1,0 +1,213 @@
+"""The members of a run, and what identifies a run: every run is a stack of K ≥ 1 members.
+
+The members are the product of the list-valued keys among `MEMBER_KEYS`:
+
+    reglab-train regularizer=l1 regularizer.strength=[0,1e-4,1e-3] seed=[0,1,2]   # K = 9
+    reglab-train regularizer=l1 regularizer.strength=1e-3 seed=0                  # K = 1
+
+Member k trains exactly as the K = 1 run with its λ and seed would. With no list the run
+directory is `paths.output_dir`; with lists each member gets a run directory of the same format
+below it, named as Hydra names a job by its overrides (`regularizer.strength=0.001,seed=0`).
+Light: reads configs only, imports neither torch nor Lightning.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, cast
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from reglab import rundir
+from reglab.errors import ConfigError
+from reglab.rundir import flatten
+from reglab.tables import format_number
+
+# Keys that may hold a list: the stacked members of one run.
+MEMBER_KEYS = ("regularizer.strength", "seed")
+# Config keys (and the keys under them) that change no trained weight: a finished run is found
+# again whatever they are, the report never tells runs apart by them, W&B never names a run by
+# them, and Hydra leaves them out of a job's directory name (a test checks its `exclude_keys`).
+NOT_TRAINING = (
+    "name", "tags", "force", "retries", "cpu_threads", "paths", "logger", "report",
+    "callbacks.progress_bar", "callbacks.metrics_history", "callbacks.model_checkpoint", "callbacks.best_checkpoint",
+    "trainer.enable_progress_bar",
+)  # fmt: skip
+# Defaults-list choices that only set other keys (those keys count): never a key of the job's config.
+CHOICES_ONLY = ("experiment", "hparams_search", "debug")
+
+
+def trains(key: str) -> bool:
+    """Whether the dotted config `key` can change what a run learns (it is not under NOT_TRAINING)."""
+    return not any(key == k or key.startswith(f"{k}.") for k in NOT_TRAINING)
+
+
+def trained_config(cfg: DictConfig) -> dict[str, Any]:
+    """The part of a config that decides what is trained: unresolved (no run paths), without the
+    keys that change no result (`NOT_TRAINING`)."""
+    container = cast(dict[str, Any], OmegaConf.to_container(cfg, resolve=False))
+    for key in NOT_TRAINING:
+        *parents, leaf = key.split(".")
+        node: Any = container
+        for part in parents:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node.pop(leaf, None)
+    return container
+
+
+def config_hash(cfg: DictConfig) -> str:
+    """Identifies what a config trains, so a re-launch can tell a finished run from a changed one."""
+    text = json.dumps(trained_config(cfg), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def identity_fields(member: Member) -> dict[str, Any]:
+    """What metrics.json records of the config that trained the run, to refuse another one later."""
+    return {
+        "config_hash": member.config_hash,
+        "config": trained_config(member.cfg),
+        "config_yaml": OmegaConf.to_yaml(member.cfg),
+    }
+
+
+def check_identity(members: list[Member], force: bool) -> None:
+    """Refuse, in one line naming the differing keys, to train into a run directory that holds a
+    run of another config: a run directory holds exactly what its config trained. Writes nothing."""
+    for m in members:
+        try:
+            record = rundir.read_metrics_json(m.run_dir)
+        except (OSError, ValueError):
+            continue
+        if force or record.get("config_hash") in (None, m.config_hash):
+            continue
+        ours, theirs = flatten(trained_config(m.cfg)), flatten(record.get("config") or {})
+        keys = sorted(k for k in ours.keys() | theirs.keys() if ours.get(k) != theirs.get(k))
+        raise ConfigError(
+            f"{m.run_dir} holds a run of another config (it differs in {', '.join(keys[:5]) or 'its hash'}); "
+            "retrain it there with force=true, or write to another directory"
+        )
+
+
+def restore_recorded_config(members: list[Member]) -> None:
+    """After a refused re-launch of a single run: Hydra has already written the refused config into
+    the run's .hydra/; put back the one its metrics.json says it trained."""
+    for m in members:
+        try:
+            record = rundir.read_metrics_json(m.run_dir)
+        except (OSError, ValueError):
+            continue
+        if record.get("config_yaml") and not m.values and record.get("config_hash") != m.config_hash:
+            rundir.atomic_write_text(m.run_dir / ".hydra" / "config.yaml", record["config_yaml"])
+
+
+@dataclass
+class Member:
+    values: dict[str, Any]  # its values of the listed keys ({} for a single run)
+    cfg: DictConfig  # the config of its K = 1 run
+    run_dir: Path
+    config_hash: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.config_hash = config_hash(self.cfg)
+
+    @property
+    def name(self) -> str:
+        """`regularizer.strength=0.001,seed=0`, as Hydra names a job by its overrides."""
+        return ",".join(f"{key}={format_number(self.values[key])}" for key in sorted(self.values)) or self.run_dir.name
+
+    def finished(self) -> bool:
+        """Completed or diverged before, with this very config."""
+        if not rundir.is_finished(self.run_dir):
+            return False
+        return rundir.read_metrics_json(self.run_dir).get("config_hash") == self.config_hash
+
+
+def member_axes(cfg: DictConfig) -> dict[str, list[Any]]:
+    """The list-valued `MEMBER_KEYS` of `cfg` and their values."""
+    axes: dict[str, list[Any]] = {}
+    for key in MEMBER_KEYS:
+        value = OmegaConf.select(cfg, key)
+        if isinstance(value, (ListConfig, list)):
+            if not value:
+                raise ConfigError(f"{key}=[] is an empty list; give at least one value")
+            axes[key] = list(value)
+    return axes
+
+
+def members_of(cfg: DictConfig) -> list[Member]:
+    """The members of `cfg`: one per element of the product of the `MEMBER_KEYS` lists."""
+    root = Path(cfg.paths.output_dir)
+    axes = member_axes(cfg)
+    if not axes:
+        return [Member({}, cfg, root)]
+    grid = [dict(zip(axes, combination)) for combination in itertools.product(*axes.values())]
+    base = cast(dict, OmegaConf.to_container(cfg, resolve=False))
+    members = []
+    for values in grid:
+        name = ",".join(f"{key}={format_number(values[key])}" for key in sorted(values))
+        members.append(Member(values, _member_config(cfg, base, values, root / name, name), root / name))
+    names = [m.name for m in members]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ConfigError(f"the lists give member {twice[0]} more than once; list each value once")
+    return members
+
+
+def _member_config(cfg: DictConfig, base: dict, values: dict[str, Any], run_dir: Path, name: str) -> DictConfig:
+    """The config a K = 1 run of this member would have had: scalar values, its own run directory
+    and W&B name; other `${hydra:…}` values resolved now (members are written outside Hydra's job)."""
+
+    def fix(node: Any, path: str) -> Any:
+        if path in values:
+            return values[path]
+        if isinstance(node, dict):
+            return {k: fix(v, f"{path}.{k}" if path else str(k)) for k, v in node.items()}
+        if isinstance(node, list):
+            return [fix(v, f"{path}.{i}") for i, v in enumerate(node)]
+        if isinstance(node, str) and "${hydra:" in node:
+            if path == "paths.output_dir":
+                return str(run_dir)
+            if path.startswith("logger.") and path.endswith(".name"):
+                return name
+            return OmegaConf.select(cfg, path)
+        return node
+
+    return OmegaConf.create(fix(base, ""))
+
+
+def regularizer_name(cfg: DictConfig) -> str:
+    """ "l1" for `regularizer._target_: reglab.science.regularizers.L1`: the registry's name."""
+    from reglab.science.regularizers import REGULARIZERS
+
+    names = {f"{cls.__module__}.{cls.__name__}": name for name, cls in REGULARIZERS.items()}
+    target = cfg.regularizer._target_
+    if target not in names:
+        known = ", ".join(REGULARIZERS)
+        raise ConfigError(f"regularizer._target_={target!r} is not a regularizer; choose regularizer= one of: {known}")
+    return names[target]
+
+
+def task_of(cfg: DictConfig) -> str:
+    from reglab.science import datasets
+
+    return datasets.TASKS[cfg.data.name]
+
+
+def identity(cfg: DictConfig) -> dict[str, Any]:
+    """What a run is, read from its (K = 1) config alone: enough for a report even if nothing was built."""
+    return {
+        "name": cfg.name,
+        "dataset": cfg.data.name,
+        "task": task_of(cfg),
+        "regularizer": regularizer_name(cfg),
+        "strength": float(cfg.regularizer.strength),
+        "seed": int(cfg.seed),
+        "optimizer": str(cfg.optimizer._target_).rsplit(".", 1)[-1],
+        "lr": float(cfg.optimizer.lr),
+        "batch_size": cfg.data.batch_size,
+    }

@@ -1,0 +1,281 @@
+"""Multiruns checked whole before their first job trains: every job of the grid (the sweeper's
+params, the command line's sweep lists, both ends of an Optuna interval) is composed, checked
+(`reglab.config`) and built in memory (`reglab.preflight`); then the sweep directory is claimed for
+this one grid (`grid.json`), so that two studies never share a directory and a report.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from reglab import rundir
+from reglab.config import CONFIG_DIR, validate
+from reglab.errors import ConfigError, one_line, require
+from reglab.members import members_of
+
+EXIT_CONFIG_ERROR = 2
+GRID_FILE = "grid.json"  # in a sweep directory: the grid of the sweep it holds
+
+
+def build_in_memory(cfg: DictConfig) -> None:
+    """Build the first stack of a composed job in memory and take a step (`reglab.preflight`);
+    nothing is written. Raises ConfigError in one line."""
+    from reglab.preflight import preflight
+
+    with open_dict(cfg):
+        cfg.paths.output_dir = "/nonexistent/reglab-preflight"  # outside Hydra's job: never written to
+    members = members_of(cfg)
+    chunk = cfg.sweep.get("chunk") or len(members)
+    preflight(cfg, members[:chunk], Path(cfg.paths.output_dir) / "last.ckpt")
+
+
+class PreflightOnMultirunStart(Callback):
+    """Hydra callback: before a multirun's first job, compose and check every job of its grid (and
+    both ends of an Optuna interval), so that a bad value costs no job and leaves no directory."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from hydra import compose
+        from hydra.core.global_hydra import GlobalHydra
+
+        name = config.hydra.job.config_name
+        loader = GlobalHydra.instance().config_loader()  # its search path has --config-dir and hydra.searchpath
+        options = lambda group: loader.get_group_options(group)  # noqa: E731
+        try:
+            check_jobs(
+                list(config.hydra.overrides.task),
+                lambda job: compose(config_name=name, overrides=job),
+                CONFIG_DIR,
+                build_in_memory,
+                config_name=name,
+                group_options=options,
+            )
+            claim_sweep_dir(Path(config.hydra.sweep.dir), sweep_grid(config))
+        except ConfigError as e:
+            print(f"error: {e}", file=sys.stderr)
+            sys.exit(EXIT_CONFIG_ERROR)
+
+
+def sweep_grid(config: DictConfig) -> dict[str, list[str]]:
+    """A multirun's grid as {key: its values}: the sweeper's params (an experiment's grid) and the
+    command line's overrides, parsed (1e-3 and 0.001 are one value), without the keys that change no
+    result (`hydra.job.config.override_dirname.exclude_keys`: logger, force, …)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    params = config.hydra.sweeper.get("params") or {}
+    excluded = set(config.hydra.job.config.override_dirname.exclude_keys)
+    texts = [f"{key}={value}" for key, value in params.items()] + list(config.hydra.overrides.task)
+    grid: dict[str, list[str]] = {}
+    for override in OverridesParser.create().parse_overrides(texts):
+        key = override.get_key_element()
+        if override.key_or_group in excluded:
+            continue
+        values = list(override.sweep_iterator()) if override.is_sweep_override() else [override.value()]
+        grid[key] = sorted({repr(v) for v in values})
+    return dict(sorted(grid.items()))
+
+
+def claim_sweep_dir(sweep_dir: Path, grid: dict[str, list[str]]) -> None:
+    """A sweep directory holds the runs of one grid: re-launching that grid resumes it (its finished
+    jobs are skipped), another grid under the same `name` is refused in one line, so that two
+    studies never share a directory and a report. The grid is recorded in `GRID_FILE`."""
+    path = sweep_dir / GRID_FILE
+    if path.is_file():
+        held = json.loads(path.read_text())
+        if held != grid:
+            differ = sorted(k for k in held.keys() | grid.keys() if held.get(k) != grid.get(k))
+            raise ConfigError(
+                f"{sweep_dir} holds the runs of another sweep (its grid differs in {', '.join(differ)}); "
+                "give this one its own name=… (or hydra.sweep.dir=…), or remove that directory"
+            )
+        return
+    rundir.atomic_write_text(path, json.dumps(grid, indent=1) + "\n")
+
+
+def check_jobs(
+    overrides: list[str],
+    compose: Callable[[list[str]], DictConfig],
+    config_dir: str,
+    build: Callable[[DictConfig], object] | None = None,
+    config_name: str = "train",
+    group_options: Callable[[str], list[str]] | None = None,
+) -> None:
+    """Compose and validate every job a sweep's overrides describe, before any of them runs, so that
+    a bad value anywhere in a sweep list (or at either end of an Optuna interval) is one line and
+    costs no job. `overrides` are Hydra's own (the sweeper's params, then the command line's); each
+    value of a sweep list is checked against the first value of the others. The sweeper's params
+    of the composed config (an experiment's grid, an Optuna search space) are read here too, so the
+    command line alone is enough. `build(cfg)`, if given, builds each job in memory
+    (`reglab.preflight`) after its checks."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    _check_group_choices(overrides, config_dir, group_options)
+    parser = OverridesParser.create()
+    try:
+        parsed = parser.parse_overrides(overrides)
+    except HydraException as e:
+        raise ConfigError(one_line(e)) from None
+    jobs = _jobs(parsed)
+    # The first job with Hydra's own config: the sweeper's params (an experiment's grid, an Optuna
+    # search space) may add jobs; without params it is the first job's config, composed once.
+    first, params = _compose_with_sweeper(jobs[0], parsed, config_name)
+    if params:
+        try:
+            parsed = parser.parse_overrides([f"{k}={v}" for k, v in params.items()]) + parsed
+        except HydraException as e:
+            raise ConfigError(f"hydra.sweeper.params: {one_line(e)}") from None
+        _check_fixed_grid(parsed, params)
+        jobs, first = _jobs(parsed), None
+    for i, job in enumerate(jobs):
+        try:
+            cfg = first if i == 0 and first is not None else compose(job)
+        except (HydraException, OmegaConfBaseException, ValueError) as e:  # ValueError: a group set to null
+            raise ConfigError(one_line(e)) from None
+        validate(cfg)
+        if build is not None:  # everything the job needs, built in memory: a constructor's own checks
+            build(cfg)
+
+
+def _jobs(parsed: list) -> list[list[str]]:
+    """The jobs to check: the first value of every key, then each other value of a sweep list (or
+    the other end of an interval) with the first value of the others."""
+    from hydra.core.override_parser.types import IntervalSweep
+
+    base: dict[str, str] = {}  # the first value of every key (later overrides of a key win)
+    variants: dict[str, list[str]] = {}  # the other values of the swept keys
+    for override in parsed:
+        key = override.get_key_element()
+        if key.lstrip("+~").startswith("hydra"):
+            continue
+        if not override.is_sweep_override():
+            base[key], variants[key] = override.input_line or f"{key}={override.get_value_element_as_str()}", []
+            continue
+        if override.is_discrete_sweep():
+            values = [f"{key}={v}" for v in override.sweep_string_iterator()]
+        else:
+            value = override.value()
+            _check_interval(override)
+            ends = (value.start, value.end) if isinstance(value, IntervalSweep) else ()
+            values = [f"{key}={v}" for v in ends]
+        if values:
+            base[key], variants[key] = values[0], values[1:]
+    jobs = [list(base.values())]
+    jobs += [[v if k == key else line for k, line in base.items()] for key, others in variants.items() for v in others]
+    return jobs
+
+
+def _compose_with_sweeper(job: list[str], parsed: list, config_name: str) -> tuple[DictConfig | None, dict[str, str]]:
+    """The config of `job` (without its `hydra` node) and the sweeper's params, with the sweeper's
+    own settings checked; (None, {}) where Hydra is not initialized or the job does not compose."""
+    from hydra import compose
+    from hydra.core.global_hydra import GlobalHydra
+    from omegaconf import open_dict
+
+    if not GlobalHydra.instance().is_initialized():
+        return None, {}
+    settings = [o.input_line for o in parsed if o.get_key_element().startswith("hydra") and o.input_line]
+    try:
+        cfg = compose(config_name=config_name, overrides=[*job, *settings], return_hydra_config=True)
+    except Exception:  # composing the job again says what is wrong, in one line
+        return None, {}
+    sweeper = cfg.hydra.sweeper
+    if "optuna" in str(sweeper.get("_target_", "")).lower():
+        _check_optuna(sweeper)
+    params = {str(k): str(v) for k, v in (sweeper.get("params") or {}).items()}
+    with open_dict(cfg):
+        del cfg["hydra"]
+    return cfg, params
+
+
+def _check_optuna(sweeper: DictConfig) -> None:
+    trials = sweeper.get("n_trials")
+    require(
+        isinstance(trials, int) and not isinstance(trials, bool) and trials >= 1,
+        f"hydra.sweeper.n_trials={trials!r} must be an integer >= 1",
+    )
+    jobs = sweeper.get("n_jobs")
+    require(
+        isinstance(jobs, int) and not isinstance(jobs, bool) and jobs >= 1,
+        f"hydra.sweeper.n_jobs={jobs!r} must be an integer >= 1",
+    )
+    direction = sweeper.get("direction")
+    directions = list(direction) if OmegaConf.is_list(direction) else [direction]
+    require(
+        all(str(d).lower() in ("minimize", "maximize") for d in directions),
+        f"hydra.sweeper.direction={direction} must be minimize or maximize (or a list of them)",
+    )
+
+
+def _check_fixed_grid(parsed: list, params: dict[str, str]) -> None:
+    """A command-line value for a key the config sweeps (an experiment's grid) would replace the
+    whole sweep with that one value, silently: refuse it, and say how to sweep it or run it alone."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    swept = {}
+    for key, value in params.items():
+        (override,) = OverridesParser.create().parse_overrides([f"{key}={value}"])
+        if override.is_sweep_override():
+            swept[key] = value
+    for override in parsed:
+        key = override.get_key_element()
+        if key in swept and not override.is_sweep_override():
+            line = override.input_line or f"{key}={override.get_value_element_as_str()}"
+            value = line.split("=", 1)[1]
+            grid = swept[key].replace(" ", "")
+            if "(" in grid:
+                other = f"search another range ({key}=interval(low,high))"
+            else:
+                other = f"sweep it with the grid ({key}={grid},{value})"
+            raise ConfigError(
+                f"{key}={value} would replace the config's sweep {key}={grid} (hydra.sweeper.params) with one "
+                f"value; {other}, or run it alone on purpose ({key}=choice({value}))"
+            )
+
+
+def _check_interval(override: object) -> None:
+    """An interval of a search space (Optuna) as its sampler will take it: low <= high, low > 0 on a
+    log scale. Built by the Optuna sweeper's own function (a dependency of reglab)."""
+    from hydra.core.override_parser.types import IntervalSweep, Override
+
+    assert isinstance(override, Override)
+    key, value = override.get_key_element(), override.value()
+    if not isinstance(value, IntervalSweep):
+        return
+    shown = override.input_line or key
+    from hydra_plugins.hydra_optuna_sweeper._impl import create_optuna_distribution_from_override
+
+    try:
+        create_optuna_distribution_from_override(override)
+    except (ValueError, AssertionError, NotImplementedError) as e:
+        raise ConfigError(f"{shown}: {' '.join(str(e).split())} (from optuna)") from None
+
+
+def _check_group_choices(
+    overrides: list[str], config_dir: str, group_options: Callable[[str], list[str]] | None = None
+) -> None:
+    """`group=name` must name a config of that group (a file of configs/<group>/, or of any
+    directory on Hydra's search path with `group_options`); all names of a sweep list are checked."""
+    for arg in overrides:
+        key, sep, value = arg.lstrip("+").partition("=")
+        if not sep or "." in key or "/" in key or "(" in value:
+            continue
+        if group_options is not None:
+            options = sorted(group_options(key))
+        else:
+            group = Path(config_dir, key)
+            options = sorted(p.stem for p in group.glob("*.yaml")) if group.is_dir() else []
+        if not options:  # not a config group
+            continue
+        for name in value.split(","):
+            require(
+                name in options,
+                f"{key}={name} is not a {key} config; choose one of: {', '.join(options)}",
+            )
