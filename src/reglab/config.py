@@ -61,9 +61,9 @@ def validate(cfg: DictConfig) -> None:
                 _check_member_values(member)
             OmegaConf.update(member, key, values[0], merge=False)
     except OmegaConfBaseException as e:  # a key removed (~trainer.max_epochs) or a group set to null
-        key = getattr(e, "full_key", None)
-        if key and ("not in struct" in str(e) or "Missing" in type(e).__name__):
-            raise ConfigError(f"{key} is missing: it was removed or left unset, and the run needs it") from None
+        missing = getattr(e, "full_key", None)
+        if missing and ("not in struct" in str(e) or "Missing" in type(e).__name__):
+            raise ConfigError(f"{missing} is missing: it was removed or left unset, and the run needs it") from None
         raise ConfigError(one_line(e)) from None
 
 

@@ -23,7 +23,7 @@ import re
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from hydra.experimental.callback import Callback
@@ -69,7 +69,7 @@ def report_options(node: Any) -> dict[str, Any]:
     imports matplotlib, importing this module does not."""
     from reglab import figures
 
-    given = OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else dict(node or {})
+    given = cast(dict, OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else dict(node or {}))
     unknown = [str(k) for k in given if k not in OPTION_KEYS]
     if unknown:
         raise ValueError(f"report.{unknown[0]} is not a key of report; choose one of: {', '.join(OPTION_KEYS)}")

@@ -58,9 +58,10 @@ class EpochOrders:
 def check_split(split: object) -> None:
     """Refuse a `data.split` that is not three fractions [train, val, test] >= 0 summing to at most 1,
     or that leaves no training or validation set (the sizes are checked once the data are loaded)."""
-    is_list = isinstance(split, Sequence) and not isinstance(split, str)
-    if not (is_list and len(split) == 3 and all(_is_number(f) for f in split)):
-        raise ValueError(f"data.split={list(split) if is_list else split!r} must be three fractions [train, val, test]")
+    if not isinstance(split, Sequence) or isinstance(split, str):
+        raise ValueError(f"data.split={split!r} must be three fractions [train, val, test]")
+    if not (len(split) == 3 and all(_is_number(f) for f in split)):
+        raise ValueError(f"data.split={list(split)} must be three fractions [train, val, test]")
     fractions = list(split)
     if not (all(f >= 0 for f in fractions) and sum(fractions) <= 1 + 1e-9):
         raise ValueError(f"data.split={fractions} must be fractions >= 0 that sum to at most 1")

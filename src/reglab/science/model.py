@@ -87,13 +87,19 @@ class MLP(nn.Module):
                 f"model.dropout={dropout} with {members} stacked members: they would draw their masks from one "
                 "generator and differ from their single runs; use dropout 0, or one λ and seed per run (-m)"
             )
-        self.members, self.in_features, self.out_features = members, in_features, out_features
-        self.widths, self.activation_name, self.dropout_p, self.init = list(hidden), activation, dropout, init
+        self.members: int = members
+        self.in_features: int = in_features
+        self.out_features: int = out_features
+        self.widths: list[int] = list(hidden)
+        self.activation_name: str = activation
+        self.dropout_p: float = float(dropout)
+        self.init: str = init
         widths = [in_features, *hidden]
-        self.hidden = nn.ModuleList(StackedLinear(members, a, b) for a, b in zip(widths[:-1], widths[1:]))
-        self.output = StackedLinear(members, widths[-1], out_features)
-        self.activation = ACTIVATIONS[activation]()
-        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        layers = (StackedLinear(members, a, b) for a, b in zip(widths[:-1], widths[1:]))
+        self.hidden: nn.ModuleList = nn.ModuleList(layers)
+        self.output: StackedLinear = StackedLinear(members, widths[-1], out_features)
+        self.activation: nn.Module = ACTIVATIONS[activation]()
+        self.dropout: nn.Module = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.reset_parameters(seeds)
 
     def reset_parameters(self, seeds: Sequence[int] | None = None) -> None:

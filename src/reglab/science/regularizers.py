@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Callable, Sequence
-from typing import ClassVar
+from typing import ClassVar, cast
 
 import torch
 from torch import Tensor
@@ -88,7 +88,7 @@ class Regularizer:
         for v in values:  # the first bad value, named as the config would show it
             if not isinstance(v, numbers.Real) or isinstance(v, bool):
                 raise ValueError(f"regularizer.strength={v!r} is not a number")
-            if not (v >= 0 and math.isfinite(v)):  # also refuses NaN
+            if not (float(v) >= 0 and math.isfinite(v)):  # also refuses NaN
                 problem = "negative" if v < 0 else "not finite"
                 raise ValueError(f"regularizer.strength={float(v):g} is {problem}; λ must be a number >= 0")
         self._strength = torch.as_tensor(value, dtype=torch.float64).detach().cpu().reshape(-1)
@@ -379,7 +379,8 @@ class GroupLasso(_Proximal):
                 elif all(d is not None for d in denominators):
                     lr_root_p = lr * math.sqrt(size)
                     c = self._lam(weight, lambda lam: lr_root_p * lam)  # noqa: B023 (called at once)
-                    proximal.preconditioned_group_shrink_(weight, bias, dim, denominators, c, self.newton_steps)
+                    shrink = cast(list[Tensor], denominators)  # none is None here
+                    proximal.preconditioned_group_shrink_(weight, bias, dim, shrink, c, self.newton_steps)
 
 
 REGULARIZERS: dict[str, type[Regularizer]] = {
