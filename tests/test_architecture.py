@@ -15,7 +15,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "reglab"
 # Higher ranks may import lower ones, never the other way round.
 RANK = {
     "errors": 0, "tables": 0, "science": 0, "rundir": 0,
-    "members": 1,
+    "members": 1, "schema": 1,
     "config": 2, "runs": 2, "lightning": 2,
     "preflight": 3, "figures": 3,
     "report_wandb": 3,
@@ -24,7 +24,7 @@ RANK = {
     "train": 6,
 }  # fmt: skip
 # Modules whose own top-level imports stay light: a refusal, `--help` and `--cfg job` load only these.
-LIGHT = ("errors", "tables", "members", "config", "multirun", "train", "rundir")
+LIGHT = ("errors", "tables", "members", "schema", "config", "multirun", "train", "rundir")
 HEAVY = ("torch", "lightning", "wandb", "matplotlib", "sklearn", "pandas", "scipy", "tensorboardX")
 
 

@@ -89,3 +89,12 @@ def test_sweep_benchmark_on_cuda_without_a_gpu_says_so(tmp_path):
     result = run_script("bench_sweep.py", tmp_path, "--device", "cuda", check=False)
     assert result.returncode != 0
     assert "sees no CUDA GPU" in result.stderr
+
+
+@pytest.mark.bench
+def test_chunk_memory_benchmark_prints_both_peaks_and_their_ratio(tmp_path):
+    out = run_script("bench_chunk_memory.py", tmp_path, "--quick").stdout
+    header, rows = table(out, "stack")
+    assert header == ["stack", "setting", "peak RSS (MiB)", "wall (s)"]
+    assert [r["setting"] for r in rows] == ["sweep.chunk=null", "sweep.chunk=1", ""]
+    assert all(positive(r["peak RSS (MiB)"]) and positive(r["wall (s)"]) for r in rows)

@@ -3,7 +3,7 @@
 Each fails with one line naming the key, the value and what is allowed. The constructors check
 their own arguments when the preflight builds the stack (`reglab.preflight`); unknown keys and
 group choices are refused by Hydra (struct mode, the config groups), and a `_target_` node's keys
-and their types by the target's own signature (`_check_arguments`). Light: torch and scikit-learn
+and their types by the target's own signature (`reglab.schema`). Light: torch and scikit-learn
 are imported only by the checks that need them.
 """
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 import math
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
 from typing import cast
 
@@ -20,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from reglab.errors import ConfigError, one_line, require, shown
 from reglab.members import MEMBER_KEYS, member_axes, regularizer_name
+from reglab.schema import check_arguments, check_types
 
 TASK_OF_LOSS = {"bce": "binary", "cross_entropy": "multiclass", "mse": "regression"}
 LOSS_OF_TASK = {task: loss for loss, task in TASK_OF_LOSS.items()}
@@ -104,11 +105,11 @@ def _validate_one(cfg: DictConfig) -> None:
     _check_run_settings(cfg)
     for group in ("model", "regularizer", "optimizer", "scheduler", "trainer"):
         if cfg.get(group):
-            _check_arguments(cfg[group], group)
+            check_arguments(cfg[group], group)
     for group in ("callbacks", "logger"):  # groups of named `_target_` nodes
         for key, node in (cfg.get(group) or {}).items():
             if OmegaConf.is_dict(node) and "_target_" in node:
-                _check_arguments(node, f"{group}.{key}")
+                check_arguments(node, f"{group}.{key}")
     _check_paths(cfg)
 
 
@@ -122,7 +123,7 @@ def _check_task_rules(cfg: DictConfig) -> None:
         return
     # Counts and noise: the generators' own check says it (`datasets.load`); the other arguments' types here.
     typed = {k: v for k, v in data.items() if k not in (*datasets.COUNTS, "noise")}
-    _check_types(OmegaConf.create(typed), "data", generator, f"data set {data.name!r}")
+    check_types(OmegaConf.create(typed), "data", generator, f"data set {data.name!r}")
     split, n = data.split, data.get("n_samples")
     if (
         isinstance(n, int)
@@ -265,100 +266,3 @@ def _check_memory(cfg: DictConfig) -> None:
         f"{need / 2**30:.1f} GiB of memory (data {data_bytes / 2**30:.1f}, model {model_bytes / 2**30:.1f}, "
         f"activations {activation_bytes / 2**30:.1f}); this machine has {total / 2**30:.1f} GiB"
     )
-
-
-def _check_arguments(node: DictConfig, group: str) -> None:
-    """Every key of a `_target_` node must be an argument of the target, of the type its signature
-    declares: nothing is silently ignored, and a constructor's own annotations are its rules."""
-    import inspect
-
-    from hydra.utils import get_object
-
-    try:
-        target = get_object(node._target_)
-    except Exception as e:  # ImportError, AttributeError: Hydra's _locate
-        first = " ".join(str(e).split())
-        raise ConfigError(f"{group}._target_={node._target_} cannot be imported: {first}") from None
-    allowed: set[str] = set()
-    for fn in (
-        [vars(c)["__init__"] for c in inspect.getmro(target) if "__init__" in vars(c)]
-        if inspect.isclass(target)
-        else [target]
-    ):
-        parameters = inspect.signature(fn).parameters.values()
-        allowed |= {p.name for p in parameters if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
-        _check_types(node, group, fn, node._target_)
-        if not any(p.kind == p.VAR_KEYWORD for p in parameters):
-            break  # no **kwargs passed further up
-    # the keys of a config node are strings
-    unknown = sorted(k for k in cast("Iterable[str]", node) if not k.startswith("_") and k not in allowed)
-    require(not unknown, f"{group}.{unknown[0] if unknown else ''} is not an argument of {node._target_}")
-
-
-def _check_types(node: DictConfig, group: str, fn: Callable, source: str) -> None:
-    """Each value of `node` that `fn` takes must have the type `fn`'s annotation declares (where it
-    is plain: bool, int, float, str, None, a Literal, a fixed-length tuple, or a union of them)."""
-    import inspect
-    import typing
-
-    try:
-        hints = typing.get_type_hints(fn)
-        parameters = inspect.signature(fn).parameters
-    except Exception:  # an annotation that does not resolve: the constructor checks for itself
-        return
-    for key in cast("Iterable[str]", node):
-        if key.startswith("_") or key not in hints or key not in parameters or OmegaConf.is_interpolation(node, key):
-            continue
-        value = node[key]
-        if OmegaConf.is_config(value):
-            value = OmegaConf.to_container(value, resolve=False)
-        if value is None and parameters[key].default is None:
-            continue
-        if _fits(value, hints[key]) is False:
-            shown = value if isinstance(value, (list, tuple)) else repr(value)
-            raise ConfigError(f"{group}.{key}={shown} must be {_describe(hints[key])} (from {source})")
-
-
-def _fits(value: object, hint: object) -> bool | None:
-    """Whether `value` has the type `hint`; None where the annotation is not plain enough to tell."""
-    import types
-    import typing
-
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType):
-        results = [_fits(value, a) for a in args]
-        return True if True in results else None if None in results else False
-    if origin is typing.Literal:
-        return any(value == a and type(value) is type(a) for a in args)
-    if hint is type(None):
-        return value is None
-    if hint is bool:
-        return isinstance(value, bool)
-    if hint is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if hint is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if hint is str:
-        return isinstance(value, str)
-    if origin is tuple and args and Ellipsis not in args:
-        if not isinstance(value, (list, tuple)) or len(value) != len(args):
-            return False
-        results = [_fits(v, a) for v, a in zip(value, args)]
-        return False if False in results else True if all(results) else None
-    return None
-
-
-def _describe(hint: object) -> str:
-    import types
-    import typing
-
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin in (typing.Union, types.UnionType):
-        parts = [_describe(a) for a in args if _fits(None, a) is not None or typing.get_origin(a) is not None]
-        return " or ".join(dict.fromkeys(p for p in parts if p)) or str(hint)
-    if origin is typing.Literal:
-        return "one of: " + ", ".join(str(a) for a in args)
-    if origin is tuple:
-        return f"a list of {len(args)} values"
-    names = {bool: "true or false", int: "an integer", float: "a number", str: "a string", type(None): "null"}
-    return names.get(hint, "")  # type: ignore[call-overload]

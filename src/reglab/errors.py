@@ -35,6 +35,8 @@ def one_line(error: BaseException | str, with_type: bool = False) -> str:
     while isinstance(cause, BaseException) and type(cause).__name__ == "InstantiationException" and cause.__cause__:
         cause = cause.__cause__
     text = str(cause)
+    if "Traceback (most recent call last)" in text:  # Hydra's report of an error before the task ran
+        return _last_exception(text)
     missing = re.search(r"Could not find '([\w/]+)/([^']+)'", text)
     if missing:
         group, name = missing.groups()
@@ -48,6 +50,32 @@ def one_line(error: BaseException | str, with_type: bool = False) -> str:
     if key and key not in text:
         text = f"{key}: {text}"
     return f"{type(cause).__name__}: {text}" if with_type and isinstance(cause, BaseException) else text
+
+
+# What a directory that cannot be made is, by the OSError that said so.
+DIRECTORY_PROBLEMS = {
+    "FileExistsError": "is a file, not a directory",
+    "NotADirectoryError": "lies under a file, not a directory",
+    "FileNotFoundError": "cannot be created",
+    "PermissionError": "is not writable",
+    "OSError": "cannot be created",
+}
+
+
+def _last_exception(traceback: str) -> str:
+    """The exception a traceback ends in, said as a sentence: a directory Hydra could not make names
+    the keys that place it; any other error is its own message, without the traceback around it."""
+    found = re.findall(r"^(\w+(?:Error|Exception)): (.*)$", traceback, flags=re.MULTILINE)
+    if not found:
+        return " ".join(traceback.split())
+    kind, message = found[-1] if found[-1][0] != "HydraException" or len(found) == 1 else found[-2]
+    path = re.findall(r"'([^']+)'", message)
+    if kind in DIRECTORY_PROBLEMS and path:
+        return (
+            f"{path[-1]} {DIRECTORY_PROBLEMS[kind]}: no run directory can be made there; "
+            "set paths.log_dir=… (or hydra.run.dir=…, hydra.sweep.dir=…) to a writable directory"
+        )
+    return message.strip()
 
 
 def shown(value: Any) -> str:

@@ -6,6 +6,7 @@ this one grid (`grid.json`), so that two studies never share a directory and a r
 
 from __future__ import annotations
 
+import itertools
 import json
 import sys
 from collections.abc import Callable
@@ -20,7 +21,7 @@ from reglab.config import CONFIG_DIR, validate
 from reglab.errors import ConfigError, one_line, require
 from reglab.members import members_of
 
-EXIT_CONFIG_ERROR = 2
+EXIT_CRASH, EXIT_CONFIG_ERROR = 1, 2
 GRID_FILE = "grid.json"  # in a sweep directory: the grid of the sweep it holds
 
 
@@ -60,6 +61,9 @@ class PreflightOnMultirunStart(Callback):
         except ConfigError as e:
             print(f"error: {e}", file=sys.stderr)
             sys.exit(EXIT_CONFIG_ERROR)
+        except Exception as e:  # Hydra would turn it into a warning and launch the jobs unchecked
+            print(f"error: the multirun preflight failed ({one_line(e, with_type=True)})", file=sys.stderr)
+            sys.exit(EXIT_CRASH)
 
 
 def sweep_grid(config: DictConfig) -> dict[str, list[str]]:
@@ -76,7 +80,10 @@ def sweep_grid(config: DictConfig) -> dict[str, list[str]]:
         key = override.get_key_element()
         if override.key_or_group in excluded:
             continue
-        values = list(override.sweep_iterator()) if override.is_sweep_override() else [override.value()]
+        if override.is_discrete_sweep():
+            values = list(override.sweep_iterator())
+        else:  # one value, or a search space (an Optuna interval) recorded as written
+            values = [override.value()]
         grid[key] = sorted({repr(v) for v in values})
     return dict(sorted(grid.items()))
 
@@ -108,8 +115,9 @@ def check_jobs(
 ) -> None:
     """Compose and validate every job a sweep's overrides describe, before any of them runs, so that
     a bad value anywhere in a sweep list (or at either end of an Optuna interval) is one line and
-    costs no job. `overrides` are Hydra's own (the sweeper's params, then the command line's); each
-    value of a sweep list is checked against the first value of the others. The sweeper's params
+    costs no job. `overrides` are Hydra's own (the sweeper's params, then the command line's). Every
+    job of the grid is composed and checked (`reglab.config`); each value of a sweep list is built
+    once in memory, beside the first value of the others. The sweeper's params
     of the composed config (an experiment's grid, an Optuna search space) are read here too, so the
     command line alone is enough. `build(cfg)`, if given, builds each job in memory
     (`reglab.preflight`) after its checks."""
@@ -123,7 +131,7 @@ def check_jobs(
         parsed = parser.parse_overrides(overrides)
     except HydraException as e:
         raise ConfigError(one_line(e)) from None
-    jobs = _jobs(parsed)
+    grid, jobs = _jobs(parsed)
     # The first job with Hydra's own config: the sweeper's params (an experiment's grid, an Optuna
     # search space) may add jobs; without params it is the first job's config, composed once.
     first, params = _compose_with_sweeper(jobs[0], parsed, config_name)
@@ -133,43 +141,48 @@ def check_jobs(
         except HydraException as e:
             raise ConfigError(f"hydra.sweeper.params: {one_line(e)}") from None
         _check_fixed_grid(parsed, params)
-        jobs, first = _jobs(parsed), None
-    for i, job in enumerate(jobs):
+        (grid, jobs), first = _jobs(parsed), None
+    # Each value first (a bad one is found at once), then the rest of the grid: a rule between two
+    # swept keys (a data set and its label noise) must hold in every combination.
+    for i, job in enumerate([*jobs, *(job for job in grid if job not in jobs)]):
         try:
             cfg = first if i == 0 and first is not None else compose(job)
         except (HydraException, OmegaConfBaseException, ValueError) as e:  # ValueError: a group set to null
             raise ConfigError(one_line(e)) from None
         validate(cfg)
-        if build is not None:  # everything the job needs, built in memory: a constructor's own checks
+        if build is not None:  # everything the job needs, built in memory: the constructors' own checks
             build(cfg)
 
 
-def _jobs(parsed: list) -> list[list[str]]:
-    """The jobs to check: the first value of every key, then each other value of a sweep list (or
-    the other end of an interval) with the first value of the others."""
+def _jobs(parsed: list) -> tuple[list[list[str]], list[list[str]]]:
+    """(every job of the grid: the product of each key's values, an interval taken at both ends;
+    the jobs that hold each value once: the first value of every key, then each other value with the
+    first of the others: checked first, so that a bad value is found before the whole grid is)."""
     from hydra.core.override_parser.types import IntervalSweep
 
-    base: dict[str, str] = {}  # the first value of every key (later overrides of a key win)
-    variants: dict[str, list[str]] = {}  # the other values of the swept keys
+    values: dict[str, list[str]] = {}  # every key's values as override lines (later overrides of a key win)
     for override in parsed:
         key = override.get_key_element()
         if key.lstrip("+~").startswith("hydra"):
             continue
         if not override.is_sweep_override():
-            base[key], variants[key] = override.input_line or f"{key}={override.get_value_element_as_str()}", []
-            continue
-        if override.is_discrete_sweep():
-            values = [f"{key}={v}" for v in override.sweep_string_iterator()]
+            values[key] = [override.input_line or f"{key}={override.get_value_element_as_str()}"]
+        elif override.is_discrete_sweep():
+            values[key] = [f"{key}={v}" for v in override.sweep_string_iterator()] or values.get(key, [])
         else:
-            value = override.value()
             _check_interval(override)
+            value = override.value()
             ends = (value.start, value.end) if isinstance(value, IntervalSweep) else ()
-            values = [f"{key}={v}" for v in ends]
-        if values:
-            base[key], variants[key] = values[0], values[1:]
-    jobs = [list(base.values())]
-    jobs += [[v if k == key else line for k, line in base.items()] for key, others in variants.items() for v in others]
-    return jobs
+            values[key] = [f"{key}={v}" for v in ends] or values.get(key, [])
+    values = {key: lines for key, lines in values.items() if lines}
+    grid = [list(job) for job in itertools.product(*values.values())]
+    base = [lines[0] for lines in values.values()]
+    each = [base] + [
+        [line if k != key else other for k, line in zip(values, base)]
+        for key, lines in values.items()
+        for other in lines[1:]
+    ]
+    return grid, each
 
 
 def _compose_with_sweeper(job: list[str], parsed: list, config_name: str) -> tuple[DictConfig | None, dict[str, str]]:

@@ -61,8 +61,9 @@ def build(cfg: DictConfig, members: list[Member], checkpoint: Path, init: list[d
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # no "GPU available" banners
     seeds = [int(m.cfg.seed) for m in members]
     _cpu_threads(cfg.get("cpu_threads", "auto"), len(members), cfg)
-    with blame("seed"):
-        L.seed_everything(seeds[0], workers=True, verbose=False)  # dropout (K = 1 only)
+    with blame("seed"):  # Lightning's own bounds, for every member's seed; then the first seeds dropout (K = 1)
+        for seed in [*sorted(set(seeds[1:]) - {seeds[0]}), seeds[0]]:
+            L.seed_everything(seed, workers=True, verbose=False)
     datamodule, module = _data_and_module(cfg, members, seeds, init)
     named = _callbacks(cfg, checkpoint)
     history = _history(cfg, members)

@@ -12,7 +12,6 @@ sees half a file, and a run without metrics.json is not a finished run.
 from __future__ import annotations
 
 import csv
-import io
 import json
 import math
 import os
@@ -63,17 +62,6 @@ def write_metrics_json(run_dir: Path, record: dict[str, Any]) -> None:
 
 def read_metrics_json(run_dir: Path) -> dict[str, Any]:
     return json.loads((run_dir / "metrics.json").read_text())
-
-
-def write_metrics_csv(run_dir: Path, rows: list[dict[str, float]]) -> None:
-    columns: list[str] = []
-    for row in rows:
-        columns += [k for k in row if k not in columns]
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns)
-    writer.writeheader()
-    writer.writerows(rows)
-    atomic_write_text(run_dir / "metrics.csv", buffer.getvalue())
 
 
 def read_metrics_csv(run_dir: Path) -> list[dict[str, float]]:

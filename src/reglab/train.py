@@ -168,12 +168,27 @@ class _StartedTask:
         if self.started:
             return
         if isinstance(error, SystemExit) and error.code == 1 and text.strip():
-            print(f"error: {one_line(text)}", file=sys.stderr)
+            print(f"error: {_explained(text)}", file=sys.stderr)
             sys.exit(EXIT_CONFIG_ERROR)
         self.real.write(text)
 
 
 _task: _StartedTask | None = None
+
+
+def _explained(text: str) -> str:
+    """Hydra's refusal of a command line, in one line. Where Hydra's own words name no key (a group
+    set to null: "Config group override must be a string or a list"), the command line's checks say
+    which one; `command_line_error` composes it again, as Hydra parsed it, only to explain it."""
+    args = sys.argv[1:]
+    if "Traceback (most recent call last)" in text and all(a in ("-m", "--multirun") or "=" in a for a in args):
+        try:
+            explanation = command_line_error(args)
+        except Exception:  # the explanation is a courtesy: Hydra's own error stands
+            explanation = None
+        if explanation:
+            return explanation
+    return one_line(text)
 
 
 def main() -> None:

@@ -1,0 +1,45 @@
+"""Errors Hydra raises before the task runs (composition, the run directory) reach the user as one
+sentence naming the key and what is allowed: never a traceback squashed into a line."""
+
+from __future__ import annotations
+
+import pytest
+
+from reglab.errors import one_line
+from tests.conftest import run_cli
+
+TRACEBACK_OF_A_FILE = """Traceback (most recent call last):
+  File "/x/site-packages/hydra/_internal/utils.py", line 220, in run_and_report
+    return func()
+  File "/usr/lib/python3.11/pathlib.py", line 1116, in mkdir
+    os.mkdir(self, mode)
+FileExistsError: [Errno 17] File exists: '/tmp/a-file'
+
+Set the environment variable HYDRA_FULL_ERROR=1 for a complete stack trace.
+"""
+
+
+def _is_one_clean_line(stderr: str) -> bool:
+    lines = stderr.strip().splitlines()
+    return len(lines) == 1 and not any(s in stderr for s in ("Traceback", "site-packages", 'File "'))
+
+
+def test_a_traceback_from_before_the_task_becomes_the_sentence_of_its_exception():
+    line = one_line(TRACEBACK_OF_A_FILE)
+    assert line.startswith("/tmp/a-file is a file, not a directory: no run directory can be made there; set paths.log_dir")
+    assert _is_one_clean_line(line)
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    (["regularizer=null"], "error: regularizer=null is not a regularizer config; choose one of: elastic_net"),
+    (["hydra.run.dir={file}"], "error: {file} is a file, not a directory: no run directory can be made there"),
+])  # fmt: skip
+def test_hydras_own_refusals_exit_2_in_one_sentence_and_leave_nothing(tmp_path, args, expected):
+    file = tmp_path / "a-file"
+    file.write_text("mine")
+    before = sorted(tmp_path.rglob("*"))
+    done = run_cli([a.format(file=file) for a in args], cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert _is_one_clean_line(done.stderr), done.stderr
+    assert done.stderr.startswith(expected.format(file=file)), done.stderr
+    assert sorted(tmp_path.rglob("*")) == before and file.read_text() == "mine"
