@@ -20,11 +20,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from process_timing import reglab_train  # noqa: E402
-
 from reglab.tables import markdown_table  # noqa: E402
 
 # Runs a command and prints the peak RSS (KiB) of its process tree's largest process.
-PEAK = "import resource, subprocess, sys; r = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL); print(r.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"  # noqa: E501
+PEAK = (
+    "import resource, subprocess, sys; "
+    "r = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL); "
+    "print(r.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+)
 
 
 def measure(overrides: list[str], run_dir: Path) -> tuple[float, float]:
@@ -33,8 +36,11 @@ def measure(overrides: list[str], run_dir: Path) -> tuple[float, float]:
     started = time.perf_counter()
     out = subprocess.run(
         [sys.executable, "-c", PEAK, *reglab_train(), *overrides, f"hydra.run.dir={run_dir}"],
-        env=env, capture_output=True, text=True, check=True,
-    )  # fmt: skip
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     code, kib = out.stdout.split()
     if code != "0":
         sys.exit(f"error: reglab-train {' '.join(overrides)} exited {code}")
@@ -47,10 +53,17 @@ def main() -> None:
     args = parser.parse_args()
     n, d, k, chunk = (300, 20, 4, 1) if args.quick else (5000, 400, 16, 4)
     common = [
-        "logger=none", "callbacks.progress_bar=null", "trainer.enable_progress_bar=false", "data=features",
-        f"data.n_samples={n}", f"data.n_features={d}", "model.hidden=[64]", "trainer.max_epochs=1",
-        "data.batch_size=null", "seed=[" + ",".join(str(s) for s in range(k)) + "]",
-    ]  # fmt: skip
+        "logger=none",
+        "callbacks.progress_bar=null",
+        "trainer.enable_progress_bar=false",
+        "data=features",
+        f"data.n_samples={n}",
+        f"data.n_features={d}",
+        "model.hidden=[64]",
+        "trainer.max_epochs=1",
+        "data.batch_size=null",
+        "seed=[" + ",".join(str(s) for s in range(k)) + "]",
+    ]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for label, setting in ((f"{k} members at once", "null"), (f"chunks of {chunk}", str(chunk))):

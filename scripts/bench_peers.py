@@ -81,13 +81,17 @@ def parse() -> argparse.Namespace:
         "--profile", action="store_true", help="instead: time the parts of one main-job process (no cProfile)"
     )
     parser.add_argument(
-        "--keras-seeds", type=int, default=0, metavar="N",
+        "--keras-seeds",
+        type=int,
+        default=0,
+        metavar="N",
         help="also compare the main job with the article's Keras code on its first N seeds (0: not run; 5: all)",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--keras-variants", default=",".join(KERAS_VARIANTS),
+        "--keras-variants",
+        default=",".join(KERAS_VARIANTS),
         help=f"the Keras fits of the comparison (default: all of {', '.join(KERAS_VARIANTS)})",
-    )  # fmt: skip
+    )
     parser.add_argument("--keras-backend", default="torch", help="KERAS_BACKEND of the comparison (default torch)")
     parser.add_argument(
         "--keras-python",
@@ -115,11 +119,21 @@ def sklearn_side(spec: dict) -> dict:
     for name, _strength in spec["models"]:
         for seed in spec["seeds"]:
             model = MLPClassifier(
-                hidden_layer_sizes=tuple(spec["hidden"]), activation="relu", solver="adam", alpha=0.0,
-                batch_size=spec["batch_size"], learning_rate_init=spec["lr"], beta_1=spec["betas"][0],
-                beta_2=spec["betas"][1], epsilon=spec["eps"], max_iter=spec["epochs"], tol=0.0,
-                n_iter_no_change=spec["epochs"] + 1, shuffle=True, random_state=seed,
-            )  # fmt: skip
+                hidden_layer_sizes=tuple(spec["hidden"]),
+                activation="relu",
+                solver="adam",
+                alpha=0.0,
+                batch_size=spec["batch_size"],
+                learning_rate_init=spec["lr"],
+                beta_1=spec["betas"][0],
+                beta_2=spec["betas"][1],
+                epsilon=spec["eps"],
+                max_iter=spec["epochs"],
+                tol=0.0,
+                n_iter_no_change=spec["epochs"] + 1,
+                shuffle=True,
+                random_state=seed,
+            )
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", ConvergenceWarning)
                 model.fit(data[f"x_train_{seed}"], data[f"y_train_{seed}"])
@@ -203,11 +217,16 @@ def keras_fit(keras, spec: dict, data, seed: int, strength: float, variant: str,
 
     kernels = [keras.ops.convert_to_numpy(layer.kernel).astype(np.float64) for layer in model.layers]
     out = {
-        "variant": variant, "seed": seed, "strength": strength, "seconds": seconds,
-        "train_acc": accuracy("train"), "val_acc": accuracy("val"), "test_acc": accuracy("test"),
+        "variant": variant,
+        "seed": seed,
+        "strength": strength,
+        "seconds": seconds,
+        "train_acc": accuracy("train"),
+        "val_acc": accuracy("val"),
+        "test_acc": accuracy("test"),
         "small_frac": sum(int((np.abs(k) < spec["threshold"]).sum()) for k in kernels) / sum(k.size for k in kernels),
         "l1_hidden": sum(float(np.abs(k).sum()) for k in kernels[:-1]),
-    }  # fmt: skip
+    }
     out["gap"] = out["train_acc"] - out["val_acc"]
     if record:
         epochs = [tuple(o) for o in orders]
@@ -273,10 +292,13 @@ PARTS = [  # (module, attribute path, label, depth); a part missing from the cod
     ("reglab.train", "_write_figures", "report or figures of a run (not in a multirun)", 0),
 ]
 IMPORTS = [
-    ("import torch, lightning, hydra, scikit-learn, reglab", ["reglab.train", "reglab.fit", "lightning", "reglab.lightning.module", "reglab.lightning.callbacks"]),
+    (
+        "import torch, lightning, hydra, scikit-learn, reglab",
+        ["reglab.train", "reglab.fit", "lightning", "reglab.lightning.module", "reglab.lightning.callbacks"],
+    ),
     ("import wandb", ["wandb", "reglab.lightning.loggers"]),
     ("import matplotlib, reglab.report", ["reglab.report", "matplotlib.pyplot"]),
-]  # fmt: skip
+]
 
 
 def profile_side(overrides: list[str]) -> None:
@@ -436,8 +458,13 @@ def mean_accuracy(accuracy: dict[str, list[float]]) -> str:
 
 # The comparison: the main job beside the article's Keras code, seed by seed ---------------------------
 # (header, key, decimals) of the comparison's table; gap = train acc − val acc, as reglab's `val/gap`.
-COMPARED = [("train acc", "train_acc", 3), ("val acc", "val_acc", 3), ("gap", "gap", 3),
-            ("abs(w)<{threshold:g}", "small_frac", 4), ("L1 of hidden kernels", "l1_hidden", 0)]  # fmt: skip
+COMPARED = [
+    ("train acc", "train_acc", 3),
+    ("val acc", "val_acc", 3),
+    ("gap", "gap", 3),
+    ("abs(w)<{threshold:g}", "small_frac", 4),
+    ("L1 of hidden kernels", "l1_hidden", 0),
+]
 
 
 def main_job_members(sweep_dir: Path) -> list[dict]:
@@ -451,14 +478,20 @@ def main_job_members(sweep_dir: Path) -> list[dict]:
         m = record["metrics"]
         members.append(
             {
-                "side": "reglab", "model": record["regularizer"], "seed": int(record["seed"]),
-                "strength": float(record["strength"]), "exclude": record["config"]["regularizer"].get("exclude"),
-                "train_acc": m["train/acc"], "val_acc": m["val/acc"], "test_acc": m.get("test/acc"), "gap": m["val/gap"],
+                "side": "reglab",
+                "model": record["regularizer"],
+                "seed": int(record["seed"]),
+                "strength": float(record["strength"]),
+                "exclude": record["config"]["regularizer"].get("exclude"),
+                "train_acc": m["train/acc"],
+                "val_acc": m["val/acc"],
+                "test_acc": m.get("test/acc"),
+                "gap": m["val/gap"],
                 "small_frac": m["weights/small_frac"],
                 "l1_hidden": sum(v for k, v in m.items() if k.startswith("weights/hidden.") and k.endswith("/l1")),
                 "transform": record.get("input_transform"),
             }
-        )  # fmt: skip
+        )
     return members
 
 
@@ -534,7 +567,10 @@ def compare_with_keras(args, spec: dict, work: Path, env: dict, main_sweep: Path
     fits = [m for m in main_job_members(main_sweep) if m["seed"] in seeds]
     for m in fits:  # the very splits the Keras fits get: same data, split, label noise, standardisation
         t = spec["transform"][str(m["seed"])]
-        if not (np.allclose(m["transform"]["mean"], t["mean"], rtol=0, atol=1e-12) and np.allclose(m["transform"]["std"], t["std"], rtol=0, atol=1e-12)):  # fmt: skip
+        if not (
+            np.allclose(m["transform"]["mean"], t["mean"], rtol=0, atol=1e-12)
+            and np.allclose(m["transform"]["std"], t["std"], rtol=0, atol=1e-12)
+        ):
             sys.exit(f"error: the main job's seed {m['seed']} trained on other inputs than the exported split")
     keras_spec = work / "keras_spec.json"
     keras_spec.write_text(json.dumps(spec | {"keras_seeds": len(seeds)}))
@@ -542,7 +578,16 @@ def compare_with_keras(args, spec: dict, work: Path, env: dict, main_sweep: Path
     keras_seconds, version = {}, ""
     for variant in variants:
         log = work / f"keras-{variant}.log"
-        command = [args.keras_python, str(Path(__file__).resolve()), "--spec", str(keras_spec), "--side", "keras_compare", "--variant", variant]  # fmt: skip
+        command = [
+            args.keras_python,
+            str(Path(__file__).resolve()),
+            "--spec",
+            str(keras_spec),
+            "--side",
+            "keras_compare",
+            "--variant",
+            variant,
+        ]
         keras_seconds[variant] = timed(command, keras_env, log, ROOT)
         ran.append([f"KERAS_BACKEND={args.keras_backend}", *command])
         for line in log.read_text().splitlines():
@@ -585,7 +630,8 @@ def compare_with_keras(args, spec: dict, work: Path, env: dict, main_sweep: Path
                 orders = "—"
             else:
                 distinct = sorted({f["distinct_orders"] for f in group})
-                orders = f"{'–'.join(map(str, (distinct[0], distinct[-1]) if len(distinct) > 1 else distinct))} of {group[0]['epochs_recorded']}"
+                span = (distinct[0], distinct[-1]) if len(distinct) > 1 else distinct
+                orders = f"{'–'.join(map(str, span))} of {group[0]['epochs_recorded']}"
             rows.append([model, side, len(group), *cells, orders])
     print("mean ± 95% t-interval (min–max) over the seeds:\n")
     print(markdown_table(header, rows) + "\n")
@@ -597,7 +643,13 @@ def compare_with_keras(args, spec: dict, work: Path, env: dict, main_sweep: Path
             if side == base or (side, model) not in by or (base, model) not in by:
                 continue
             a, b = by[(side, model)], by[(base, model)]
-            rows.append([model, f"{side} − {base}", *(welch([f[k] for f in a], [f[k] for f in b]) for k in ("train_acc", "val_acc", "gap"))])  # fmt: skip
+            rows.append(
+                [
+                    model,
+                    f"{side} − {base}",
+                    *(welch([f[k] for f in a], [f[k] for f in b]) for k in ("train_acc", "val_acc", "gap")),
+                ]
+            )
     if rows:
         print("differences of means, ± Welch 95% interval (* where it excludes 0):\n")
         print(markdown_table(["model", "difference", "train acc", "val acc", "gap"], rows) + "\n")
@@ -721,7 +773,8 @@ def print_timings(args, spec, sides, commands, times, accuracy, report_written, 
 
     median = {s: statistics.median(t) for s, t in times.items()}
     print(
-        f"epochs={spec['epochs']} seeds={spec['seeds']} training points={spec['n_train']} threads={args.threads or 'env'} "
+        f"epochs={spec['epochs']} seeds={spec['seeds']} training points={spec['n_train']} "
+        f"threads={args.threads or 'env'} "
         f"repeat={args.repeat} load before={' '.join(load_before)} after={' '.join(load_after)}\n"
     )
     rows = []

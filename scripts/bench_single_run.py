@@ -161,12 +161,31 @@ def main() -> None:
         steps = epochs * (-(-600 // 32) if label == "32" else 1)
         ratio = reglab / raw
         rows.append(
-            (label, steps, raw, reglab, ratio, f"≤ {goal}", "met" if ratio <= goal else "not met",
-             statistics.median(inside[(label, "raw")]), statistics.median(inside[(label, "reglab")]),
-             f"{accuracy[(label, 'raw')]:.3f} / {accuracy[(label, 'reglab')]:.3f}")
-        )  # fmt: skip
-    header = ["batch", "steps", "raw process s", "reglab process s", "reglab / raw", "goal", "status",
-              "raw loop s", "reglab fit+test s", "val acc raw / reglab"]  # fmt: skip
+            (
+                label,
+                steps,
+                raw,
+                reglab,
+                ratio,
+                f"≤ {goal}",
+                "met" if ratio <= goal else "not met",
+                statistics.median(inside[(label, "raw")]),
+                statistics.median(inside[(label, "reglab")]),
+                f"{accuracy[(label, 'raw')]:.3f} / {accuracy[(label, 'reglab')]:.3f}",
+            )
+        )
+    header = [
+        "batch",
+        "steps",
+        "raw process s",
+        "reglab process s",
+        "reglab / raw",
+        "goal",
+        "status",
+        "raw loop s",
+        "reglab fit+test s",
+        "val acc raw / reglab",
+    ]
     print(markdown_table(header, rows) + "\n")
     print(
         "runs (s): "

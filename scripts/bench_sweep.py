@@ -120,9 +120,18 @@ def sweep_part(args: argparse.Namespace, n_lambda: int, n_seed: int, epochs: int
     if runs["stack"] != members or runs["sequential"] != members:
         sys.exit(f"error: expected {members} completed runs on each side, got {runs}")
     speed_up = sequential / stack
-    row = (members, f"{n_lambda} λ × {n_seed} seeds", epochs, stack, sequential, speed_up, "≥ 30",
-           "met" if speed_up >= 30 else "not met", ", ".join(f"{t:.1f}" for t in times["stack"]),
-           ", ".join(f"{t:.1f}" for t in times["sequential"]))  # fmt: skip
+    row = (
+        members,
+        f"{n_lambda} λ × {n_seed} seeds",
+        epochs,
+        stack,
+        sequential,
+        speed_up,
+        "≥ 30",
+        "met" if speed_up >= 30 else "not met",
+        ", ".join(f"{t:.1f}" for t in times["stack"]),
+        ", ".join(f"{t:.1f}" for t in times["sequential"]),
+    )
     shown = [" ".join(c).replace(f"{ROOT}/", "") for c in commands.values()]
     return [row], [f"  stack: {shown[0]} hydra.run.dir=<tmp>", f"  sequential: {shown[1]} hydra.sweep.dir=<tmp>"]
 
@@ -151,7 +160,10 @@ def fit_stack(members: int, epochs: int, device: str, work: Path) -> tuple[float
     from reglab.preflight import build
 
     n_seed = 4 if members % 4 == 0 else 1
-    grid = [f"regularizer.strength=[{','.join(lambdas(members // n_seed))}]", f"seed=[{','.join(map(str, range(n_seed)))}]"]  # fmt: skip
+    grid = [
+        f"regularizer.strength=[{','.join(lambdas(members // n_seed))}]",
+        f"seed=[{','.join(map(str, range(n_seed)))}]",
+    ]
     overrides = [
         *PROBLEM,
         *grid,
@@ -210,7 +222,10 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.device == "cuda" and not torch.cuda.is_available():
-        sys.exit(f"error: --device cuda: torch {torch.__version__} sees no CUDA GPU (CUDA build: {torch.version.cuda}); run it on a GPU machine (scripts/gpu_checks.sh), or use --device cpu")  # fmt: skip
+        sys.exit(
+            f"error: --device cuda: torch {torch.__version__} sees no CUDA GPU (CUDA build: {torch.version.cuda}); "
+            "run it on a GPU machine (scripts/gpu_checks.sh), or use --device cpu"
+        )
     from reglab.tables import markdown_table
 
     parts = (args.parts or ("throughput" if args.device == "cuda" else "sweep,throughput")).split(",")
@@ -230,8 +245,18 @@ def main() -> None:
         if args.device == "cuda":
             sys.exit("error: the sweep part (goal 4) times CPU processes; run it without --device cuda")
         rows, commands = sweep_part(args, n_lambda, n_seed, epochs, 1 if args.quick else args.repeat)
-        header = ["members", "grid", "epochs", "stack s", "sequential s", "speed-up", "goal", "status",
-                  "stack runs s", "sequential runs s"]  # fmt: skip
+        header = [
+            "members",
+            "grid",
+            "epochs",
+            "stack s",
+            "sequential s",
+            "speed-up",
+            "goal",
+            "status",
+            "stack runs s",
+            "sequential runs s",
+        ]
         print(markdown_table(header, rows) + "\n")
         print("commands (from the repository root):\n" + "\n".join(commands) + f"\nload={load()}\n")
     if "throughput" in parts:

@@ -38,10 +38,16 @@ def main(argv: list[str] | None = None) -> None:
         closed = probe.getsockname()[1]
     seeds = ",".join(str(s) for s in range(args.members))
     common = [
-        "data=moons", "data.split=[0.1,0.45,0.45]", "regularizer=l1", "regularizer.strength=1e-3",
-        "regularizer.exclude=[output]", f"seed=[{seeds}]", f"trainer.max_epochs={args.epochs}",
-        "callbacks.progress_bar=null", "trainer.enable_progress_bar=false",
-    ]  # fmt: skip
+        "data=moons",
+        "data.split=[0.1,0.45,0.45]",
+        "regularizer=l1",
+        "regularizer.strength=1e-3",
+        "regularizer.exclude=[output]",
+        f"seed=[{seeds}]",
+        f"trainer.max_epochs={args.epochs}",
+        "callbacks.progress_bar=null",
+        "trainer.enable_progress_bar=false",
+    ]
     base = {**os.environ, "WANDB_SILENT": "true", "OMP_NUM_THREADS": "1"}
     sides = {
         "csv": (["logger=csv"], base),

@@ -87,7 +87,13 @@ def test_errors_and_tables_import_nothing_from_reglab():
 def test_one_engine_no_second_module_or_driver():
     assert not (SRC / "sweep.py").exists() and not (SRC / "science" / "stacked.py").exists()
     assert not (SRC / "lightning" / "vectorized.py").exists()
-    modules = [n.name for p in SRC.rglob("*.py") for n in ast.walk(ast.parse(p.read_text())) if isinstance(n, ast.ClassDef) and any(getattr(b, "attr", getattr(b, "id", "")) == "LightningModule" for b in n.bases)]  # fmt: skip
+    modules = [
+        n.name
+        for p in SRC.rglob("*.py")
+        for n in ast.walk(ast.parse(p.read_text()))
+        if isinstance(n, ast.ClassDef)
+        and any(getattr(b, "attr", getattr(b, "id", "")) == "LightningModule" for b in n.bases)
+    ]
     assert modules == ["RegLabModule"]
 
 

@@ -31,7 +31,10 @@ def main_job(tmp_path_factory) -> tuple[Path, dict[str, list[dict]]]:
     assert result.returncode == 0, result.stderr[-2000:]
     sweep = tmp / "multiruns" / "l1_vs_none"
     runs = [rundir.read_metrics_json(p.parent) for p in sweep.rglob("metrics.json")]
-    by = {reg: sorted((r for r in runs if r["regularizer"] == reg), key=lambda r: r["seed"]) for reg in ("none", "l1", "prox_l1")}  # fmt: skip
+    by = {
+        reg: sorted((r for r in runs if r["regularizer"] == reg), key=lambda r: r["seed"])
+        for reg in ("none", "l1", "prox_l1")
+    }
     return sweep, by
 
 

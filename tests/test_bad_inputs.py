@@ -155,17 +155,17 @@ CONSTRUCTORS = [
     (
         ["scheduler=step", "scheduler.step_size=0"],
         "scheduler.step_size=0 must not be 0 (from torch.optim.lr_scheduler.StepLR",
-    ),  # fmt: skip
+    ),
     (["scheduler=step", "scheduler.step_size=1.5"], "scheduler.step_size=1.5 must be an integer"),
     (["scheduler=step", "scheduler.gamma=abc"], "scheduler.gamma='abc' must be a number"),
     (
         ["scheduler=step", "scheduler.gamma=-0.5"],
         "scheduler.gamma=-0.5: the learning rate becomes -0.0005 after epoch 100",
-    ),  # fmt: skip
+    ),
     (
         ["scheduler=cosine", "scheduler.T_max=0"],
         "scheduler.T_max=0 must not be 0 (from torch.optim.lr_scheduler.CosineAnnealingLR",
-    ),  # fmt: skip
+    ),
     (["scheduler=cosine", "scheduler.eta_min=-1"], "scheduler.eta_min=-1: the learning rate becomes"),
     (["scheduler=step", "+scheduler.foo=1"], "scheduler.foo is not an argument of torch.optim.lr_scheduler.StepLR"),
     # trainer
@@ -181,41 +181,41 @@ CONSTRUCTORS = [
     (
         ["callbacks.metrics_history.write_every_n_epochs=0"],
         "callbacks.metrics_history.write_every_n_epochs=0 must be an integer >= 1",
-    ),  # fmt: skip
+    ),
     (
         ["callbacks=early_stopping", "callbacks.early_stopping.patience=0"],
         "callbacks.early_stopping.patience=0 must be an integer >= 1",
-    ),  # fmt: skip
+    ),
     (
         ["callbacks=early_stopping", "callbacks.early_stopping.monitor=val/accuracy"],
         "callbacks.early_stopping.monitor=val/accuracy names no metric; choose one of: lr, train/acc",
-    ),  # fmt: skip
+    ),
     (
         ["callbacks=best_checkpoint", "callbacks.best_checkpoint.mode=maximum"],
         "callbacks.best_checkpoint.mode='maximum' must be min or max",
-    ),  # fmt: skip
+    ),
     (
         ["data=diabetes", "callbacks=best_checkpoint", "callbacks.best_checkpoint.monitor=val/acc"],
         "callbacks.best_checkpoint.monitor=val/acc names no metric",
-    ),  # fmt: skip
+    ),
     (["+trainer.gradient_clip_val=-1"], "trainer.gradient_clip_val=-1 must be a number >= 0"),
     (
         ["logger=tensorboard", "logger.tensorboard.histograms_every_n_epochs=0"],
         "logger.tensorboard.histograms_every_n_epochs=0 must be an integer >= 1",
-    ),  # fmt: skip
+    ),
     (
         ["callbacks.metrics_history.write_every_n_epochs=abc"],
         "callbacks.metrics_history.write_every_n_epochs='abc'",
-    ),  # fmt: skip
+    ),
     (
         ["callbacks.model_checkpoint.every_n_epochs=-1"],
         "callbacks.model_checkpoint.every_n_epochs=-1: Invalid value for every_n_epochs=-1",
-    ),  # fmt: skip
+    ),
     (["callbacks.model_checkpoint.save_top_k=-2"], "callbacks.model_checkpoint.save_top_k=-2: Invalid value"),
     (
         ["+callbacks.model_checkpoint.foo=1"],
         "callbacks.model_checkpoint.foo is not an argument of lightning.pytorch.callbacks.ModelCheckpoint",
-    ),  # fmt: skip
+    ),
     (["callbacks.progress_bar._target_=foo.Bar"], "callbacks.progress_bar._target_=foo.Bar cannot be imported"),
     (["logger.wandb.histograms_every_n_epochs=0"], "logger.wandb.histograms_every_n_epochs=0 must be an integer >= 1"),
     (["logger.wandb.mode=sometimes"], "logger.wandb.mode='sometimes' must be online, offline, disabled or null"),
@@ -224,11 +224,11 @@ CONSTRUCTORS = [
     (
         ["regularizer=prox_l1", "regularizer.preconditioned=maybe"],
         "regularizer.preconditioned='maybe' must be one of: auto, true, false",
-    ),  # fmt: skip
+    ),
     (
         ["regularizer=group_lasso", "regularizer.input_features=maybe"],
         "regularizer.input_features='maybe' must be true or false",
-    ),  # fmt: skip
+    ),
 ]
 if not torch.cuda.is_available():  # on a GPU machine trainer=gpu is a good config
     CONSTRUCTORS.append((["trainer=gpu"], "trainer.accelerator=gpu: No supported gpu backend found!"))
@@ -248,7 +248,7 @@ SWEEPS_AND_OPTUNA = [
     (
         ["-m", "callbacks.metrics_history.write_every_n_epochs=10,0"],
         "callbacks.metrics_history.write_every_n_epochs=0",
-    ),  # fmt: skip
+    ),
     (["-m", "data=moons,circles", "data.n_samples=10,3"], "of 3 samples leaves splits of"),
     (["-m", "scheduler=step", "scheduler.step_size=10,0"], "scheduler.step_size=0 must not be 0"),
     (["-m", "experiment=l1_vs_none", "data.noise=0.2,-1"], "data.noise=-1 must be >= 0"),
@@ -256,20 +256,21 @@ SWEEPS_AND_OPTUNA = [
     (
         [*OPTUNA, "regularizer.strength=tag(log,interval(-1e-3,1e-1))"],
         "The `low` value must be larger than 0 for a log distribution",
-    ),  # fmt: skip
+    ),
     ([*OPTUNA, "regularizer.strength=interval(-1e-3,1e-1)"], "regularizer.strength=-0.001 is negative"),
     (
         [*OPTUNA, "regularizer.strength=tag(log,interval(1e-1,1e-6))"],
-        "regularizer.strength=tag(log,interval(1e-1,1e-6)): The `low` value must be smaller than or equal to the `high` value",
-    ),  # fmt: skip
+        "regularizer.strength=tag(log,interval(1e-1,1e-6)): "
+        "The `low` value must be smaller than or equal to the `high` value",
+    ),
     (
         [*OPTUNA, "regularizer.strength=interval(1e-1,1e-6)"],
         "The `low` value must be smaller than or equal to the `high`",
-    ),  # fmt: skip
+    ),
     (
         [*OPTUNA, "regularizer.strength=tag(log,interval(0,1e-1))"],
         "regularizer.strength=tag(log,interval(0,1e-1)): The `low` value must be larger than 0",
-    ),  # fmt: skip
+    ),
     ([*OPTUNA, "regularizer.strength=1e-3"], "regularizer.strength=1e-3 would replace the config's sweep"),
     ([*OPTUNA, "optimizer.lr=interval(0,1)"], "optimizer.lr=0 must be > 0"),
     ([*OPTUNA, "optimized_metric=val/foo"], "optimized_metric=val/foo names no logged value"),
@@ -308,7 +309,7 @@ RESOURCES = [
             "model.hidden=[10000,10000]",
         ],
         "and 100 member(s) need about",
-    ),  # fmt: skip
+    ),
     (["-m", "model.hidden=[8],[100000,100000]"], "need about"),
 ]
 

@@ -50,8 +50,18 @@ def positive(cell: str) -> bool:
 def test_single_run_benchmark_prints_reglab_beside_the_raw_loop(tmp_path):
     out = run_script("bench_single_run.py", tmp_path, "--quick").stdout
     header, rows = table(out, "batch")
-    assert header == ["batch", "steps", "raw process s", "reglab process s", "reglab / raw", "goal", "status",
-                      "raw loop s", "reglab fit+test s", "val acc raw / reglab"]  # fmt: skip
+    assert header == [
+        "batch",
+        "steps",
+        "raw process s",
+        "reglab process s",
+        "reglab / raw",
+        "goal",
+        "status",
+        "raw loop s",
+        "reglab fit+test s",
+        "val acc raw / reglab",
+    ]
     assert [r["batch"] for r in rows] == ["32"]  # --quick: batch 32 only (the default run adds "full")
     for row in rows:
         assert all(positive(row[c]) for c in ("raw process s", "reglab process s", "reglab / raw", "raw loop s"))

@@ -30,7 +30,10 @@ def stopped(tmp_path_factory):
     """Two members with early stopping (patience 2 evaluations, every 2 epochs) and best checkpoints."""
     run_dir = tmp_path_factory.mktemp("early")
     overrides = ["callbacks=early_stopping", "callbacks.early_stopping.patience=2", "trainer.check_val_every_n_epoch=2"]
-    records = _fit(run_dir, [*overrides, "callbacks.progress_bar=null", "trainer.max_epochs=400", "seed=[0,1]", "optimizer.lr=0.05"])  # fmt: skip
+    records = _fit(
+        run_dir,
+        [*overrides, "callbacks.progress_bar=null", "trainer.max_epochs=400", "seed=[0,1]", "optimizer.lr=0.05"],
+    )
     return run_dir, records
 
 
@@ -50,7 +53,9 @@ def test_best_checkpoint_holds_the_best_epochs_weights_and_metrics(stopped):
         best = record["best"]
         rows = list(csv.DictReader((member / "metrics.csv").open()))
         losses = {int(r["epoch"]): float(r["val/loss"]) for r in rows}
-        assert best["epoch"] == min(losses, key=losses.get) and best["metrics"]["val/loss"] == pytest.approx(min(losses.values()), rel=1e-12)  # fmt: skip
+        assert best["epoch"] == min(losses, key=losses.get) and best["metrics"]["val/loss"] == pytest.approx(
+            min(losses.values()), rel=1e-12
+        )
         # The loaded best weights reproduce the best epoch's validation accuracy, not the last one's.
         trained = reglab.load_run(member, checkpoint="best")
         splits = load_splits(read_run(member, member.name))
@@ -124,7 +129,16 @@ def _scalars(event_file) -> dict[str, list[tuple[int, float]]]:
 
 
 def test_tensorboard_logs_each_members_metrics_per_evaluated_epoch(tmp_path):
-    records = _fit(tmp_path, ["logger=tensorboard", "seed=[0,1]", "trainer.max_epochs=6", "trainer.check_val_every_n_epoch=2", "callbacks.progress_bar=null"])  # fmt: skip
+    records = _fit(
+        tmp_path,
+        [
+            "logger=tensorboard",
+            "seed=[0,1]",
+            "trainer.max_epochs=6",
+            "trainer.check_val_every_n_epoch=2",
+            "callbacks.progress_bar=null",
+        ],
+    )
     for k, record in enumerate(records):
         member = tmp_path / f"seed={k}"
         scalars: dict = {}

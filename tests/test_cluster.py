@@ -133,9 +133,13 @@ def test_slurm_launcher_gives_the_expected_sbatch_options(tmp_path, monkeypatch)
     monkeypatch.setattr(submitit.AutoExecutor, "map_array", map_array)
     sweep_dir = tmp_path / "sweep"
     overrides = [
-        "hydra/launcher=slurm", "hydra.launcher.partition=gpu", "hydra.launcher.array_parallelism=2",
-        "hydra.launcher.setup=[module load cuda]", "trainer=gpu", f"hydra.sweep.dir={sweep_dir}",
-    ]  # fmt: skip
+        "hydra/launcher=slurm",
+        "hydra.launcher.partition=gpu",
+        "hydra.launcher.array_parallelism=2",
+        "hydra.launcher.setup=[module load cuda]",
+        "trainer=gpu",
+        f"hydra.sweep.dir={sweep_dir}",
+    ]
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         cfg = compose("train", overrides=overrides, return_hydra_config=True)
@@ -151,9 +155,16 @@ def test_slurm_launcher_gives_the_expected_sbatch_options(tmp_path, monkeypatch)
     script = executor._make_submission_file_text("python -u -m submitit.core._submit FOLDER", "uid")
     options = {line.split()[1] for line in script.splitlines() if line.startswith("#SBATCH")}
     for option in (
-        "--partition=gpu", "--gpus-per-node=1", "--cpus-per-task=4", "--mem=16GB", "--time=60",
-        "--nodes=1", "--ntasks-per-node=1", "--array=0-3%2", "--signal=USR2@120",
-    ):  # fmt: skip
+        "--partition=gpu",
+        "--gpus-per-node=1",
+        "--cpus-per-task=4",
+        "--mem=16GB",
+        "--time=60",
+        "--nodes=1",
+        "--ntasks-per-node=1",
+        "--array=0-3%2",
+        "--signal=USR2@120",
+    ):
         assert option in options, (option, sorted(options))
     assert f"--output={sweep_dir}/.submitit/" in "\n".join(options)
     assert "\nmodule load cuda\n" in script

@@ -14,8 +14,14 @@ from reglab.config import validate
 from reglab.science import datasets
 from tests.conftest import make_config, train_run
 
-DATASETS = {"moons": ["data.n_samples=120"], "xor": ["data.n_samples=120"], "wine": [], "diabetes": [],
-            "features": ["data.n_samples=150"], "sparse_regression": ["data.n_samples=150"]}  # fmt: skip
+DATASETS = {
+    "moons": ["data.n_samples=120"],
+    "xor": ["data.n_samples=120"],
+    "wine": [],
+    "diabetes": [],
+    "features": ["data.n_samples=150"],
+    "sparse_regression": ["data.n_samples=150"],
+}
 REGULARIZERS = ["none", "l1", "l2", "elastic_net", "weight_decay", "prox_l1", "group_lasso"]
 
 
@@ -28,15 +34,19 @@ def valid_overrides(draw) -> list[str]:
     batch = draw(st.one_of(st.none(), st.integers(1, 64)))
     optimizer = draw(st.sampled_from(["adam", "sgd"]))
     overrides = [
-        f"data={data}", *DATASETS[data], f"data.batch_size={'null' if batch is None else batch}",
+        f"data={data}",
+        *DATASETS[data],
+        f"data.batch_size={'null' if batch is None else batch}",
         f"model.hidden=[{','.join(map(str, hidden))}]",
         f"model.activation={draw(st.sampled_from(['relu', 'tanh', 'gelu']))}",
         f"model.dropout={draw(st.sampled_from([0.0, 0.3]))}",
-        f"regularizer={regularizer}", f"regularizer.strength={strength}",
-        f"optimizer={optimizer}", f"optimizer.lr={draw(st.sampled_from([1e-4, 1e-2, 0.3]))}",
+        f"regularizer={regularizer}",
+        f"regularizer.strength={strength}",
+        f"optimizer={optimizer}",
+        f"optimizer.lr={draw(st.sampled_from([1e-4, 1e-2, 0.3]))}",
         f"seed={draw(st.integers(0, 2**31 - 1))}",
         "trainer.max_epochs=1",
-    ]  # fmt: skip
+    ]
     if regularizer != "none" and hidden and draw(st.booleans()):
         overrides.append("regularizer.exclude=[output]")
     if data not in ("diabetes", "sparse_regression"):

@@ -15,16 +15,26 @@ import pytest
 from reglab import rundir
 from tests.conftest import train_run
 
-RUN = ["trainer.max_epochs=150", "callbacks.model_checkpoint.every_n_epochs=30", "logger=none",
-       "callbacks.progress_bar=null", "trainer.enable_progress_bar=false", "data.n_samples=400", "model.hidden=[32,32]"]  # fmt: skip
+RUN = [
+    "trainer.max_epochs=150",
+    "callbacks.model_checkpoint.every_n_epochs=30",
+    "logger=none",
+    "callbacks.progress_bar=null",
+    "trainer.enable_progress_bar=false",
+    "data.n_samples=400",
+    "model.hidden=[32,32]",
+]
 
 
 def _launch(run_dir: Path) -> subprocess.Popen:
     env = {**os.environ, "WANDB_MODE": "offline"}
     return subprocess.Popen(
         [sys.executable, "-m", "reglab.train", *RUN, f"hydra.run.dir={run_dir}"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _without_timing(record: dict) -> dict:
@@ -65,8 +75,17 @@ def test_a_diverging_single_run_stops_records_its_epoch_and_exits_3(tmp_path):
     from tests.conftest import run_cli
 
     # SGD with 2·lr·λ = 100 multiplies the weights by −99 every step: non-finite within 2 epochs.
-    args = ["optimizer=sgd", "optimizer.lr=0.1", "regularizer=l2", "regularizer.strength=500", "trainer.max_epochs=50",
-            "logger=none", "callbacks.progress_bar=null", "trainer.enable_progress_bar=false", f"hydra.run.dir={tmp_path}"]  # fmt: skip
+    args = [
+        "optimizer=sgd",
+        "optimizer.lr=0.1",
+        "regularizer=l2",
+        "regularizer.strength=500",
+        "trainer.max_epochs=50",
+        "logger=none",
+        "callbacks.progress_bar=null",
+        "trainer.enable_progress_bar=false",
+        f"hydra.run.dir={tmp_path}",
+    ]
     result = run_cli(args, cwd=tmp_path)
     assert result.returncode == 3, result.stderr[-1000:]
     assert "diverged at epoch" in result.stderr and "Traceback" not in result.stderr

@@ -23,7 +23,7 @@ CONFIGS = ROOT / "configs"
         (
             ["--cfg", "job", "--package", "regularizer", "regularizer=l2"],
             lambda out: "reglab.science.regularizers.L2" in out and "data" not in out,
-        ),  # fmt: skip
+        ),
         (
             ["-p", "trainer", "--cfg", "job"],
             lambda out: "lightning.pytorch.Trainer" in out and "regularizer" not in out,
@@ -73,7 +73,14 @@ def test_a_misspelt_key_is_one_line_and_exit_2_without_a_pre_parser(tmp_path):
 
 def test_experimental_rerun_trains_the_pickled_job_again(tmp_path):
     run_dir = tmp_path / "run"
-    fast = ["logger=none", "callbacks.progress_bar=null", "trainer.max_epochs=2", "data.n_samples=200", "model.hidden=[8]", f"hydra.run.dir={run_dir}"]  # fmt: skip
+    fast = [
+        "logger=none",
+        "callbacks.progress_bar=null",
+        "trainer.max_epochs=2",
+        "data.n_samples=200",
+        "model.hidden=[8]",
+        f"hydra.run.dir={run_dir}",
+    ]
     first = run_cli(["hydra/callbacks=save_job_info", *fast], cwd=tmp_path)
     assert first.returncode == 0, first.stderr[-2000:]
     trained = (run_dir / "metrics.json").read_text()

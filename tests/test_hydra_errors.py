@@ -26,14 +26,19 @@ def _is_one_clean_line(stderr: str) -> bool:
 
 def test_a_traceback_from_before_the_task_becomes_the_sentence_of_its_exception():
     line = one_line(TRACEBACK_OF_A_FILE)
-    assert line.startswith("/tmp/a-file is a file, not a directory: no run directory can be made there; set paths.log_dir")
+    assert line.startswith(
+        "/tmp/a-file is a file, not a directory: no run directory can be made there; set paths.log_dir"
+    )
     assert _is_one_clean_line(line)
 
 
-@pytest.mark.parametrize(("args", "expected"), [
-    (["regularizer=null"], "error: regularizer=null is not a regularizer config; choose one of: elastic_net"),
-    (["hydra.run.dir={file}"], "error: {file} is a file, not a directory: no run directory can be made there"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["regularizer=null"], "error: regularizer=null is not a regularizer config; choose one of: elastic_net"),
+        (["hydra.run.dir={file}"], "error: {file} is a file, not a directory: no run directory can be made there"),
+    ],
+)
 def test_hydras_own_refusals_exit_2_in_one_sentence_and_leave_nothing(tmp_path, args, expected):
     file = tmp_path / "a-file"
     file.write_text("mine")
@@ -43,3 +48,18 @@ def test_hydras_own_refusals_exit_2_in_one_sentence_and_leave_nothing(tmp_path, 
     assert _is_one_clean_line(done.stderr), done.stderr
     assert done.stderr.startswith(expected.format(file=file)), done.stderr
     assert sorted(tmp_path.rglob("*")) == before and file.read_text() == "mine"
+
+
+@pytest.mark.parametrize("damage", ["truncated", "not a checkpoint"])
+def test_reglab_eval_names_an_unreadable_checkpoint_in_one_line(tmp_path, damage, capsys):
+    from reglab.evaluate import main as eval_main
+    from tests.conftest import train_run
+
+    train_run(tmp_path, ["data.n_samples=100", "model.hidden=[4]", "trainer.max_epochs=1"])
+    ckpt = tmp_path / "checkpoints" / "last.ckpt"
+    ckpt.write_bytes(ckpt.read_bytes()[:1000] if damage == "truncated" else b"not a checkpoint")
+    with pytest.raises(SystemExit) as stopped:
+        eval_main([str(tmp_path)])
+    err = capsys.readouterr().err
+    assert stopped.value.code == 2 and _is_one_clean_line(err), err
+    assert err.startswith(f"error: {ckpt} is unreadable (") and "nothing in it was run" in err

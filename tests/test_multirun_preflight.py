@@ -19,10 +19,13 @@ def test_a_grid_whose_last_combination_is_bad_is_refused_before_any_job():
     assert error == "data.label_noise=0.1 needs class labels; data set 'diabetes' is a regression"
 
 
-@pytest.mark.parametrize(("raised", "code", "line"), [
-    (reglab.multirun.ConfigError("seed=1.5 must be an integer"), 2, "error: seed=1.5 must be an integer"),
-    (RuntimeError("boom"), 1, "error: the multirun preflight failed (RuntimeError: boom)"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("raised", "code", "line"),
+    [
+        (reglab.multirun.ConfigError("seed=1.5 must be an integer"), 2, "error: seed=1.5 must be an integer"),
+        (RuntimeError("boom"), 1, "error: the multirun preflight failed (RuntimeError: boom)"),
+    ],
+)
 def test_the_multirun_preflight_stops_the_launch_whatever_it_raises(monkeypatch, capsys, raised, code, line):
     """Hydra turns an exception in `on_multirun_start` into a warning and launches the jobs anyway:
     the callback itself stops the process, in one line."""

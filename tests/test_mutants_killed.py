@@ -156,9 +156,18 @@ def test_results_table_has_one_row_per_run_with_varying_keys_status_metrics_and_
     (tmp_path / "half" / ".hydra" / "config.yaml").write_text("seed: 0\n")
     table = results_table(tmp_path)
     assert list(table.columns) == [
-        "data.lr", "optimizer.lr", "regularizer.name", "regularizer.strength", "seed",
-        "regularizer", "strength", "status", "val/acc", "weights/l1", "run_dir",
-    ]  # fmt: skip
+        "data.lr",
+        "optimizer.lr",
+        "regularizer.name",
+        "regularizer.strength",
+        "seed",
+        "regularizer",
+        "strength",
+        "status",
+        "val/acc",
+        "weights/l1",
+        "run_dir",
+    ]
     # run order: none first, then l1 by λ
     assert table["run_dir"].tolist() == [str(tmp_path / n) for n in ("c", "a", "b")]
     assert table["status"].tolist() == [rundir.COMPLETED, rundir.DIVERGED, rundir.COMPLETED]
@@ -266,8 +275,9 @@ def _hand_model():
 
     model = MLP(2, 1, [3], members=2)
     with torch.no_grad():
-        model.hidden[0].weight.copy_(torch.tensor([[[0.0, 0.0], [2.0, -3.0], [0.0, A]],
-                                                   [[1.0, 1.0], [0.0, -4.0], [0.5, 0.0]]]))  # fmt: skip
+        model.hidden[0].weight.copy_(
+            torch.tensor([[[0.0, 0.0], [2.0, -3.0], [0.0, A]], [[1.0, 1.0], [0.0, -4.0], [0.5, 0.0]]])
+        )
         model.output.weight.copy_(torch.tensor([[[0.0, -1.0, B]], [[0.0, 0.0, 0.0]]]))
         model.hidden[0].bias.fill_(7.0)  # biases are never counted
     return model
@@ -442,9 +452,14 @@ def test_reported_penalties_are_float64_and_exact_to_1e12(include_bias):
             for j in range(first.shape[1])
         )
         expected = {
-            "l1": abs_, "prox_l1": abs_, "l2": sq, "weight_decay": 0.5 * sq, "elastic_net": 0.2 * abs_ + 0.8 * sq,
-            "group_lasso": rows, "group_lasso_features": rows + columns,
-        }  # fmt: skip
+            "l1": abs_,
+            "prox_l1": abs_,
+            "l2": sq,
+            "weight_decay": 0.5 * sq,
+            "elastic_net": 0.2 * abs_ + 0.8 * sq,
+            "group_lasso": rows,
+            "group_lasso_features": rows + columns,
+        }
         for name, total in expected.items():
             options = {"include_bias": include_bias}
             options |= {"l1_ratio": 0.2} if name == "elastic_net" else {}
@@ -503,9 +518,11 @@ def test_regularizers_pass_their_options_on():
     from reglab.science.model import MLP
     from reglab.science.regularizers import ElasticNet, GroupLasso, ProxL1
 
-    for reg in (ElasticNet(0.1, l1_ratio=0.3, include_bias=True, exclude=["output"]),
-                ProxL1(0.1, include_bias=True, exclude=["output"]),
-                GroupLasso(0.1, include_bias=True, exclude=["output"])):  # fmt: skip
+    for reg in (
+        ElasticNet(0.1, l1_ratio=0.3, include_bias=True, exclude=["output"]),
+        ProxL1(0.1, include_bias=True, exclude=["output"]),
+        GroupLasso(0.1, include_bias=True, exclude=["output"]),
+    ):
         reg.bind(MLP(2, 1, [3]))
         assert reg.include_bias is True and reg.exclude == ("output",)
         assert len(reg.params) == 2  # hidden.0's weight and bias

@@ -32,15 +32,30 @@ def test_a_wheel_installed_in_a_fresh_venv_composes_and_trains(tmp_path):
     env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "PYTHONPATH": ""}
     cli = venv / "bin" / "reglab-train"
 
-    where = subprocess.run([venv / "bin" / "python", "-c", "import reglab; print(reglab.__file__)"], env=env, cwd=tmp_path, capture_output=True, text=True)  # fmt: skip
+    where = subprocess.run(
+        [venv / "bin" / "python", "-c", "import reglab; print(reglab.__file__)"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
     assert where.stdout.startswith(str(purelib)), where.stdout + where.stderr
     shown = subprocess.run(
         [cli, "--cfg", "job", "regularizer=l1"], env=env, cwd=tmp_path, capture_output=True, text=True
     )
     assert shown.returncode == 0 and "reglab.science.regularizers.L1" in shown.stdout, shown.stderr[-2000:]
     trained = subprocess.run(
-        [cli, "logger=none", "callbacks.progress_bar=null", "trainer.max_epochs=2", f"hydra.run.dir={tmp_path / 'run'}"],
-        env=env, cwd=tmp_path, capture_output=True, text=True,
-    )  # fmt: skip
+        [
+            cli,
+            "logger=none",
+            "callbacks.progress_bar=null",
+            "trainer.max_epochs=2",
+            f"hydra.run.dir={tmp_path / 'run'}",
+        ],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+    )
     assert trained.returncode == 0, trained.stderr[-2000:]
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["status"] == "completed"

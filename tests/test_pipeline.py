@@ -51,7 +51,7 @@ def test_every_data_config_builds_a_trainable_module(tmp_path, data):
             "experiment",
             "hparams_search",
             "debug",
-        )  # fmt: skip
+        )
         if (CONFIGS / g).is_dir()
         for o in _options(g)
     ],
@@ -83,9 +83,22 @@ def test_short_training_writes_every_output(moons_run):
     assert record["status"] == rundir.COMPLETED and record["epochs"] == 30
     rows = rundir.read_metrics_csv(run_dir)
     assert [r["epoch"] for r in rows] == list(range(30))
-    for key in ("train/loss", "train/penalty", "train/objective", "train/acc", "val/loss", "val/acc", "val/gap",
-                "weights/l1", "weights/l2", "weights/max_abs", "weights/hidden.0/l1", "weights/zero_frac",
-                "weights/small_frac", "weights/dead_units"):  # fmt: skip
+    for key in (
+        "train/loss",
+        "train/penalty",
+        "train/objective",
+        "train/acc",
+        "val/loss",
+        "val/acc",
+        "val/gap",
+        "weights/l1",
+        "weights/l2",
+        "weights/max_abs",
+        "weights/hidden.0/l1",
+        "weights/zero_frac",
+        "weights/small_frac",
+        "weights/dead_units",
+    ):
         assert key in rows[-1], key
     for key in ("test/acc", "test/loss", "test/gap"):
         assert key in record["metrics"], key

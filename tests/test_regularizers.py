@@ -72,9 +72,15 @@ def _fit(model: MLP, reg: Regularizer, optimizer, epochs: int, data: RegLabDataM
     data = data or RegLabDataModule(name="moons", n_samples=200, batch_size=None, seed=0)
     module = RegLabModule(model, reg, optimizer, data.task)
     trainer = L.Trainer(
-        max_epochs=epochs, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-        enable_model_summary=False, limit_val_batches=0, num_sanity_val_steps=0, accelerator="cpu",
-    )  # fmt: skip
+        max_epochs=epochs,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+        accelerator="cpu",
+    )
     trainer.fit(module, datamodule=data)
     return model
 
@@ -118,9 +124,12 @@ def test_sgd_with_l2_lambda_equals_sgd_with_decoupled_decay_2lambda():
     reference = _model()
     layers = reference.linear_layers().values()
     reference_opt = torch.optim.SGD(
-        [{"params": [layer.weight for layer in layers], "weight_decay": torch_wd},
-         {"params": [layer.bias for layer in layers], "weight_decay": 0.0}], lr=0.1,
-    )  # fmt: skip
+        [
+            {"params": [layer.weight for layer in layers], "weight_decay": torch_wd},
+            {"params": [layer.bias for layer in layers], "weight_decay": 0.0},
+        ],
+        lr=0.1,
+    )
     data = RegLabDataModule(name="moons", n_samples=200, batch_size=None, seed=0)
     x, y = data.inputs("train")
     for _ in range(100):
@@ -219,9 +228,19 @@ def test_l2_leaves_no_exact_zeros_and_a_smaller_norm(feature_runs):
 
 def test_group_lasso_switches_off_more_whole_units_as_lambda_grows(tmp_path):
     dead = [
-        train_run(tmp_path / str(lam), ["model.hidden=[32,32]", "trainer.max_epochs=15", "optimizer=sgd", "optimizer.lr=0.1", "regularizer=group_lasso", f"regularizer.strength={lam}"])["metrics"]["weights/dead_units"]
+        train_run(
+            tmp_path / str(lam),
+            [
+                "model.hidden=[32,32]",
+                "trainer.max_epochs=15",
+                "optimizer=sgd",
+                "optimizer.lr=0.1",
+                "regularizer=group_lasso",
+                f"regularizer.strength={lam}",
+            ],
+        )["metrics"]["weights/dead_units"]
         for lam in (0.0, 1e-2, 3e-2)
-    ]  # fmt: skip
+    ]
     assert dead[0] == 0 < dead[1] < dead[2] and dead[2] >= 48  # of 64 hidden units
 
 
@@ -256,8 +275,17 @@ def test_huge_lambda_collapses_the_weights_to_chance_accuracy(tmp_path, name):
     assert m["weights/hidden.0/l2"] < 0.1 * base["metrics"]["weights/hidden.0/l2"]
 
 
-SPARSE = ["data=sparse_regression", "data.n_samples=400", "data.n_features=20", "data.n_informative=4", "data.batch_size=null",
-          "model.hidden=[]", "optimizer=sgd", "optimizer.lr=0.1", "trainer.max_epochs=400"]  # fmt: skip
+SPARSE = [
+    "data=sparse_regression",
+    "data.n_samples=400",
+    "data.n_features=20",
+    "data.n_informative=4",
+    "data.batch_size=null",
+    "model.hidden=[]",
+    "optimizer=sgd",
+    "optimizer.lr=0.1",
+    "trainer.max_epochs=400",
+]
 
 
 def test_prox_l1_linear_model_recovers_the_true_support_and_matches_sklearn_lasso(tmp_path):

@@ -15,9 +15,14 @@ from reglab.report import ReportOnMultirunEnd, log_images_to_wandb, report, writ
 from tests.conftest import FAST, run_cli
 
 SWEEP_FIGURES = (
-    "accuracy_vs_lambda", "gap_vs_lambda", "sparsity_vs_lambda", "regularization_path",
-    "decision_boundaries", "weight_histograms", "learning_curves",
-)  # fmt: skip
+    "accuracy_vs_lambda",
+    "gap_vs_lambda",
+    "sparsity_vs_lambda",
+    "regularization_path",
+    "decision_boundaries",
+    "weight_histograms",
+    "learning_curves",
+)
 COMPARED = ("train/acc", "val/acc", "test/acc", "val/gap", "weights/zero_frac", "weights/small_frac", "weights/l1")
 
 
@@ -27,9 +32,15 @@ def sweep(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
     the report callback registered as the lead registers it in configs/hydra."""
     tmp = tmp_path_factory.mktemp("sweep")
     args = [
-        "-m", "regularizer=l1,l2", "regularizer.strength=1e-4,1e-2", "data.n_samples=200", "model.hidden=[16,16]",
-        *FAST, f"hydra.sweep.dir={tmp / 'sweep'}", "++hydra.callbacks.report._target_=reglab.report.ReportOnMultirunEnd",
-    ]  # fmt: skip
+        "-m",
+        "regularizer=l1,l2",
+        "regularizer.strength=1e-4,1e-2",
+        "data.n_samples=200",
+        "model.hidden=[16,16]",
+        *FAST,
+        f"hydra.sweep.dir={tmp / 'sweep'}",
+        "++hydra.callbacks.report._target_=reglab.report.ReportOnMultirunEnd",
+    ]
     result = run_cli(args, cwd=tmp)
     assert result.returncode == 0, result.stderr[-3000:]
     return tmp / "sweep", result
@@ -73,8 +84,11 @@ def test_report_finds_every_run_of_a_sweep(sweep, tmp_path):
     result = report(copy_of(sweep[0], tmp_path), print_table=False)
     assert len(result["runs"]) == 4
     assert sorted((r["regularizer"], r["lambda"], r["seed"]) for r in result["runs"]) == [
-        ("l1", 1e-4, 0), ("l1", 1e-2, 0), ("l2", 1e-4, 0), ("l2", 1e-2, 0),
-    ]  # fmt: skip
+        ("l1", 1e-4, 0),
+        ("l1", 1e-2, 0),
+        ("l2", 1e-4, 0),
+        ("l2", 1e-2, 0),
+    ]
     assert {r["status"] for r in result["runs"]} == {rundir.COMPLETED}
     assert result["incomplete"] == []
 
@@ -88,8 +102,10 @@ def test_summary_csv_numbers_equal_each_runs_metrics_json(sweep):
         record = rundir.read_metrics_json(run_dir)
         row = rows[run_dir.name]
         assert (row["regularizer"], float(row["lambda"]), int(row["seed"])) == (
-            record["regularizer"], record["strength"], record["seed"],
-        )  # fmt: skip
+            record["regularizer"],
+            record["strength"],
+            record["seed"],
+        )
         for key in COMPARED:
             assert float(row[key]) == pytest.approx(record["metrics"][key], abs=1e-6), (run_dir.name, key)
 
@@ -182,8 +198,10 @@ def test_single_run_directory_gets_boundary_histogram_and_learning_curves(sweep,
     result = report(run_dir, print_table=False)
 
     assert sorted(p.name for p in result["figures"]) == [
-        "decision_boundary.png", "learning_curves.png", "weight_histogram.png",
-    ]  # fmt: skip
+        "decision_boundary.png",
+        "learning_curves.png",
+        "weight_histogram.png",
+    ]
     for path in result["figures"]:
         assert_png(path)
     assert len(read_summary_csv(run_dir)) == 1

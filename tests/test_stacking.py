@@ -23,7 +23,15 @@ from tests.conftest import make_config, run_cli, train_run
 # Small and quick: 120 training points in batches of 32 (the last one of 24), 3 epochs = 12 steps.
 QUICK = ["model.hidden=[16,16]", "trainer.max_epochs=3"]
 SMALL = ["data.n_samples=200", *QUICK]
-STRENGTH = {"none": 0.0, "l1": 1e-2, "l2": 1e-2, "elastic_net": 1e-2, "weight_decay": 0.5, "prox_l1": 0.01, "group_lasso": 0.01}  # fmt: skip
+STRENGTH = {
+    "none": 0.0,
+    "l1": 1e-2,
+    "l2": 1e-2,
+    "elastic_net": 1e-2,
+    "weight_decay": 0.5,
+    "prox_l1": 0.01,
+    "group_lasso": 0.01,
+}
 # 120 training points in batches of 32: 4 steps an epoch, 13 epochs = 52 steps.
 LONG = ["data.n_samples=200", "model.hidden=[16,16]", "trainer.max_epochs=13"]
 
@@ -144,7 +152,9 @@ def test_member_metrics_equal_torchmetrics_and_hand_computed_norms(task, classes
         elif task == "multiclass":
             reference = multiclass_accuracy(logits[k], y[k], num_classes=3, average="micro")
             assert ours["acc"][k].item() == pytest.approx(reference.item())
-            assert ours["loss"][k].item() == pytest.approx(torch.nn.functional.cross_entropy(logits[k], y[k]).item(), rel=1e-6)  # fmt: skip
+            assert ours["loss"][k].item() == pytest.approx(
+                torch.nn.functional.cross_entropy(logits[k], y[k]).item(), rel=1e-6
+            )
         else:
             assert ours["r2"][k].item() == pytest.approx(r2_score(logits[k, :, 0], y[k]).item(), rel=1e-5)
             assert ours["mse"][k].item() == pytest.approx(((logits[k, :, 0] - y[k]) ** 2).mean().item(), rel=1e-6)
@@ -203,7 +213,18 @@ def test_the_report_of_a_stack_equals_the_report_of_a_multirun_of_the_same_grid(
         "callbacks.progress_bar=null",
         "trainer.enable_progress_bar=false",
     ]
-    multirun = run_cli(["-m", *common, "regularizer.strength=0.001,0.1", "seed=0", f"hydra.sweep.dir={tmp_path / 'multirun'}", "hydra.sweep.subdir=${hydra:job.override_dirname}", "~hydra.callbacks.report"], cwd=tmp_path)  # fmt: skip
+    multirun = run_cli(
+        [
+            "-m",
+            *common,
+            "regularizer.strength=0.001,0.1",
+            "seed=0",
+            f"hydra.sweep.dir={tmp_path / 'multirun'}",
+            "hydra.sweep.subdir=${hydra:job.override_dirname}",
+            "~hydra.callbacks.report",
+        ],
+        cwd=tmp_path,
+    )
     assert multirun.returncode == 0, multirun.stderr[-2000:]
     fit(make_config(tmp_path / "stack", [*common, "regularizer.strength=[0.001,0.1]", "seed=[0]"], fast=False))
     tables = {}
@@ -237,8 +258,15 @@ def test_every_member_equals_its_single_run(tmp_path, overrides):
     records = fit(sweep_config(tmp_path / "sweep", [*overrides, *grid], small=QUICK))
     for lam in (0.001, 0.1):
         for seed in (2, 0):
-            single = train_run(tmp_path / f"{lam}-{seed}", [*QUICK, *overrides, f"regularizer.strength={lam}", f"seed={seed}"])  # fmt: skip
-            assert_same_run(member_dir(tmp_path / "sweep", lam, seed), record_of(records, lam, seed), tmp_path / f"{lam}-{seed}", single)  # fmt: skip
+            single = train_run(
+                tmp_path / f"{lam}-{seed}", [*QUICK, *overrides, f"regularizer.strength={lam}", f"seed={seed}"]
+            )
+            assert_same_run(
+                member_dir(tmp_path / "sweep", lam, seed),
+                record_of(records, lam, seed),
+                tmp_path / f"{lam}-{seed}",
+                single,
+            )
 
 
 def test_chunked_sweep_trains_the_same_members(tmp_path):
@@ -254,7 +282,7 @@ def test_chunked_sweep_trains_the_same_members(tmp_path):
 def test_diverging_member_stops_like_its_single_run_and_spares_the_others(tmp_path):
     # SGD with lr·2λ = 20 > 2: the explicit L2 step overshoots and the weights blow up.
     common = ["regularizer=l2", "optimizer=sgd", "trainer.max_epochs=8"]
-    records = fit(sweep_config(tmp_path / "sweep", [*common, "regularizer.strength=[0.001,1000]", "seed=[0]"]))  # fmt: skip
+    records = fit(sweep_config(tmp_path / "sweep", [*common, "regularizer.strength=[0.001,1000]", "seed=[0]"]))
     single = train_run(tmp_path / "single", [*SMALL, *common, "regularizer.strength=1000", "seed=0"])
     diverged, fine = record_of(records, 1000.0, 0), record_of(records, 0.001, 0)
     assert single["status"] == diverged["status"] == rundir.DIVERGED
@@ -271,7 +299,7 @@ def test_diverging_member_stops_like_its_single_run_and_spares_the_others(tmp_pa
 @pytest.fixture(scope="module")
 def small_sweep(tmp_path_factory) -> tuple[Path, list[dict], Path, dict]:
     base = tmp_path_factory.mktemp("format")
-    records = fit(sweep_config(base / "sweep", ["regularizer=l1", "regularizer.strength=[0,0.001]", "seed=[0,1]"]))  # fmt: skip
+    records = fit(sweep_config(base / "sweep", ["regularizer=l1", "regularizer.strength=[0,0.001]", "seed=[0,1]"]))
     single = train_run(base / "single", [*SMALL, "regularizer=l1", "regularizer.strength=0.001", "seed=1"])
     return base / "sweep", records, base / "single", single
 
@@ -294,7 +322,9 @@ def test_members_write_the_files_of_a_single_run(small_sweep):  # noqa: C901
     assert config.paths.output_dir == str(member)
     assert "regularizer.strength=0.001" in OmegaConf.load(member / ".hydra" / "overrides.yaml")
     listed = json.loads((sweep_dir / ".stack" / "members.json").read_text())
-    assert [m["name"] for m in listed] == [r.name for r in map(Path, [member_dir(sweep_dir, r["strength"], r["seed"]) for r in records])]  # fmt: skip
+    assert [m["name"] for m in listed] == [
+        r.name for r in map(Path, [member_dir(sweep_dir, r["strength"], r["seed"]) for r in records])
+    ]
 
 
 def test_report_finds_exactly_the_members(small_sweep):
@@ -338,10 +368,10 @@ def test_lambda_path_warm_starts_each_lambda_and_grows_sparsity(tmp_path):
     zeros = [record_of(records, lam, 0)["metrics"]["weights/zero_frac"] for lam in (0.0, 0.3, 3.0)]
     assert zeros[0] == 0 < zeros[1] < zeros[2]
     # Stage 0 starts from the seeded initialisation: it is the single run at the smallest λ.
-    single = train_run(tmp_path / "single", [*SMALL, "regularizer=prox_l1", "regularizer.strength=0", "seed=0", *plain])  # fmt: skip
+    single = train_run(tmp_path / "single", [*SMALL, "regularizer=prox_l1", "regularizer.strength=0", "seed=0", *plain])
     assert_same_run(member_dir(tmp_path / "path", 0.0, 0), record_of(records, 0.0, 0), tmp_path / "single", single)
     # Later stages start where the previous one ended: their first epoch is already trained.
-    cold = train_run(tmp_path / "cold", [*SMALL, "regularizer=prox_l1", "regularizer.strength=0.3", "seed=0", *plain])  # fmt: skip
+    cold = train_run(tmp_path / "cold", [*SMALL, "regularizer=prox_l1", "regularizer.strength=0.3", "seed=0", *plain])
     warm_first = rundir.read_metrics_csv(member_dir(tmp_path / "path", 0.3, 0))[0]["train/loss"]
     assert warm_first < 0.8 * rundir.read_metrics_csv(tmp_path / "cold")[0]["train/loss"]
     assert cold["metrics"]["weights/zero_frac"] != zeros[1]  # a different run from the same λ started cold
@@ -381,7 +411,10 @@ def test_a_sweep_it_cannot_run_is_refused_before_training(tmp_path, overrides, m
 def test_command_line_lists_write_one_run_per_member(tmp_path):
     from reglab.train import run
 
-    run(["regularizer=l2", "regularizer.strength=[0,1e-3]", "seed=[0,1]", *SMALL, "logger=none"], run_dir=tmp_path / "run")  # fmt: skip
+    run(
+        ["regularizer=l2", "regularizer.strength=[0,1e-3]", "seed=[0,1]", *SMALL, "logger=none"],
+        run_dir=tmp_path / "run",
+    )
     runs = sorted(p.parent.name for p in tmp_path.rglob("metrics.json"))
     assert runs == [f"regularizer.strength={lam},seed={s}" for lam in ("0", "0.001") for s in (0, 1)]
 

@@ -25,8 +25,19 @@ def _runs(sweep_dir: Path) -> dict[str, dict]:
 
 # Jobs 2 and 3 (seed 1) crash: a file stands where their checkpoints directory should be.
 # SGD with 2·lr·λ = 100 multiplies the weights by −99 every step: job 1 diverges.
-FAULTY = ["-m", "trainer.max_epochs=4", "data.n_samples=200", "model.hidden=[16]", "seed=0,1", "optimizer=sgd",
-          "optimizer.lr=0.1", "regularizer=l2", "regularizer.strength=1e-3,500", "name=faulty", "hydra.sweep.subdir=job${hydra.job.num}"]  # fmt: skip
+FAULTY = [
+    "-m",
+    "trainer.max_epochs=4",
+    "data.n_samples=200",
+    "model.hidden=[16]",
+    "seed=0,1",
+    "optimizer=sgd",
+    "optimizer.lr=0.1",
+    "regularizer=l2",
+    "regularizer.strength=1e-3,500",
+    "name=faulty",
+    "hydra.sweep.subdir=job${hydra.job.num}",
+]
 
 
 @pytest.mark.slow
@@ -96,8 +107,15 @@ def test_a_sweep_directory_holds_one_grid_and_refuses_another_in_one_line(tmp_pa
 
 @pytest.mark.slow
 def test_optuna_search_writes_the_best_lambda(tmp_path):
-    args = ["experiment=lambda_sweep", "hparams_search=lambda_optuna", "hydra.sweeper.n_trials=3",
-            "hydra.sweeper.sampler.n_startup_trials=2", "trainer.max_epochs=3", *QUIET, f"paths.log_dir={tmp_path}"]  # fmt: skip
+    args = [
+        "experiment=lambda_sweep",
+        "hparams_search=lambda_optuna",
+        "hydra.sweeper.n_trials=3",
+        "hydra.sweeper.sampler.n_startup_trials=2",
+        "trainer.max_epochs=3",
+        *QUIET,
+        f"paths.log_dir={tmp_path}",
+    ]
     result = run_cli(args, cwd=tmp_path, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     results = (tmp_path / "multiruns" / "lambda_sweep" / "optimization_results.yaml").read_text()

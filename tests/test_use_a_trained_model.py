@@ -61,9 +61,16 @@ def test_results_table_has_a_column_per_varying_key(tmp_path):
     from reglab.fit import fit
 
     for lr in (0.001, 0.01):
-        fit(make_config(tmp_path / f"lr={lr}", [*SMALL, "regularizer=l1", f"optimizer.lr={lr}", "regularizer.strength=[0,0.001]", "seed=[0,1]"]))  # fmt: skip
+        fit(
+            make_config(
+                tmp_path / f"lr={lr}",
+                [*SMALL, "regularizer=l1", f"optimizer.lr={lr}", "regularizer.strength=[0,0.001]", "seed=[0,1]"],
+            )
+        )
     table = reglab.results(tmp_path)
-    assert len(table) == 8 and {"optimizer.lr", "regularizer.strength", "seed", "status", "val/acc", "run_dir"} <= set(table.columns)  # fmt: skip
+    assert len(table) == 8 and {"optimizer.lr", "regularizer.strength", "seed", "status", "val/acc", "run_dir"} <= set(
+        table.columns
+    )
     assert sorted(table["optimizer.lr"].unique()) == [0.001, 0.01]
     assert "data.n_samples" not in table.columns  # the same in every run: not a column
     assert (table.groupby(["optimizer.lr", "regularizer.strength"]).size() == 2).all()  # two seeds each
@@ -78,7 +85,10 @@ def test_results_table_has_a_column_per_varying_key(tmp_path):
             seeds = table[(table["optimizer.lr"] == lr) & (table["regularizer.strength"] == group["lambda"])]
             assert group["n"] == 2 and group["val/acc"] == pytest.approx(seeds["val/acc"].mean(), abs=1e-12)
     summary = (tmp_path / "summary.md").read_text()
-    assert "## moons, optimizer.lr=0.01 (binary)" in summary and (tmp_path / "accuracy_vs_lambda_moons_optimizer.lr=0.01.png").is_file()  # fmt: skip
+    assert (
+        "## moons, optimizer.lr=0.01 (binary)" in summary
+        and (tmp_path / "accuracy_vs_lambda_moons_optimizer.lr=0.01.png").is_file()
+    )
     assert "optimizer.lr" in (tmp_path / "summary.csv").read_text().splitlines()[0].split(",")
 
 

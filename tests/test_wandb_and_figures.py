@@ -133,7 +133,16 @@ def test_the_reader_reads_back_what_wandb_wrote(tmp_path):
     import wandb
 
     settings = wandb.Settings(silent=True, console="off", x_disable_stats=True)
-    run = wandb.init(mode="offline", dir=tmp_path, id="reader1", name="n", group="g", job_type="t", config={"a": 1}, settings=settings)  # fmt: skip
+    run = wandb.init(
+        mode="offline",
+        dir=tmp_path,
+        id="reader1",
+        name="n",
+        group="g",
+        job_type="t",
+        config={"a": 1},
+        settings=settings,
+    )
     for epoch in range(3):
         run.log({"epoch": epoch, "x": epoch / 2, "h": wandb.Histogram(np.arange(10.0))})
     run.summary["best"] = 7
@@ -162,7 +171,13 @@ def wandb_env(tmp_path_factory):
 @pytest.fixture(scope="module")
 def single(wandb_env, tmp_path_factory) -> tuple[Path, dict]:
     run_dir = tmp_path_factory.mktemp("single")
-    args = [*SMALL, "regularizer=l1", "regularizer.strength=1e-3", "trainer.max_epochs=4", "logger.wandb.log_checkpoints=true"]  # fmt: skip
+    args = [
+        *SMALL,
+        "regularizer=l1",
+        "regularizer.strength=1e-3",
+        "trainer.max_epochs=4",
+        "logger.wandb.log_checkpoints=true",
+    ]
     return run_dir, train_run(run_dir, args)
 
 
@@ -257,7 +272,9 @@ def test_stacked_run_report_is_a_wandb_run_with_a_table_of_its_runs_figures_and_
     assert {"summary.csv", "summary.md", *(f"{name}.png" for name in pngs)} == set(files)
 
 
-def test_multirun_end_logs_the_sweep_report_as_a_run_of_the_sweeps_group_only_with_wandb(stack, tmp_path, monkeypatch, capsys):  # fmt: skip
+def test_multirun_end_logs_the_sweep_report_as_a_run_of_the_sweeps_group_only_with_wandb(
+    stack, tmp_path, monkeypatch, capsys
+):
     from omegaconf import OmegaConf
 
     from reglab.report import ReportOnMultirunEnd
@@ -418,7 +435,7 @@ def _runs(regularizer: str, lam: float, accuracies: list[float]) -> list[Run]:
                 "task": "binary",
                 "metrics": {"val/acc": acc, "train/acc": acc + 0.05},
             },
-        )  # fmt: skip
+        )
         for seed, acc in enumerate(accuracies)
     ]
 
@@ -464,10 +481,15 @@ def _drawn(draw, groups: dict, tmp_path: Path, monkeypatch) -> Any:
 
 
 def test_one_lambda_per_regularizer_draws_a_point_chart_with_labels_and_n(tmp_path, monkeypatch):
-    groups = {("none", 0.0): _runs("none", 1e-3, [0.85, 0.88, 0.83, 0.9, 0.86]), ("l1", 1e-3): _runs("l1", 1e-3, [0.9, 0.93, 0.92])}  # fmt: skip
+    groups = {
+        ("none", 0.0): _runs("none", 1e-3, [0.85, 0.88, 0.83, 0.9, 0.86]),
+        ("l1", 1e-3): _runs("l1", 1e-3, [0.9, 0.93, 0.92]),
+    }
     ax = _drawn(figures.accuracy_vs_lambda, groups, tmp_path, monkeypatch).axes[0]
     assert [t.get_text() for t in ax.get_xticklabels()] == ["None\nn=5", "L1\nλ=0.001\nn=3"]
-    assert ax.get_xscale() == "linear" and not [line for line in ax.lines if len(line.get_xdata()) > 1 and line.get_linestyle() != "None"]  # fmt: skip
+    assert ax.get_xscale() == "linear" and not [
+        line for line in ax.lines if len(line.get_xdata()) > 1 and line.get_linestyle() != "None"
+    ]
     assert any("95% CI" in t.get_text() for t in ax.get_legend().get_texts())
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import pickle
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -20,6 +21,7 @@ import yaml
 from omegaconf import OmegaConf
 
 from reglab import rundir
+from reglab.errors import one_line
 from reglab.runs import load_run
 
 EXIT_BAD_INPUT = 2
@@ -32,7 +34,13 @@ def evaluate(run_dir: str | Path, overrides: Sequence[str] = ()) -> dict[str, An
     from reglab.science import datasets
     from reglab.science.metrics import prediction_metrics
 
-    run = load_run(run_dir)
+    try:
+        run = load_run(run_dir)
+    except (RuntimeError, EOFError, pickle.UnpicklingError) as e:  # torch.load of a truncated or foreign file
+        raise ValueError(
+            f"{Path(run_dir) / 'checkpoints' / 'last.ckpt'} is unreadable ({one_line(e).split('. ')[0]}); "
+            "nothing in it was run: train the run again (force=true) or restore the file"
+        ) from None
     data = OmegaConf.to_container(run.config.data, resolve=False)
     data = {k: v for k, v in data.items() if not str(k).startswith("_") and k not in ("batch_size", "seed")}  # type: ignore[union-attr]
     seed = int(run.record["seed"])

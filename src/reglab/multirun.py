@@ -81,10 +81,9 @@ def sweep_grid(config: DictConfig) -> dict[str, list[str]]:
         if override.key_or_group in excluded:
             continue
         if override.is_discrete_sweep():
-            values = list(override.sweep_iterator())
+            grid[key] = sorted({repr(v) for v in override.sweep_iterator()})
         else:  # one value, or a search space (an Optuna interval) recorded as written
-            values = [override.value()]
-        grid[key] = sorted({repr(v) for v in values})
+            grid[key] = [repr(override.value())]
     return dict(sorted(grid.items()))
 
 
