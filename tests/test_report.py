@@ -176,10 +176,10 @@ def _report_cli(args: list[str]) -> subprocess.CompletedProcess:
     )
 
 
-def test_empty_directory_exits_1_with_one_line_and_no_traceback(tmp_path):
+def test_empty_directory_exits_2_with_one_line_and_no_traceback(tmp_path):
     (tmp_path / "not_a_run").mkdir()
     result = _report_cli([str(tmp_path)])
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: no run in")
     assert "Traceback" not in result.stderr and not list(tmp_path.glob("summary.*"))
 

@@ -10,7 +10,7 @@ skipped with a warning. Runs of several studies (data sets, or another swept key
 apart, their figure names ending in `_<study>`. With W&B, the report is also a W&B run
 (`reglab.report_wandb`).
 
-Exit codes: 0 report written, 1 no finished run in DIR, 2 DIR does not exist or a bad option.
+Exit codes: 0 report written, 2 no finished run in DIR, DIR does not exist, or a bad option.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ from reglab.runs import (
 )
 from reglab.tables import format_number, header, markdown_table, plain, shown_in
 
-EXIT_NO_RUNS, EXIT_BAD_PATH = 1, 2
+EXIT_NO_RUNS = EXIT_BAD_PATH = 2  # a user mistake, as every refusal of reglab-train and reglab-eval
 OPTION_KEYS = ("format", "dpi", "band")  # the keys of the config's `report` node (configs/train.yaml)
 HELP = {
     "reglab-report": "Summarise a run or sweep directory: summary.csv, summary.md and figures, written into it.",

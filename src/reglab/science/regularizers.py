@@ -1,22 +1,14 @@
 """Regularizers: where a penalty or a decoupled update touches the weights.
 
-Each class states its rule in its docstring; the conventions (what λ means, which tensors it
-sees, how it converts to Keras, PyTorch and scikit-learn) are in the README, section
-"Conventions". A regularizer is bound to a model once and then asked three things per step:
+Each class states its rule in its docstring; what λ means and how it converts to other libraries
+is in the README, section "Conventions". Bound to a model once, a regularizer is called by
+`RegLabModule._step`: `penalty()` (added to the loss only if `explicit`; else reported as
+`train/penalty`), `before_step(lr)` and `after_step(lr)` with the optimizer's current lr, so a
+scheduler scales these updates as it scales the gradient step.
 
-    objective = data_loss + reg.penalty()     # only if reg.explicit: differentiated with the loss
-    reg.before_step(lr)                       # after backward, before optimizer.step()
-    optimizer.step()
-    reg.after_step(lr)                        # proximal maps
-
-`penalty()` of a non-explicit regularizer is the term its update minimises; it is reported as
-`train/penalty`, never differentiated. `lr` is the optimizer's current learning rate, so a
-scheduler scales the decoupled and proximal updates as it scales the gradient step.
-
-The rules act on the K members of an `MLP` at once (weights of shape [K, out, in]; K = 1 is
-a single network): `strength` holds one λ per member (a scalar is every member's λ), every sum
-below is taken per member, and `penalty()` has shape [K]. Each formula is written once, in
-terms of `lam`, the strength shaped to broadcast over the tensor at hand ([K, 1, …]).
+The rules act on the K members of an `MLP` at once: `strength` holds one λ per member, every sum
+is taken per member (`penalty()` is [K]), and each formula is written once in terms of `lam`, the
+strength shaped to broadcast over the tensor at hand ([K, 1, …]).
 """
 
 from __future__ import annotations
@@ -226,20 +218,13 @@ class WeightDecay(Regularizer):
 
 
 class _Proximal(Regularizer):
-    """A proximal map taken in the optimizer's metric when that has one (`preconditioned`).
+    """A proximal map of λR, in the optimizer's metric diag(D), D = √v̂ + ε, when it has one:
 
-    Under Adam the step is w ← w − η·m̂/D with D = √v̂ + ε (elementwise), the minimiser of the
-    gradient model plus the quadratic (1/(2η))·(w − w_t)ᵀ diag(D) (w − w_t). The proximal step of
-    λR in that same metric (Yun, Lozano & Yang, NeurIPS 2021, "ProxGen"; Melchior et al. 2019,
-    "Proximal Adam") is
+        w ← argmin_x  λR(x) + (1/(2η))·(x − z)ᵀ diag(D) (x − z),   z = the weights the optimizer produced
 
-        w ← argmin_x  λR(x) + (1/(2η))·(x − z)ᵀ diag(D) (x − z),   z = the weights Adam produced.
-
-    Its fixed points (where Adam's first moment is the gradient) are the stationary points of
-    loss + λR whatever D is: the objective is the plain rule's, only the metric of each step
-    changes. `preconditioned`: "auto" uses D when `use_optimizer` attaches one of ADAM_FAMILY and
-    the plain map (D = 1) otherwise (SGD, or no optimizer attached); true requires it; false never
-    uses it. README, "Conventions".
+    `preconditioned`: "auto" uses D when `use_optimizer` attaches one of ADAM_FAMILY and the plain
+    map (D = 1) otherwise; true requires it; false never uses it. README, "Conventions"; the
+    derivation is in docs/conventions.md.
     """
 
     def __init__(
@@ -280,20 +265,10 @@ class ProxL1(_Proximal):
         w ← sign(w)·max(|w| − t, 0),   t = η·λ           plain (ISTA; SGD, or preconditioned=false)
                                        t = η·λ / D,      D = √v̂ + ε   preconditioned (Adam, AdamW, NAdam)
 
-    so weights that the gradient cannot hold above the threshold t become exactly 0 and stay there.
-    Under Adam the plain t = η·λ is tiny next to Adam's normalised steps of about η, and next to
-    nothing ends at 0; t = η·λ/D is the exact proximal map of λ·Σ|w| in Adam's metric (ProxGen,
-    Yun et al. 2021; Proximal Adam, Melchior et al. 2019; see `_Proximal`), coordinate by coordinate.
-    `preconditioned`: "auto" (D under Adam-family optimizers, plain otherwise), true, false.
-    README, "Conventions".
+    README, "Conventions"; see `_Proximal`.
     """
 
     name = "prox_l1"
-
-    def __init__(
-        self, strength: float | Sequence[float] | Tensor = 0.0, preconditioned: str | bool = "auto", **kwargs
-    ) -> None:
-        super().__init__(strength, preconditioned, **kwargs)
 
     def penalty(self, dtype: torch.dtype | None = None) -> Tensor:
         total = _sum_abs(self.params, dtype)
@@ -313,23 +288,14 @@ class ProxL1(_Proximal):
 
 
 class GroupLasso(_Proximal):
-    """Proximal group lasso on hidden units: objective += λ·Σ_g √p_g·‖w_g‖₂.
+    """Proximal group lasso on hidden units: objective += λ·Σ_g √p_g·‖w_g‖₂. After every step
 
-    A group g is one hidden unit's incoming weights (a row of its layer's weight matrix, plus
-    its bias if `include_bias`), p_g its size. After every step, with c = η·λ·√p_g,
-        w_g ← w_g · max(0, 1 − c / ‖w_g‖₂)                          plain (SGD, preconditioned=false)
-    so a whole unit switches off at once. With `input_features`, the columns of the first
-    layer (one input feature's outgoing weights) are groups too, shrunk after the units.
-    The output layer has no units to switch off and is never grouped by rows.
+        w_g ← w_g · max(0, 1 − c / ‖w_g‖₂),   c = η·λ·√p_g      plain (SGD, preconditioned=false)
 
-    Preconditioned (Adam, AdamW, NAdam; `preconditioned`: "auto", true, false): the exact proximal
-    map of λ·√p_g·‖w_g‖₂ in Adam's metric D = √v̂ + ε (ProxGen, Yun et al. 2021; see `_Proximal`),
-    with z = the weights Adam produced and μ_i = c / D_i:
-        w_g ← 0                               if ‖D·z_g‖₂ ≤ c     (the whole unit, exactly)
-        w_i ← z_i · r / (r + μ_i)             otherwise, r = ‖new w_g‖₂ > 0 the root of
-                                              Σ_i z_i² / (r + μ_i)² = 1
-    (the stationarity condition D(x − z)/η + λ√p_g·x/‖x‖ = 0 solved for x), r by `newton_steps`
-    Newton steps (`proximal.preconditioned_group_shrink_`). README, "Conventions".
+    and under Adam its proximal map in Adam's metric (`proximal.preconditioned_group_shrink_`,
+    `newton_steps` Newton steps). A group g is one hidden unit's incoming weights (plus its bias if
+    `include_bias`), p_g its size: a whole unit switches off at once. With `input_features`, the
+    first layer's columns are groups too, shrunk after the units. README, "Conventions".
     """
 
     name = "group_lasso"
@@ -347,8 +313,7 @@ class GroupLasso(_Proximal):
 
     def bind(self, model: MLP) -> Regularizer:
         super().bind(model)
-        # (weight, bias or None, dim along which a group's entries lie; negative, so that it also
-        # holds for stacked [K, out, in] weights)
+        # (weight, bias or None, the dim along which a group's entries lie; see proximal.group_norms)
         self.groups: list[tuple[Tensor, Tensor | None, int]] = [
             (layer.weight, layer.bias if self.include_bias else None, -1)
             for name, layer in self.layers.items()
