@@ -1,14 +1,8 @@
 """The report of a run or a sweep: `reglab-report DIR` or `python -m reglab.report DIR`.
 
-Reads only what runs wrote (`reglab.rundir`), never W&B, and writes into DIR summary.csv (one row
-per finished run: completed, failed or diverged), summary.md (the runs; the mean ± 95% CI over
-seeds per (regularizer, λ) of completed runs only; the failed and diverged runs apart; the
-figures) and the figures of `reglab.figures` in each format of `report.format` (`--format`).
-Which metric a table shows, under which header, is `reglab.tables.METRICS`. A run is any directory
-under DIR (DIR included) holding `.hydra/config.yaml`; one without a readable metrics.json is
-skipped with a warning. Runs of several studies (data sets, or another swept key) are reported
-apart, their figure names ending in `_<study>`. With W&B, the report is also a W&B run
-(`reglab.report_wandb`).
+Reads only what runs wrote (`reglab.rundir`), never W&B, and writes summary.csv, summary.md and
+the figures of `reglab.figures` into DIR: docs/report.md says what each holds. Which metric a table
+shows is `reglab.tables.METRICS`. With W&B, the report is also a W&B run (`reglab.report_wandb`).
 
 Exit codes: 0 report written, 2 no finished run in DIR, DIR does not exist, or a bad option.
 """
@@ -62,11 +56,8 @@ HELP = {
 
 
 def report_options(node: Any) -> dict[str, Any]:
-    """The figures' options of a config's `report` node (None: the defaults) as `report` and
-    `write_run_figures` take them: {"formats": [...], "dpi": int or None, "band": "ci" or "minmax"}.
-    A bad value is a ValueError in one line that names its key (`report.format=gif is not one of
-    …`). The figures' own `Output` checks the values, so that the rule lives once: calling this
-    imports matplotlib, importing this module does not."""
+    """A config's `report` node (None: the defaults) as the keyword arguments of `report`; a bad value
+    is a ValueError naming its key. `figures.Output` checks the values (so this imports matplotlib)."""
     from reglab import figures
 
     given = cast(dict, OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else dict(node or {}))
@@ -80,9 +71,6 @@ def report_options(node: Any) -> dict[str, Any]:
     except ValueError as e:
         raise ValueError(f"report.{e}") from None
     return {"formats": formats, "dpi": dpi, "band": band}
-
-
-# --- tables ---------------------------------------------------------------------------------
 
 
 def metric_columns(task: str, threshold: float, place: str = "report") -> list[tuple[str, str]]:
@@ -152,11 +140,9 @@ def aggregate_table(groups: dict[tuple[str, float], list[Run]], console: bool = 
         star = " ★" if best.get(reg) == lam and sum(r == reg for r, _ in groups) > 1 else ""
         means = [_mean_ci(values(group, k)) for _, k in columns]
         rows.append([reg, strength_cell(reg, lam) + star, len(group), *means])
-        finite = {k: values(group, k) for _, k in columns}
-        records.append(
-            {"regularizer": reg, "lambda": lam, "n": len(group)}
-            | {k: float(np.nanmean(v)) if np.isfinite(v).any() else None for k, v in finite.items()}
-        )
+        column_values = {k: values(group, k) for _, k in columns}
+        means_of = {k: float(np.nanmean(v)) if np.isfinite(v).any() else None for k, v in column_values.items()}
+        records.append({"regularizer": reg, "lambda": lam, "n": len(group)} | means_of)
     return markdown_table(["regularizer", "λ", "n", *(h for h, _ in columns)], rows), records
 
 
@@ -177,9 +163,6 @@ def counts_line(found: Found) -> str:
     return f"{total} run{'s' if total != 1 else ''}: " + ", ".join(parts)
 
 
-# --- figures --------------------------------------------------------------------------------
-
-
 def draw_figure(draw: Callable[..., Path | None], groups: dict, path: Path) -> Path | None:
     """`draw(groups, path)`; a figure that fails is reported in one line and the report goes on."""
     try:
@@ -192,9 +175,8 @@ def draw_figure(draw: Callable[..., Path | None], groups: dict, path: Path) -> P
 def write_run_figures(
     run_dir: Path, formats: Sequence[str] = ("png",), dpi: int | None = None, band: str = "ci", log: bool = True
 ) -> list[Path]:
-    """decision_boundary (2-D classification only) and weight_histogram of one run, into its
-    directory, in each format; returns the files written. `log`: the PNGs also go to the active
-    W&B run, if there is one. `band` is accepted for `report_options`' sake: these figures have none."""
+    """One run's `figures.RUN` into its directory; returns the files written. `log`: the PNGs also go
+    to the active W&B run, if any. `band` is accepted for `report_options`' sake: these have none."""
     from reglab import figures
 
     run = read_run(Path(run_dir), Path(run_dir).name)
@@ -212,8 +194,7 @@ def write_run_figures(
 
 
 def _drawn_since_trained(run: Run, files: Sequence[Path]) -> bool:
-    """Some of a run's figures exist, none older than its metrics.json and checkpoint: drawn from
-    these very files already (by its W&B run's end, `member_figures`), at the default resolution."""
+    """Some of `files` exist, none older than the run's metrics.json and checkpoint (`member_figures`)."""
     sources = [run.path / "metrics.json", run.path / "checkpoints" / "last.ckpt"]
     present = [f for f in files if f.is_file()]
     if not present or not all(p.is_file() for p in sources):
@@ -222,9 +203,7 @@ def _drawn_since_trained(run: Run, files: Sequence[Path]) -> bool:
 
 
 def member_figures(run_dir: Path) -> list[Path]:
-    """The images a member's W&B run gets at its end (`logger.wandb.figures`): its decision
-    boundary and weight histogram as PNGs in its run directory, for a completed run on a 2-D
-    classification data set; none otherwise (the W&B run already has per-layer histograms)."""
+    """A member's PNGs for its W&B run (`logger.wandb.figures`): completed 2-D classification runs only."""
     run = read_run(Path(run_dir), Path(run_dir).name)
     if run.status != rundir.COMPLETED or run.task == "regression" or len(run.record.get("feature_l1") or []) != 2:
         return []
@@ -238,35 +217,11 @@ def _figure_markdown(files: Sequence[Path]) -> str:
     return (f"![{png.stem}]({png.name})" if png else f"{files[0].stem}:") + (f" {links}" if links else "")
 
 
-# --- the report -----------------------------------------------------------------------------
-
-
-def _finished_runs(directory: Path) -> Found:
-    found = find_runs(directory)
-    if not found.runs:
-        what = f"no finished run ({len(found.incomplete)} incomplete)" if found.incomplete else "no run"
-        raise ReportError(f"{what} in {directory} (a run is a directory with .hydra/config.yaml and metrics.json)")
-    return found
-
-
-def _study_figures(directory: Path, groups: dict, suffix: str, single: bool, out: Any) -> list[list[Path]]:
-    """A study's figures, each as its files (one per format): a run directory gets the figures
-    `write_run_figures` makes and its learning curves, a sweep the figures of `figures.SWEEP`."""
-    from reglab import figures
-
-    if single:
-        plan = figures.RUN | {"learning_curves": figures.learning_curves}
-    else:
-        plan = {f"{name}{suffix}": draw for name, draw in figures.SWEEP.items()}
-    drawn = [draw_figure(draw, groups, directory / f"{name}.png") for name, draw in plan.items()]
-    return [out.files(p) for p in drawn if p is not None]
-
-
 def _study_section(
     directory: Path, study: str, runs: list[Run], suffix: str, single: bool, out: Any
 ) -> tuple[list[str], list[str], list[dict] | None, list[Path]]:
-    """One study's part of the report: (summary.md lines, console lines, its mean rows (None
-    without a completed run), its figure files)."""
+    """(summary.md lines, console lines, mean rows or None without a completed run, figure files) of a study:
+    its figures are a run directory's `figures.RUN` and learning curves (`single`), else `figures.SWEEP`."""
     from reglab import figures
 
     completed = [r for r in runs if r.status == rundir.COMPLETED]
@@ -282,7 +237,12 @@ def _study_section(
         console += [runs_table(completed, console=True)]
         if any(len(g) > 1 for g in groups.values()):
             console += ["mean ± 95% CI over seeds (Student t):", aggregate_table(groups, console=True)[0]]
-        drawn = _study_figures(directory, groups, suffix, single, out)
+        if single:
+            plan = figures.RUN | {"learning_curves": figures.learning_curves}
+        else:
+            plan = {f"{name}{suffix}": draw for name, draw in figures.SWEEP.items()}
+        paths = [draw_figure(draw, groups, directory / f"{name}.png") for name, draw in plan.items()]
+        drawn = [out.files(p) for p in paths if p is not None]
         files = [f for fs in drawn for f in fs]
         md += ["### Figures", f"(error bars and bands: {figures.band_text(out.band)})", ""]
         md += [_figure_markdown(fs) for fs in drawn] + [""]
@@ -302,18 +262,16 @@ def report(
     wandb: bool | Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Write summary.csv, summary.md and the figures into `directory`; print the summary if asked.
-
-    `formats` (png, pdf, svg), `dpi` and `band` ("ci": 95% CI of the mean over seeds, "minmax")
-    are the figures' (`report_options` of a config's `report` node gives them). `wandb`: also log
-    the report as a W&B run of job type "report" (`report_wandb.copy_to_wandb`).
-
-    Returns {"runs": summary.csv rows, "aggregate": {study: mean rows}, "incomplete": names,
-    "figures": the figure files}. Raises ReportError if `directory` holds no finished run.
-    """
+    `formats`, `dpi` and `band` are the figures' (`report_options`); `wandb`: `report_wandb.copy_to_wandb`.
+    Returns {"runs": summary.csv rows, "aggregate": {study: mean rows}, "incomplete": names, "figures": files}.
+    Raises ReportError if `directory` holds no finished run."""
     from reglab import figures
 
     directory = Path(directory)
-    found = _finished_runs(directory)
+    found = find_runs(directory)
+    if not found.runs:
+        what = f"no finished run ({len(found.incomplete)} incomplete)" if found.incomplete else "no run"
+        raise ReportError(f"{what} in {directory} (a run is a directory with .hydra/config.yaml and metrics.json)")
     parts = studies(found.runs)  # never a mean over anything but seeds: one section per study
     if len(parts) > 1:
         tasks = ", ".join(sorted({r.task for r in found.runs}))
@@ -332,8 +290,7 @@ def report(
             if means is not None:
                 aggregates[study] = means
     if found.incomplete:
-        md += ["## Incomplete runs (skipped: no readable metrics.json)", ""] + [f"- {n}" for n in found.incomplete]
-        md += [""]
+        md += ["## Incomplete runs (skipped: no readable metrics.json)", "", *(f"- {n}" for n in found.incomplete), ""]
     rows = csv_rows(found.runs)
     rundir.atomic_write_text(directory / "summary.csv", _csv_text(rows))
     rundir.atomic_write_text(directory / "summary.md", "\n".join(md))
@@ -345,9 +302,7 @@ def report(
 
 
 class ReportOnMultirunEnd(Callback):
-    """Hydra callback: when a multirun ends, report its sweep directory and print the summary. The
-    figures' options are the config's `report` node (`report.format=pdf report.dpi=300`); with a
-    W&B logger, the report is also a W&B run of the sweep's group (`reglab.report_wandb`)."""
+    """Hydra callback: when a multirun ends, report its sweep directory with the config's `report` options."""
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         directory = Path(config.hydra.sweep.dir)

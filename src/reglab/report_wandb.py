@@ -1,6 +1,5 @@
-"""The report as a W&B run: one run of job type "report" in the runs' group, holding the figures
-as images, summary.csv (with the config columns that tell the runs apart) as a table, and every
-file of the report as an artifact. The report on disk is the original; W&B is a copy of it.
+"""The report as a W&B run of job type "report" in the runs' group (`log_report_to_wandb`).
+The report on disk is the original; W&B is a copy of it.
 """
 
 from __future__ import annotations
@@ -14,7 +13,7 @@ from typing import Any, cast
 from omegaconf import OmegaConf
 
 from reglab.errors import one_line
-from reglab.runs import Run, trains, warn
+from reglab.runs import Run, varying_keys, warn
 from reglab.tables import plain
 
 # The keys of `logger.wandb` a report run takes from the runs' config (never a `_target_`).
@@ -40,9 +39,8 @@ def settings_of(node: Any) -> dict[str, Any] | None:
 
 
 def wandb_settings(option: bool | Mapping[str, Any] | None, runs: Sequence[Run]) -> dict[str, Any] | None:
-    """The W&B settings (`WANDB_KEYS`) of a report run, or None for no report run: `option` True
-    takes the runs' `logger.wandb` settings, a mapping gives them, False never logs, and None logs
-    only a sweep or stack whose runs were logged to W&B."""
+    """The W&B settings (`WANDB_KEYS`) of a report run, or None for none: `option` True takes the runs'
+    `logger.wandb`, a mapping gives them, False never logs, None logs a sweep or stack logged to W&B."""
     if option is False:
         return None
     if isinstance(option, Mapping):
@@ -54,13 +52,10 @@ def wandb_settings(option: bool | Mapping[str, Any] | None, runs: Sequence[Run])
 
 
 def config_columns(runs: Sequence[Run]) -> list[dict[str, Any]]:
-    """Per run, the config keys whose values differ between the runs (an optimizer.lr swept with
-    -m, say), λ, seed and regularizer aside (summary.csv has them), and its optimizer, lr and
-    batch size."""
+    """Per run, its optimizer, lr and batch size and the `varying_keys` but λ and seeds (summary.csv has them)."""
     flat = [{k: plain(v) for k, v in r.flat_config.items()} for r in runs]
     skipped = ("seed", "regularizer.strength", "data.seed")
-    keys = {k for f in flat for k in f if trains(k) and not k.endswith("_target_") and k not in skipped}
-    varying = sorted(k for k in keys if len({repr(f.get(k)) for f in flat}) > 1)
+    varying = [k for k in varying_keys(runs) if not k.endswith("_target_") and k not in skipped]
     identity = ("optimizer", "lr", "batch_size")
     return [
         {k: plain(r.record.get(k)) for k in identity} | {k: f.get(k) for k in varying if k not in identity}
@@ -71,8 +66,8 @@ def config_columns(runs: Sequence[Run]) -> list[dict[str, Any]]:
 def copy_to_wandb(
     directory: Path, runs: Sequence[Run], rows: list[dict], files: list[Path], option: Any, options: dict
 ) -> None:
-    """The report as a W&B run where `option` asks for one (`wandb_settings`), else its PNGs to the
-    active W&B run, if there is one. A failure is a warning: the report is on disk, W&B is a copy."""
+    """The report as a W&B run where `option` asks for one (`wandb_settings`), else its PNGs to the active run;
+    a failure is a warning."""
     settings = wandb_settings(option, runs)
     if settings is None:
         log_images_to_wandb([p for p in files if p.suffix == ".png"])
@@ -91,9 +86,8 @@ def log_report_to_wandb(
     settings: Mapping[str, Any],
     options: Mapping[str, Any],
 ) -> None:
-    """One W&B run of job type "report" in the runs' group: the figures (PNG) as images,
-    summary.csv's rows with config columns as a table, and summary.csv, summary.md and every
-    figure file as an artifact of type "report"."""
+    """One W&B run of job type "report" in the runs' group: the PNGs as images, summary.csv's rows
+    with `config_columns` as a table, and every file of the report as an artifact of type "report"."""
     import wandb
 
     from reglab.lightning.loggers import start_run

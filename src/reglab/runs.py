@@ -1,9 +1,7 @@
 """Run directories as data: find, read and group finished runs; rebuild a run's model.
 
-Reads only the files a run wrote (`reglab.rundir`): metrics.json, metrics.csv,
-.hydra/config.yaml as plain data, checkpoints/last.ckpt with `weights_only=True`. Nothing in a run
-directory is executed: no `_target_` is instantiated, models and data sets are built from
-reglab's own registries. Used by the report and the figures; imports neither them nor Lightning.
+Reads only the files a run wrote (`reglab.rundir`), checkpoints with `weights_only=True`: nothing in a run
+directory is executed. Used by the report and the figures; imports neither them nor Lightning.
 """
 
 from __future__ import annotations
@@ -111,12 +109,10 @@ def strength_cell(regularizer: str, lam: float) -> str:
     return "—" if regularizer in STRENGTH_UNUSED else format_number(lam)
 
 
-def _regularizer_rank(name: str) -> tuple[int, str]:
-    return (REGULARIZER_ORDER.index(name) if name in REGULARIZER_ORDER else len(REGULARIZER_ORDER), name)
-
-
 def run_order(run: Run) -> tuple:
-    return (run.dataset, _regularizer_rank(run.regularizer), run.lam, run.seed, run.name)
+    reg = run.regularizer
+    rank = REGULARIZER_ORDER.index(reg) if reg in REGULARIZER_ORDER else len(REGULARIZER_ORDER)
+    return (run.dataset, rank, reg, run.lam, run.seed, run.name)
 
 
 def read_run(run_dir: Path, name: str) -> Run:
@@ -165,12 +161,9 @@ def config_difference(a: Run, b: Run) -> list[str]:
 
 
 def seed_groups(runs: Sequence[Run]) -> dict[tuple[str, float], list[Run]]:
-    """Completed runs by (regularizer, λ), in report order: the runs a mean over seeds is taken of.
-
-    Runs of a regularizer that ignores λ and differ only in that λ are one experiment: one run
-    per seed is kept. Runs with the same (regularizer, λ, seed) that differ in anything else
-    (an optimizer.lr sweep, say) are averaged together, with a warning naming the difference.
-    """
+    """Completed runs by (regularizer, λ), in report order: the runs a mean over seeds is taken of. Of runs
+    that differ only in an unused λ, one per seed is kept; other runs with the same (regularizer, λ, seed)
+    are averaged together, with a warning naming what differs."""
     groups: dict[tuple[str, float], list[Run]] = {}
     mixed: dict[tuple[str, float, int], set[str]] = {}
     for run in sorted(runs, key=run_order):
@@ -221,9 +214,7 @@ def best_strengths(groups: dict[tuple[str, float], list[Run]], key: str) -> dict
 
 
 def load_model(run: Run, checkpoint: str = "last") -> Any:
-    """The run's trained `MLP` (K = 1, eval mode) from checkpoints/<checkpoint>.ckpt (`last`, or
-    `best` with callbacks=best_checkpoint), built by reglab's own class from the plain
-    `hyper_parameters` the checkpoint holds: no `_target_` from the run directory is called."""
+    """The run's trained `MLP` (K = 1, eval mode) from checkpoints/<checkpoint>.ckpt ("last" or "best")."""
     import torch
 
     from reglab.science.model import MLP
@@ -241,8 +232,7 @@ def load_model(run: Run, checkpoint: str = "last") -> Any:
 
 
 def _model_of_config(run: Run, weights: dict[str, Any]) -> dict[str, Any]:
-    """The model's hyperparameters of a checkpoint that holds none (written by an older reglab): its
-    sizes from the weights, the rest from the run's config."""
+    """An older checkpoint's missing model hyperparameters: sizes from the weights, the rest from the config."""
     model = run.config.model
     first = weights["hidden.0.weight" if "hidden.0.weight" in weights else "output.weight"]
     return {
@@ -263,8 +253,7 @@ def load_splits(run: Run) -> Any:
 
 @dataclass
 class TrainedRun:
-    """A finished run, ready to use: its K = 1 model (eval mode), the input transform fitted on its
-    training split, its config (plain data) and its metrics.json record."""
+    """A finished run's K = 1 model (eval mode), input transform, config and metrics.json record (`load_run`)."""
 
     model: Any
     mean: np.ndarray
@@ -296,8 +285,7 @@ class TrainedRun:
 
 def load_run(run_dir: str | Path, checkpoint: str = "last") -> TrainedRun:
     """The trained model of a finished run directory, its fitted input transform and its config.
-    `checkpoint`: "last" (the final weights) or "best" (callbacks=best_checkpoint). Reads files
-    only: the checkpoint with `weights_only=True`, the config as plain data."""
+    `checkpoint`: "last" (the final weights) or "best" (callbacks=best_checkpoint)."""
     run = read_run(Path(run_dir), Path(run_dir).name)
     transform = run.record.get("input_transform")
     if transform is None:  # written by a reglab before the transform was recorded: fit it again
@@ -308,8 +296,7 @@ def load_run(run_dir: str | Path, checkpoint: str = "last") -> TrainedRun:
 
 
 def varying_keys(runs: Sequence[Run]) -> list[str]:
-    """The config keys whose values differ between the runs (leaving out `reglab.members.NOT_TRAINING`): what a
-    table of these runs must show beside their metrics."""
+    """The config keys whose values differ between the runs, leaving out `reglab.members.NOT_TRAINING`."""
     flats = [r.flat_config for r in runs]
     keys = {k for flat in flats for k in flat}
     varying = {k for k in keys if len({repr(flat.get(k)) for flat in flats}) > 1}
@@ -317,10 +304,9 @@ def varying_keys(runs: Sequence[Run]) -> list[str]:
 
 
 def study_keys(runs: Sequence[Run]) -> list[str]:
-    """The config keys that split `runs` into separate studies: every key that varies (`varying_keys`)
-    but the seed (averaged over) and the regularizer and its λ (what a study compares). A key inside
-    the `regularizer` or `data` group counts only where it varies between runs of the same
-    regularizer or data set: `regularizer.l1_ratio` differs between elastic net and L1 by design."""
+    """The keys that split `runs` into studies: every key that varies (`varying_keys`) but the seed and λ.
+    A key of the `regularizer` or `data` group counts only where it varies within one regularizer or
+    data set: `regularizer.l1_ratio` differs between elastic net and L1 by design."""
     flats = [r.flat_config for r in runs]
     keys = []
     for key in varying_keys(runs):
@@ -328,20 +314,17 @@ def study_keys(runs: Sequence[Run]) -> list[str]:
             continue
         group = key.split(".")[0]
         if group in ("regularizer", "data"):
-            choice = (lambda r: r.regularizer) if group == "regularizer" else (lambda r: r.dataset)
-            values: dict[str, set[str]] = {}
-            for run, flat in zip(runs, flats):
-                values.setdefault(choice(run), set()).add(repr(flat.get(key)))
-            if all(len(v) == 1 for v in values.values()):
+            choices = [r.regularizer if group == "regularizer" else r.dataset for r in runs]
+            pairs = {(choice, repr(flat.get(key))) for choice, flat in zip(choices, flats)}
+            if len(pairs) == len(set(choices)):  # one value per regularizer (or data set)
                 continue
         keys.append(key)
     return keys
 
 
 def studies(runs: Sequence[Run]) -> dict[str, list[Run]]:
-    """`runs` split into studies, in order: the runs that differ only in regularizer, λ and seed. Each
-    study's label is its data set, then the value of every other key that varies between studies
-    (`moons, optimizer.lr=0.01`). A mean over seeds is only ever taken within a study."""
+    """`runs` split into studies (runs that differ only in regularizer, λ and seed), in order, by label:
+    the data set, then every other `study_keys` value (`moons, optimizer.lr=0.01`)."""
     keys = study_keys(runs)
     out: dict[str, list[Run]] = {}
     for run in runs:
@@ -358,8 +341,7 @@ def _value(value: Any) -> str:
 
 
 def results_table(directory: str | Path) -> Any:
-    """A pandas DataFrame with one row per run (member) under `directory`: every config key that
-    varies across the runs as a column, then `status`, every final metric, and `run_dir`."""
+    """A pandas DataFrame, one row per run under `directory`: the `varying_keys`, status, final metrics, run_dir."""
     import pandas as pd
 
     runs = find_runs(Path(directory)).runs

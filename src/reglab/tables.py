@@ -1,7 +1,5 @@
-"""What reglab shows of a run, and how: the `METRICS` table (each metric's header and the places it
-is shown), the one number formatter, and plain-text tables for the console and summary.md.
-
-Imports nothing heavy (no torch, numpy or matplotlib): the console and the report's light paths use it.
+"""What reglab shows of a run, and how: the `METRICS` table, the one number formatter, and plain-text
+tables. Imports nothing heavy (no torch, numpy or matplotlib): the console and the report's light paths use it.
 """
 
 from __future__ import annotations
@@ -66,8 +64,7 @@ def shown_in(place: str, task: str | None = None) -> list[str]:
 
 
 def header(key: str, task: str, threshold: float = math.nan) -> str:
-    """The column header of metric `key` in the report's tables, for runs of `task` whose
-    `sparsity_threshold` is `threshold` (NaN: the runs differ in it)."""
+    """Metric `key`'s column header for runs of `task` whose `sparsity_threshold` is `threshold` (NaN: they differ)."""
     if key == "val/gap" and task == "regression":
         return "gap (val−train loss)"  # a regression's gap is a loss difference, not an accuracy one
     if key == "weights/small_frac" and math.isfinite(threshold):

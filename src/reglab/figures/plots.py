@@ -1,8 +1,5 @@
-"""The report's figures: every function takes `groups` (completed runs by (regularizer, λ), from
-`runs.seed_groups`) and the path to write (its suffix is replaced by each output format); it
-returns the path of the first format written, or None where the figure does not apply (a 10-D
-data set has no decision boundary). Where no regularizer has two λ (`l1_vs_none`), a figure
-against λ is a point chart instead, one column per (regularizer, λ), the seeds drawn as dots.
+"""The report's figures (docs/report.md): each takes `groups` (`runs.seed_groups`) and a path (each format
+replaces its suffix), and returns the first file written, or None where it does not apply.
 """
 
 from __future__ import annotations
@@ -23,19 +20,16 @@ from reglab.figures.style import (
     Groups,
     LambdaAxis,
     band_text,
-    color,
     darker,
     draw_points,
     draw_vs_lambda,
     first_run,
-    hatch,
     is_point_chart,
     label,
     lambda_axis,
     legend_name,
-    linestyle,
     log_y,
-    marker,
+    look,
     new_figure,
     panel_title,
     panels,
@@ -54,16 +48,14 @@ from reglab.tables import format_number
 
 
 def accuracy_vs_lambda(groups: Groups, path: Path) -> Path | None:
-    """Validation (solid) and training (dashed, open markers) score vs λ; a star at each
-    regularizer's best λ. A point chart where no regularizer has two λ."""
+    """Validation (solid) and training (dashed, open markers) score vs λ, a star at each best λ; or a point chart."""
     run = first_run(groups)
     key = run.score
     if is_point_chart(groups):
         specs = [(f"val/{key}", "validation", True), (f"train/{key}", "training", False)]
         with new_figure(figsize=(points_width(groups), 4.8)) as (fig, ax):
             draw_points(ax, groups, [(k, filled) for k, _, filled in specs])
-            ax.set_ylabel(score_label(run))
-            ax.set_title(f"{run.dataset}: {score_label(run)} (mean over seeds)")
+            ax.set(ylabel=score_label(run), title=f"{run.dataset}: {score_label(run)} (mean over seeds)")
             ax.legend(handles=point_legend(specs), fontsize=8, loc="best")
             return save(fig, path)
     axis = lambda_axis(groups)
@@ -75,7 +67,7 @@ def accuracy_vs_lambda(groups: Groups, path: Path) -> Path | None:
             if len(s_val.get(reg, [])) < 2:
                 continue  # one λ is no sweet spot
             mean = float(s_val[reg][s_val[reg][:, 0] == lam][0, 1])
-            ax.plot(axis.x(lam), mean, "*", ms=18, color=color(reg), mec="black", mew=0.8, zorder=5)
+            ax.plot(axis.x(lam), mean, "*", ms=18, color=look(reg).color, mec="black", mew=0.8, zorder=5)
             notes[reg] = f" (best λ={format_number(lam)}: val {mean:.3f})"
         axis.apply(ax)
         ax.set_ylabel(score_label(run))
@@ -92,33 +84,28 @@ def accuracy_vs_lambda(groups: Groups, path: Path) -> Path | None:
 
 
 def gap_vs_lambda(groups: Groups, path: Path) -> Path | None:
-    """Generalization gap (train − val accuracy, or val − train loss) vs λ; a point chart where
-    no regularizer has two λ."""
+    """Generalization gap (train − val accuracy, or val − train loss) vs λ, or a point chart."""
     run = first_run(groups)
     what = "val loss − train loss" if run.task == "regression" else "train accuracy − val accuracy"
-    if is_point_chart(groups):
-        with new_figure(figsize=(points_width(groups), 4.6)) as (fig, ax):
-            ax.axhline(0, color="black", lw=0.8)
+    axis = None if is_point_chart(groups) else lambda_axis(groups)
+    with new_figure(figsize=(points_width(groups), 4.6) if axis is None else (8.5, 5)) as (fig, ax):
+        ax.axhline(0, color="black", lw=0.8)
+        ax.set_ylabel(f"generalization gap ({what})")
+        if axis is None:
             draw_points(ax, groups, [("val/gap", True)])
-            ax.set_ylabel(f"generalization gap ({what})")
             ax.set_title(f"{run.dataset}: generalization gap (mean over seeds)")
             ax.legend(handles=point_legend([("val/gap", "mean", True)]), fontsize=8, loc="best")
-            return save(fig, path)
-    axis = lambda_axis(groups)
-    with new_figure(figsize=(8.5, 5)) as (fig, ax):
-        ax.axhline(0, color="black", lw=0.8)
-        draw_vs_lambda(ax, axis, groups, "val/gap")
-        axis.apply(ax)
-        ax.set_ylabel(f"generalization gap ({what})")
-        ax.set_title(f"{run.dataset}: generalization gap vs λ (mean over seeds, band: {band_text()})", fontsize=10)
-        ax.grid(alpha=0.3)
-        ax.legend(handles=regularizer_handles(groups), fontsize=8, loc="best")
+        else:
+            draw_vs_lambda(ax, axis, groups, "val/gap")
+            axis.apply(ax)
+            ax.set_title(f"{run.dataset}: generalization gap vs λ (mean over seeds, band: {band_text()})", fontsize=10)
+            ax.grid(alpha=0.3)
+            ax.legend(handles=regularizer_handles(groups), fontsize=8, loc="best")
         return save(fig, path)
 
 
 def sparsity_vs_lambda(groups: Groups, path: Path) -> Path | None:
-    """Exact zeros, small weights, L1 and L2 norm of the weight matrices vs λ (a point chart per
-    panel where no regularizer has two λ)."""
+    """Exact zeros, small weights, L1 and L2 norm of the weight matrices vs λ, or point charts."""
     run = first_run(groups)
     threshold = run.sparsity_threshold
     small = f"|w| < {format_number(threshold)}"
@@ -139,8 +126,7 @@ def sparsity_vs_lambda(groups: Groups, path: Path) -> Path | None:
                 draw_vs_lambda(ax, axis, groups, key)
                 axis.apply(ax)
                 ax.grid(alpha=0.3)
-            ax.set_title(title)
-            ax.set_ylabel(ylabel)
+            ax.set(title=title, ylabel=ylabel)
             if log:
                 log_y(ax)
             else:
@@ -156,11 +142,8 @@ def sparsity_vs_lambda(groups: Groups, path: Path) -> Path | None:
 
 
 def regularization_path(groups: Groups, path: Path) -> Path | None:
-    """First-layer L1 norm of each input feature's weights vs λ, one panel per regularizer (a
-    lasso path) for the smallest seed (the seed also draws the data, so the informative features
-    can change with it); the informative features coloured, each with its own marker, the noise
-    features grey. The baseline without regularization stands in at λ = 0 for a regularizer swept
-    without λ = 0."""
+    """First-layer L1 norm of each input's weights vs λ, a panel per regularizer (a lasso path), smallest
+    seed: informative features coloured, noise grey; the unregularized baseline stands in for a missing λ = 0."""
     seed = min(r.seed for runs in groups.values() for r in runs)
     of_seed = {key: r for key, runs in groups.items() for r in runs if r.seed == seed and r.record.get("feature_l1")}
     baseline = next((r for (reg, _), r in of_seed.items() if reg in STRENGTH_UNUSED), None)
@@ -229,8 +212,7 @@ def _boundary(ax: Any, run: Run) -> int:
         train, val = yt == k, yv == k
         ax.scatter(xt[train, 0], xt[train, 1], color=c, s=12, marker=shape, edgecolors="white", linewidths=0.4)
         ax.scatter(xv[val, 0], xv[val, 1], color=c, s=28, marker=shape, edgecolors="black", linewidths=0.8)
-    ax.set_xlim(lo[0], hi[0])
-    ax.set_ylim(lo[1], hi[1])
+    ax.set(xlim=(lo[0], hi[0]), ylim=(lo[1], hi[1]))
     return n_classes
 
 
@@ -246,8 +228,7 @@ def _boundary_legend(n_classes: int) -> list[Line2D]:
 
 
 def decision_boundaries(groups: Groups, path: Path) -> Path | None:
-    """2-D classification only: the decision boundary of each (regularizer, λ), smallest seed,
-    rebuilt from checkpoints/last.ckpt; rows are regularizers, columns λ."""
+    """2-D classification only: the decision boundary of each (regularizer, λ), smallest seed (last.ckpt)."""
     run = first_run(groups)
     if run.task == "regression" or len(run.record.get("feature_l1") or []) != 2:
         return None
@@ -263,12 +244,11 @@ def decision_boundaries(groups: Groups, path: Path) -> Path | None:
         for (reg, lam), runs in groups.items():
             ax = axes[0, regs.index(reg)] if side_by_side else axes[regs.index(reg), lams.index(lam)]
             ax.axis("on")
-            ax.set_xticks([])
-            ax.set_yticks([])
+            ax.set(xticks=[], yticks=[])
             shown = smallest_seed(runs)
             score = f"val {'R²' if shown.score == 'r2' else 'acc'} {shown.metric(f'val/{shown.score}'):.3f}"
             title = f"{legend_name(reg, lam)}\n{score} (seed {shown.seed})"
-            ax.set_title(title, color=darker(color(reg), 0.25), fontsize=10)
+            ax.set_title(title, color=darker(look(reg).color, 0.25), fontsize=10)
             try:
                 n_classes = max(n_classes, _boundary(ax, shown))
             except FileNotFoundError as e:
@@ -292,14 +272,11 @@ def weight_magnitudes(run: Run) -> np.ndarray:
 
 
 def weight_histograms(groups: Groups, path: Path) -> Path | None:
-    """Histogram of |w| per regularizer at its largest λ (smallest seed): log-spaced bins for
-    |w| > 0, exact zeros counted apart on the left. L2 shrinks weights; L1 (proximal) zeroes them."""
-    chosen: dict[str, tuple[float, Run]] = {}
-    for (reg, lam), runs in groups.items():
-        if reg not in chosen or lam > chosen[reg][0]:
-            chosen[reg] = (lam, smallest_seed(runs))
+    """Histogram of |w| per regularizer at its largest λ (smallest seed), exact zeros counted apart on the left."""
     magnitudes: dict[str, tuple[float, np.ndarray]] = {}
-    for reg, (lam, run) in chosen.items():
+    for reg in regularizers_of(groups):
+        lam = max(strength for r, strength in groups if r == reg)
+        run = smallest_seed(groups[(reg, lam)])
         try:
             magnitudes[reg] = (lam, weight_magnitudes(run))
         except FileNotFoundError as e:
@@ -313,25 +290,20 @@ def weight_histograms(groups: Groups, path: Path) -> Path | None:
     run = first_run(groups)
     with new_figure(1, 2, figsize=(11, 5), sharey=True, gridspec_kw={"width_ratios": [1, 5]}) as (fig, (az, ah)):
         for i, (reg, (lam, w)) in enumerate(magnitudes.items()):
-            c = color(reg)
+            c = look(reg).color
             zeros = int((w == 0).sum())
-            az.bar(i, zeros, facecolor=to_rgba(c, 0.6), edgecolor=darker(c, 0.3), hatch=hatch(reg), width=0.7)
+            az.bar(i, zeros, facecolor=to_rgba(c, 0.6), edgecolor=darker(c, 0.3), hatch=look(reg).hatch, width=0.7)
             offset = {"xytext": (0, 2), "textcoords": "offset points"}
             az.annotate(f"{zeros}", (i, max(zeros, 1)), **offset, ha="center", fontsize=8)
             text = f"{legend_name(reg, lam)} ({zeros} exact zeros, {zeros / len(w):.2%})"
-            ah.hist(w[w > 0], bins=bins, histtype="step", lw=2, ls=linestyle(reg), color=c, label=text)
-        az.set_yscale("log")
-        az.set_ylim(bottom=0.8)
+            ah.hist(w[w > 0], bins=bins, histtype="step", lw=2, ls=look(reg).linestyle, color=c, label=text)
+        az.set(yscale="log", ylim=(0.8, None), title="w = 0 exactly", ylabel="number of weights (log scale)")
         az.set_xticks(range(len(magnitudes)), [label(reg) for reg in magnitudes], rotation=45, ha="right")
-        az.set_title("w = 0 exactly")
-        az.set_ylabel("number of weights (log scale)")
-        ah.set_xscale("log")
+        ah.set(xscale="log", xlabel="|w| (log-spaced bins)", title="|w| > 0")
         threshold = run.sparsity_threshold
         if math.isfinite(threshold) and threshold > 0:
             text = f'|w| = {format_number(threshold)} ("small" below)'
             ah.axvline(threshold, color="0.3", ls=(0, (1, 2)), lw=1, label=text)
-        ah.set_xlabel("|w| (log-spaced bins)")
-        ah.set_title("|w| > 0")
         ah.legend(fontsize=8, loc="upper left")
         ah.grid(alpha=0.3)
         which = "largest λ of each regularizer" if len(groups) > 1 else f"seed {run.seed}"
@@ -340,9 +312,8 @@ def weight_histograms(groups: Groups, path: Path) -> Path | None:
 
 
 def learning_curves(groups: Groups, path: Path) -> Path | None:
-    """Training (dashed) and validation (solid) data loss per epoch, from metrics.csv: per
-    regularizer its best λ (by mean validation score, plain line) and its largest λ (darker, with
-    markers), smallest seed."""
+    """Training (dashed) and validation (solid) data loss per epoch (metrics.csv), smallest seed: per
+    regularizer its best λ by mean validation score (plain) and its largest λ (darker, with markers)."""
     run = first_run(groups)
     best = best_strengths(groups, f"val/{run.score}")
     picks: dict[str, list[tuple[str, Run]]] = {}
@@ -365,8 +336,8 @@ def learning_curves(groups: Groups, path: Path) -> Path | None:
             for i, (text, shown) in enumerate(shown_runs):
                 rows = rundir.read_metrics_csv(shown.path)
                 epochs = [r["epoch"] + 1 for r in rows]
-                c = color(reg) if i == 0 else darker(color(reg))
-                style = {"marker": marker(reg), "ms": 4, "markevery": max(1, len(rows) // 8)} if i else {}
+                c = look(reg).color if i == 0 else darker(look(reg).color)
+                style = {"marker": look(reg).marker, "ms": 4, "markevery": max(1, len(rows) // 8)} if i else {}
                 for split, ls, lw in (("val", "-", 1.8), ("train", "--", 1.4)):
                     losses = [r.get(f"{split}/loss", math.nan) for r in rows]
                     ax.plot(epochs, losses, ls, color=c, lw=lw, label=f"{split} {text}", **style)

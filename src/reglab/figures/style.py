@@ -1,13 +1,5 @@
-"""How every figure looks and is written: the regularizers' colours, markers, line styles and
-hatching, the output (formats, dpi, band over seeds), the bands themselves, the λ axis, and the
-primitives the sweep's figures are drawn with (`reglab.figures` draws them).
-
-A regularizer has the same colour, marker, line style and hatching in every figure, so that a
-figure printed in grayscale still tells them apart, and its human name ("Elastic net") in every
-legend. Over seeds, a point is the mean and its band or error bar the 95% confidence interval of
-the mean (Student t, `runs.mean_ci`; `band="minmax"`: the smallest and largest seed), with the
-number of seeds n shown. λ is on a log axis with λ = 0 drawn at the left, a tenth of the smallest
-λ > 0.
+"""How every figure looks and is written: each regularizer's look, the output, the bands over seeds, the λ axis
+and the primitives `reglab.figures.plots` draws with; docs/report.md says what a reader sees.
 """
 
 from __future__ import annotations
@@ -45,8 +37,7 @@ BANDS = ("ci", "minmax")
 
 
 class Style(NamedTuple):
-    """A regularizer's look: its name in a figure (tables keep the config's names), its colour, and
-    the marker, dashes and hatching that tell it apart without colour (a figure printed in grayscale)."""
+    """A regularizer's name in figures, colour, and the marker, dashes and hatching that tell it apart in grayscale."""
 
     label: str
     color: str
@@ -64,8 +55,6 @@ STYLES = {
     "l2":           Style("L2",                       "tab:blue",   "P", (0, (3, 1.5)),           "---"),
     "weight_decay": Style("Weight decay (decoupled)", "tab:cyan",   "X", (0, (4, 1, 1, 1, 1, 1)), "+++"),
 }  # fmt: skip
-LABELS = {reg: style.label for reg, style in STYLES.items()}
-COLORS = {reg: style.color for reg, style in STYLES.items()}
 MARKERS = {reg: style.marker for reg, style in STYLES.items()}
 LINESTYLES = {reg: style.linestyle for reg, style in STYLES.items()}
 HATCHES = {reg: style.hatch for reg, style in STYLES.items()}
@@ -80,30 +69,18 @@ VECTOR_TEXT: Any = {"pdf.fonttype": 42, "ps.fonttype": 42, "svg.fonttype": "none
 METADATA: dict[str, dict[str, Any]] = {"png": {}, "pdf": {"CreationDate": None}, "svg": {"Date": None}}  # reproducible
 
 
-def _pick(table: dict[str, Any], spare: Sequence[Any], regularizer: str) -> Any:
-    return table[regularizer] if regularizer in table else spare[crc32(regularizer.encode()) % len(spare)]
-
-
-def color(regularizer: str) -> str:
-    """The regularizer's colour, the same in every figure (a name not in COLORS gets a fixed spare)."""
-    return _pick(COLORS, SPARE_COLORS, regularizer)
-
-
-def marker(regularizer: str) -> str:
-    return _pick(MARKERS, SPARE_MARKERS, regularizer)
-
-
-def linestyle(regularizer: str) -> Any:
-    return _pick(LINESTYLES, SPARE_LINESTYLES, regularizer)
-
-
-def hatch(regularizer: str) -> str:
-    return _pick(HATCHES, SPARE_HATCHES, regularizer)
+def look(regularizer: str) -> Style:
+    """The regularizer's `Style`, the same in every figure; a name not in STYLES is its own label, with spares."""
+    if regularizer in STYLES:
+        return STYLES[regularizer]
+    h = crc32(regularizer.encode())
+    spares = (SPARE_COLORS, SPARE_MARKERS, SPARE_LINESTYLES, SPARE_HATCHES)
+    return Style(regularizer, *(spare[h % len(spare)] for spare in spares))
 
 
 def label(regularizer: str) -> str:
     """The regularizer's name in a figure: "Elastic net" for `elastic_net`; an unknown name as it is."""
-    return LABELS.get(regularizer, regularizer)
+    return look(regularizer).label
 
 
 def legend_name(regularizer: str, lam: float) -> str:
@@ -111,16 +88,13 @@ def legend_name(regularizer: str, lam: float) -> str:
     return label(regularizer) if regularizer in STRENGTH_UNUSED else f"{label(regularizer)}, λ={format_number(lam)}"
 
 
-def darker(c: Any, amount: float = 0.45) -> tuple[float, float, float]:
-    r, g, b = to_rgb(c)
-    return (r * (1 - amount), g * (1 - amount), b * (1 - amount))
+def darker(c: Any, amount: float = 0.45) -> tuple[float, ...]:
+    return tuple(channel * (1 - amount) for channel in to_rgb(c))
 
 
-# Output: formats, resolution, band -----------------------------------------------------------
 @dataclass(frozen=True)
 class Output:
-    """How the figures are written: `formats` (png, pdf, svg; each figure in every one), `dpi` of
-    the raster parts, and the `band` over seeds: "ci" (95% CI of the mean) or "minmax"."""
+    """How the figures are written: each in every one of `formats`, at `dpi`, with `band` ("ci" or "minmax")."""
 
     formats: tuple[str, ...] = ("png",)
     dpi: int = DPI
@@ -166,8 +140,7 @@ def new_figure(*args: Any, **kwargs: Any) -> Iterator[tuple[plt.Figure, Any]]:
 
 @contextmanager
 def panels(n: int, max_columns: int, size: tuple[float, float]) -> Iterator[tuple[plt.Figure, Any]]:
-    """A figure of `n` panels of `size` inches sharing their y axis, in rows of at most `max_columns`;
-    `axes` is 2-D, the panels past the n-th switched off."""
+    """`n` panels of `size` inches sharing their y axis, in rows of `max_columns`; `axes` 2-D, spares off."""
     ncols = min(max_columns, n)
     nrows = math.ceil(n / ncols)
     with new_figure(nrows, ncols, figsize=(size[0] * ncols, size[1] * nrows), squeeze=False, sharey=True) as fig_axes:
@@ -178,7 +151,7 @@ def panels(n: int, max_columns: int, size: tuple[float, float]) -> Iterator[tupl
 
 def panel_title(ax: Any, regularizer: str) -> None:
     """A panel of one regularizer: its name in bold, in a darker shade of its colour."""
-    ax.set_title(label(regularizer), color=darker(color(regularizer), 0.2), fontweight="bold")
+    ax.set_title(label(regularizer), color=darker(look(regularizer).color, 0.2), fontweight="bold")
 
 
 def smallest_seed(runs: Sequence[Run]) -> Run:
@@ -210,16 +183,14 @@ def score_label(run: Run) -> str:
     return "R²" if run.score == "r2" else "accuracy"
 
 
-# Bands over seeds ------------------------------------------------------------------------------
 def band_text(band: str | None = None) -> str:
     band = band or _output.band
     return "95% CI of the mean over seeds (Student t)" if band == "ci" else "min–max over seeds"
 
 
 def seed_band(x: np.ndarray, band: str | None = None) -> tuple[float, float, float, int]:
-    """(mean, low, high, n) of the finite values of `x`: the band is the 95% confidence interval of
-    the mean, mean ± t(0.975, n − 1)·s/√n (`runs.mean_ci`), or with band="minmax" the smallest
-    and largest value. One value has no spread: low = high = mean."""
+    """(mean, low, high, n) of the finite values of `x`: low, high the 95% CI of the mean (`runs.mean_ci`),
+    or with band="minmax" the smallest and largest value. One value has no spread: low = high = mean."""
     band = band or _output.band
     x = np.asarray(x, dtype=float)
     x = x[np.isfinite(x)]
@@ -243,8 +214,7 @@ def series(groups: Groups, key: str, band: str | None = None) -> dict[str, np.nd
 
 
 def _n_text(groups: Groups, reg: str) -> str:
-    """n = seeds per point of a regularizer: "n=5", or "n=5 (fewer where marked)" when some of its
-    points have fewer seeds (each of those is labelled with its own n)."""
+    """Seeds per point of a regularizer: "n=5", or "n=5 (fewer where marked)" where some points have fewer."""
     counts = sorted({len(runs) for (r, _), runs in groups.items() if r == reg})
     return f"n={counts[-1]}" if len(counts) == 1 else f"n={counts[-1]} (fewer where marked)"
 
@@ -256,8 +226,7 @@ def is_point_chart(groups: Groups) -> bool:
 
 
 class LambdaAxis:
-    """A log λ axis that also shows λ = 0: at a tenth of the smallest λ > 0, labelled "0",
-    with a dotted line where the axis breaks."""
+    """A log λ axis that shows λ = 0 at a tenth of the smallest λ > 0, a dotted line where the axis breaks."""
 
     def __init__(self, lams: Sequence[float]) -> None:
         positive = sorted({lam for lam in lams if lam > 0})
@@ -270,8 +239,7 @@ class LambdaAxis:
 
     def apply(self, ax: Any) -> None:
         lo, hi = self.positive[0], self.positive[-1]
-        ax.set_xscale("log")
-        ax.set_xlim((self.zero if self.has_zero else lo) / 2, hi * 2)
+        ax.set(xscale="log", xlim=((self.zero if self.has_zero else lo) / 2, hi * 2))
         if len(self.positive) <= 6:  # few λ: a tick at each, as the user wrote it
             ticks, labels = list(self.positive), [format_number(lam) for lam in self.positive]
         else:
@@ -293,25 +261,24 @@ def lambda_axis(groups: Groups) -> LambdaAxis:
 
 def _band_style(reg: str) -> dict[str, Any]:
     """A band: the regularizer's colour, light, hatched in its pattern (readable in grayscale)."""
-    c = color(reg)
-    return {"facecolor": to_rgba(c, 0.12), "edgecolor": to_rgba(c, 0.45), "hatch": hatch(reg), "lw": 0}
+    c = look(reg).color
+    return {"facecolor": to_rgba(c, 0.12), "edgecolor": to_rgba(c, 0.45), "hatch": look(reg).hatch, "lw": 0}
 
 
 def draw_vs_lambda(
     ax: Any, axis: LambdaAxis, groups: Groups, key: str, ls: Any = None, hollow: bool = False, band: bool = True
 ) -> None:
-    """Mean over seeds per regularizer against λ, its band over seeds around it; a regularizer
-    without λ is a horizontal baseline. `ls`: one line style for every regularizer (e.g. dashed
-    for training), else each regularizer's own; `hollow`: open markers."""
+    """Mean over seeds per regularizer against λ with its band (a regularizer without λ: a horizontal
+    baseline). `ls`: one line style for all (dashed for training), else each one's own; `hollow`: open markers."""
     for reg, s in series(groups, key).items():
-        c, style = color(reg), linestyle(reg) if ls is None else ls
+        c, style = look(reg).color, look(reg).linestyle if ls is None else ls
         if reg in STRENGTH_UNUSED:
             ax.axhline(s[0, 1], color=c, ls=style, lw=1.5)
             if band and s[0, 3] > s[0, 2]:
                 ax.axhspan(s[0, 2], s[0, 3], **_band_style(reg))
             continue
         x = [axis.x(lam) for lam in s[:, 0]]
-        ax.plot(x, s[:, 1], ls=style, marker=marker(reg), ms=5, color=c, mfc="white" if hollow else c, mec=c)
+        ax.plot(x, s[:, 1], ls=style, marker=look(reg).marker, ms=5, color=c, mfc="white" if hollow else c, mec=c)
         if band and len(x) > 1:
             ax.fill_between(x, s[:, 2], s[:, 3], **_band_style(reg))
         elif band:
@@ -330,22 +297,21 @@ def regularizer_handles(
     handles = []
     for reg in regularizers_of(groups):
         name = f"{label(reg)} (no λ: baseline)" if reg in STRENGTH_UNUSED else label(reg) + notes.get(reg, "")
-        ls = linestyle(reg) if own_linestyle else "-"
-        shape = "" if reg in STRENGTH_UNUSED else marker(reg)
+        ls = look(reg).linestyle if own_linestyle else "-"
+        shape = "" if reg in STRENGTH_UNUSED else look(reg).marker
         text = f"{name}, {_n_text(groups, reg)}"
-        handles.append(Line2D([], [], color=color(reg), ls=ls, marker=shape, lw=2, label=text))
+        handles.append(Line2D([], [], color=look(reg).color, ls=ls, marker=shape, lw=2, label=text))
     return handles
 
 
 def draw_points(ax: Any, groups: Groups, specs: Sequence[tuple[str, bool]]) -> None:
-    """A point chart: one column per (regularizer, λ), for each (key, filled) of `specs` the mean
-    over seeds as the regularizer's marker (open if not `filled`) with its band as an error bar,
-    and every seed as a small dot beside it."""
+    """A point chart: a column per (regularizer, λ), for each (key, filled) of `specs` the mean over seeds as
+    the regularizer's marker (open if not `filled`) with its band as an error bar, each seed a dot beside it."""
     cats = list(groups)
     width = 0.56 / max(len(specs), 1)
     rng = np.random.default_rng(0)  # the same jitter every time
     for i, (reg, lam) in enumerate(cats):
-        c = color(reg)
+        c = look(reg).color
         for j, (key, filled) in enumerate(specs):
             v = values(groups[(reg, lam)], key)
             mean, low, high, _ = seed_band(v)
@@ -359,7 +325,7 @@ def draw_points(ax: Any, groups: Groups, specs: Sequence[tuple[str, bool]]) -> N
             bar = [[mean - low], [high - mean]]
             ax.errorbar(x, mean, yerr=bar, fmt="none", ecolor=edge, elinewidth=1.6, capsize=5, zorder=3)
             face = c if filled else "white"
-            ax.plot(x, mean, ls="", marker=marker(reg), ms=9, color=c, mfc=face, mec=edge, mew=1.5, zorder=4)
+            ax.plot(x, mean, ls="", marker=look(reg).marker, ms=9, color=c, mfc=face, mec=edge, mew=1.5, zorder=4)
     lam_lines = ["" if reg in STRENGTH_UNUSED else f"\nλ={format_number(lam)}" for reg, lam in cats]
     ticks = [f"{label(reg)}{lam_line}\nn={len(groups[(reg, lam)])}" for (reg, lam), lam_line in zip(cats, lam_lines)]
     ax.set_xticks(range(len(cats)), ticks)
@@ -369,15 +335,12 @@ def draw_points(ax: Any, groups: Groups, specs: Sequence[tuple[str, bool]]) -> N
 
 def point_legend(specs: Sequence[tuple[str, str, bool]]) -> list[Line2D]:
     """Handles for a point chart: what a filled and an open marker mean, the seeds, the bars."""
-    handles = [
+    means = [
         Line2D([], [], ls="", marker="o", ms=8, color="0.3", mfc="0.3" if filled else "white", label=text)
         for _, text, filled in specs
     ]
-    handles += [
-        Line2D([], [], ls="", marker=".", ms=6, color="0.45", label="one seed"),
-        Line2D([], [], ls="-", color="black", marker="_", ms=10, label=f"error bar: {band_text()}"),
-    ]
-    return handles
+    seed = Line2D([], [], ls="", marker=".", ms=6, color="0.45", label="one seed")
+    return [*means, seed, Line2D([], [], ls="-", color="black", marker="_", ms=10, label=f"error bar: {band_text()}")]
 
 
 def log_y(ax: Any) -> None:

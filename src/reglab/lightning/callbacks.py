@@ -26,10 +26,8 @@ if TYPE_CHECKING:
 class MetricsHistory(Callback):
     """One row per evaluated epoch and member, kept on the host (one transfer per epoch) and
     written as each member's `metrics.csv` every `write_every_n_epochs` epochs, at the end and on
-    an exception. Saved in checkpoints, so a resumed run's CSV continues the interrupted one's.
-
-    A member that diverged has its rows up to and including the epoch it diverged at.
-    """
+    an exception; a diverged member's rows end at the epoch it diverged at. Saved in checkpoints,
+    so a resumed run's CSV continues the interrupted one's."""
 
     def __init__(self, run_dirs: Sequence[str | Path] = (), write_every_n_epochs: int = 50) -> None:
         if not isinstance(write_every_n_epochs, int) or write_every_n_epochs < 1:
@@ -98,10 +96,9 @@ class MetricsHistory(Callback):
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Checkpoints written whole or not at all, in the target's own directory (a temporary file
-    beside it, fsync, rename): never through the system temp dir, where a move across file
-    systems is a copy that a full disk or a kill can leave truncated. The previous checkpoint
-    stays in place until the new one is complete."""
+    """Checkpoints written whole or not at all, through a temporary file beside the target (fsync,
+    rename), never the system temp dir, where a move across file systems is a copy that a full disk
+    or a kill can leave truncated."""
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
         buffer = io.BytesIO()
@@ -117,7 +114,7 @@ class EpochProgressBar(ProgressBar):
     def __init__(self, show: Sequence[str] | None = None) -> None:
         super().__init__()
         self.show = tuple(shown_in("bar") if show is None else show)
-        self.bar: tqdm | None = None
+        self.bar: Any = None  # while training
         self._enabled = True
 
     def disable(self) -> None:
@@ -128,29 +125,59 @@ class EpochProgressBar(ProgressBar):
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self._enabled and trainer.is_global_zero:
-            self.bar = tqdm(
-                total=trainer.max_epochs,
-                initial=trainer.current_epoch,
-                desc="epochs",
-                dynamic_ncols=True,
-                mininterval=0.5,
-            )
+            self._open(trainer)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.bar is None:
             return
-        if self.bar.n == 0 or self.bar.n % 10 == 0:  # means over members cost a sync: not every epoch
+        if trainer.current_epoch % 10 == 0:  # means over members cost a sync: not every epoch
             metrics = cast("RegLabModule", pl_module).epoch_metrics
             means = {key: float(metrics[key].nanmean()) for key in self.show if key in metrics}
-            # A narrow bar: "tr/acc" for train/acc.
-            short = {f"{key.split('/')[0][:2]}/{key.split('/')[1]}": v for key, v in means.items()}
-            self.bar.set_postfix({k: f"{v:.4f}" for k, v in short.items() if math.isfinite(v)}, refresh=False)
-        self.bar.update(1)
+            self._show({key: v for key, v in means.items() if math.isfinite(v)})
+        self._advance()
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.bar is not None:
-            self.bar.close()
+            self._close()
             self.bar = None
+
+    def _open(self, trainer: L.Trainer) -> None:
+        # a resumed run's bar starts where it stopped
+        self.bar = tqdm(
+            total=trainer.max_epochs, initial=trainer.current_epoch, desc="epochs", dynamic_ncols=True, mininterval=0.5
+        )
+
+    def _show(self, means: dict[str, float]) -> None:
+        short = {f"{key.split('/')[0][:2]}/{key.split('/')[1]}": v for key, v in means.items()}  # "tr/acc"
+        self.bar.set_postfix({key: f"{v:.4f}" for key, v in short.items()}, refresh=False)
+
+    def _advance(self) -> None:
+        self.bar.update(1)
+
+    def _close(self) -> None:
+        self.bar.close()
+
+
+class RichEpochProgressBar(EpochProgressBar):
+    """`EpochProgressBar` drawn by rich (Lightning's `RichProgressBar` counts batches, and a reglab
+    epoch is one Lightning batch): epochs, elapsed and remaining time, the latest metrics."""
+
+    def _open(self, trainer: L.Trainer) -> None:
+        from rich import progress as rp
+
+        clock = (rp.MofNCompleteColumn(), rp.TimeElapsedColumn(), rp.TimeRemainingColumn())
+        self.bar = rp.Progress(rp.TextColumn("epochs"), rp.BarColumn(), *clock, rp.TextColumn("{task.fields[metrics]}"))
+        self.bar.start()
+        self.task = self.bar.add_task("epochs", total=trainer.max_epochs, completed=trainer.current_epoch, metrics="")
+
+    def _show(self, means: dict[str, float]) -> None:
+        self.bar.update(self.task, metrics="  ".join(f"{key} {v:.4f}" for key, v in means.items()))
+
+    def _advance(self) -> None:
+        self.bar.advance(self.task)
+
+    def _close(self) -> None:
+        self.bar.stop()
 
 
 class _PerMemberMonitor(Callback):
@@ -180,10 +207,8 @@ class _PerMemberMonitor(Callback):
             self.best_value = torch.full_like(value, worst)
             self.best_epoch = torch.full(value.shape, -1, dtype=torch.long, device=value.device)
         self.best_value, self.best_epoch = self.best_value.to(value.device), self.best_epoch.to(value.device)
-        if self.mode == "min":
-            improved = value < self.best_value - self.min_delta
-        else:
-            improved = value > self.best_value + self.min_delta
+        minimize = self.mode == "min"
+        improved = value < self.best_value - self.min_delta if minimize else value > self.best_value + self.min_delta
         improved &= torch.isfinite(value)
         self.best_value = torch.where(improved, value, self.best_value)
         self.best_epoch = torch.where(improved, trainer.current_epoch, self.best_epoch)
@@ -198,11 +223,9 @@ class _PerMemberMonitor(Callback):
 
 class EarlyStopping(_PerMemberMonitor):
     """Lightning's `EarlyStopping`, per member: a member stops improving once `monitor` has not
-    beaten its best by more than `min_delta` for `patience` evaluations in a row (evaluations, not
-    epochs: see `trainer.check_val_every_n_epoch`). Training stops when every member has stopped
-    improving or diverged. Members are not frozen meanwhile: in a stack of K > 1, a member can
-    train past its own stopping point; its metrics.json records that point (`early_stopping`),
-    and `callbacks=early_stopping` also keeps each member's best weights (best.ckpt)."""
+    beaten its best by more than `min_delta` for `patience` evaluations (not epochs) in a row.
+    Training stops when every member has stopped improving or diverged; until then a member trains
+    on, and its metrics.json records its stopping point (`early_stopping`)."""
 
     def __init__(
         self, monitor: str = "val/loss", mode: str = "min", patience: int = 10, min_delta: float = 0.0
@@ -247,11 +270,9 @@ class EarlyStopping(_PerMemberMonitor):
 
 
 class BestCheckpoint(_PerMemberMonitor):
-    """Each member's weights at its best evaluation by `monitor`, kept on the device (a copy of the
-    weights, updated where a member improved) and written by `reglab.fit` when training ends as
-    the member's `checkpoints/best.ckpt` beside last.ckpt: a weights-only checkpoint (no optimizer
-    state, as Lightning's `ModelCheckpoint(save_weights_only=True)`) that
-    `RegLabModule.load_from_checkpoint` and `reglab.load_run(run_dir, checkpoint="best")` read.
+    """Each member's weights at its best evaluation by `monitor`, kept on the device and written by
+    `reglab.fit` at the end as its weights-only `checkpoints/best.ckpt` (as `ModelCheckpoint(
+    save_weights_only=True)`), which `reglab.load_run(run_dir, checkpoint="best")` reads.
     metrics.json records the best epoch and its metrics under `best`."""
 
     def __init__(self, monitor: str = "val/loss", mode: str = "min") -> None:
@@ -289,44 +310,3 @@ class BestCheckpoint(_PerMemberMonitor):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         super().load_state_dict(state_dict)
         self.weights = dict(state_dict["weights"])
-
-
-class RichEpochProgressBar(EpochProgressBar):
-    """`EpochProgressBar` drawn by rich (Lightning's `RichProgressBar` counts batches, and a reglab
-    epoch is one Lightning batch): epochs, elapsed and remaining time, the latest metrics."""
-
-    def __init__(self, show: Sequence[str] | None = None) -> None:
-        super().__init__(show)
-        self.rich: Any = None  # rich.progress.Progress while training
-        self.task: Any = None
-
-    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-
-        if self._enabled and trainer.is_global_zero:
-            clock = (MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
-            self.rich = Progress(TextColumn("epochs"), BarColumn(), *clock, TextColumn("{task.fields[metrics]}"))
-            self.rich.start()
-            done = trainer.current_epoch  # a resumed run's bar starts where it stopped
-            self.task = self.rich.add_task("epochs", total=trainer.max_epochs, completed=done, metrics="")
-
-    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self.rich is None:
-            return
-        if trainer.current_epoch % 10 == 0:
-            metrics = cast("RegLabModule", pl_module).epoch_metrics
-            shown = {k: float(metrics[k].nanmean()) for k in self.show if k in metrics}
-            self.rich.update(self.task, metrics="  ".join(f"{k} {v:.4f}" for k, v in shown.items() if math.isfinite(v)))
-        self.rich.advance(self.task)
-
-    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if self.rich is not None:
-            self.rich.stop()
-            self.rich = None

@@ -6,7 +6,6 @@ data are exactly those its K = 1 run with its seed would see.
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Sequence
 
 import lightning as L
@@ -17,50 +16,37 @@ from torch import Tensor
 from reglab.science import datasets
 
 
-class EpochPermutation:
-    """Sample order for one epoch, a function of (seed, epoch) only, so a resumed run sees
-    the same batches as an uninterrupted one."""
-
-    def __init__(self, n: int, shuffle: bool, seed: int) -> None:
-        self.n, self.shuffle, self.seed, self.epoch = n, shuffle, seed, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def indices(self) -> Tensor:
-        if not self.shuffle:
-            return torch.arange(self.n)
-        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
-        return torch.randperm(self.n, generator=generator)
-
-
 class EpochOrders:
-    """The training "loader": one item per epoch, the sample order of each distinct seed, [S, n].
+    """The training "loader": one item per epoch, the sample order of each distinct seed, [S, n]: a
+    function of (seed, epoch) only, so a resumed run sees the same batches as an uninterrupted one.
 
     Lightning calls `sampler.set_epoch(epoch)` before every epoch, as for a DistributedSampler."""
 
     def __init__(self, n: int, shuffle: bool, seeds: Sequence[int]) -> None:
-        self.permutations = [EpochPermutation(n, shuffle, s) for s in seeds]
+        self.n, self.shuffle, self.seeds, self.epoch = n, shuffle, list(seeds), 0
         self.sampler = self
         self.batch_sampler = None  # read by Lightning's checks for DataLoader-like objects
 
     def set_epoch(self, epoch: int) -> None:
-        for p in self.permutations:
-            p.set_epoch(epoch)
+        self.epoch = epoch
 
     def __len__(self) -> int:
         return 1
 
     def __iter__(self):
-        yield torch.stack([p.indices() for p in self.permutations])
+        yield torch.stack([self._order(seed) for seed in self.seeds])
+
+    def _order(self, seed: int) -> Tensor:
+        if not self.shuffle:
+            return torch.arange(self.n)
+        return torch.randperm(self.n, generator=torch.Generator().manual_seed(seed * 1_000_003 + self.epoch))
 
 
 def check_split(split: object) -> None:
-    """Refuse a `data.split` that is not three fractions [train, val, test] >= 0 summing to at most 1,
-    or that leaves no training or validation set (the sizes are checked once the data are loaded)."""
+    """Refuse a `data.split` not three fractions [train, val, test] >= 0, summing to <= 1, train and val > 0."""
     if not isinstance(split, Sequence) or isinstance(split, str):
         raise ValueError(f"data.split={split!r} must be three fractions [train, val, test]")
-    if not (len(split) == 3 and all(_is_number(f) for f in split)):
+    if not (len(split) == 3 and all(datasets.is_number(f) for f in split)):
         raise ValueError(f"data.split={list(split)} must be three fractions [train, val, test]")
     fractions = list(split)
     if not (all(f >= 0 for f in fractions) and sum(fractions) <= 1 + 1e-9):
@@ -73,7 +59,7 @@ def check_split(split: object) -> None:
 
 def check_label_noise(label_noise: object, name: str) -> None:
     """Refuse a `data.label_noise` outside [0, 1), or any on a regression data set."""
-    if not _is_number(label_noise):
+    if not datasets.is_number(label_noise):
         raise ValueError(f"data.label_noise={label_noise!r} is not a number")
     value = float(label_noise)  # type: ignore[arg-type]
     if not 0 <= value < 1:
@@ -82,18 +68,10 @@ def check_label_noise(label_noise: object, name: str) -> None:
         raise ValueError(f"data.label_noise={value} needs class labels; data set {name!r} is a regression")
 
 
-def _is_number(value: object) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool)
-
-
 class RegLabDataModule(L.LightningDataModule):
     """One data set from `reglab.science.datasets`, split, standardised and moved to the device,
-    for members with the seeds `seed` (an int for every member, or one per member).
-
-    `tensors[split]` holds the distinct seeds' splits stacked, x [S, n, d] and y [S, n];
-    `inputs(split)` gives them per member: [n, d] shared when every member has the same data,
-    else [K, n, d].
-    """
+    for members with the seeds `seed` (an int for every member, or one per member). `tensors[split]`
+    holds the distinct seeds' splits stacked, x [S, n, d] and y [S, n]; `inputs(split)` per member."""
 
     def __init__(
         self,
@@ -111,8 +89,7 @@ class RegLabDataModule(L.LightningDataModule):
             not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1
         ):
             raise ValueError(f"data.batch_size={batch_size!r} must be an integer >= 1, or null for full batch")
-        self.name, self.split, self.dataset_kwargs = name, tuple(split), dataset_kwargs
-        self.label_noise = label_noise
+        self.name, self.split, self.label_noise, self.dataset_kwargs = name, tuple(split), label_noise, dataset_kwargs
         self.seeds = [seed] if isinstance(seed, int) else [int(s) for s in seed]
         self.distinct = list(dict.fromkeys(self.seeds))
         self.data = {s: datasets.load(name, self.split, label_noise, s, **dataset_kwargs) for s in self.distinct}

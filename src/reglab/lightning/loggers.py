@@ -1,16 +1,9 @@
 """W&B: one run per member, live, offline unless the user opted in, never blocking.
 
-`WandbRuns` is a callback: it starts every member's W&B run when training starts (the W&B
-service is started once per process) and logs each member's row of the epoch's metrics, which
-`MetricsHistory` has already moved to the host. An online start that fails falls back to
-offline once per process and remembers it for the process's other runs.
-
-What a member's run holds (README, "W&B"): its config (the resolved config, with `regularizer`,
-`strength`, `seed`, `dataset` and every swept key at the top level), a name that says what
-differs (`l1 λ=1e-3 s0`), its group (the study's `name`) and job type `train`; per evaluated
-epoch its metrics against `epoch`, per-layer weight histograms every N epochs; at the end its
-summary (final metrics, best validation score and its epoch), its figures as images and, if asked,
-its checkpoint as a model artifact.
+`WandbRuns` is a callback: it starts every member's W&B run when training starts and logs each
+member's row of the epoch's metrics, which `MetricsHistory` has already moved to the host. An
+online start that fails falls back to offline, for the process's other runs too. What a member's
+run holds: README, "W&B". `TensorBoardRuns` writes the same per member as TensorBoard files.
 """
 
 from __future__ import annotations
@@ -51,9 +44,8 @@ OFFLINE_INIT_TIMEOUT_S = 120.0  # an offline start waits only for the local W&B 
 
 
 def start_run(mode: str | None = None, init_timeout_s: float = 15.0, **kwargs: Any) -> Any:
-    """`wandb.init(**kwargs)` in `mode`; an online start that fails (or takes longer than
-    `init_timeout_s`) continues offline, with one warning. An offline start has no server to wait
-    for, only W&B's local service, and is given `OFFLINE_INIT_TIMEOUT_S` however busy the machine."""
+    """`wandb.init(**kwargs)` in `mode`; an online start that fails (or takes longer than `init_timeout_s`)
+    continues offline, with one warning. An offline start waits up to `OFFLINE_INIT_TIMEOUT_S`."""
     global _online_failed
     import wandb
 
@@ -81,8 +73,7 @@ def start_run(mode: str | None = None, init_timeout_s: float = 15.0, **kwargs: A
 
 
 def layer_weights(pl_module: L.LightningModule) -> dict[str, Any]:
-    """Each linear layer's weight matrices on the host, [K, out·in] per layer: one copy for every
-    member's histogram."""
+    """Each linear layer's weights on the host, [K, out·in]: one copy for every member's histogram."""
     layers = pl_module.model.linear_layers().items()  # type: ignore[union-attr,operator]
     return {name: layer.weight.detach().flatten(1).cpu().numpy() for name, layer in layers}
 
@@ -121,8 +112,7 @@ def run_name(config: dict[str, Any], swept: dict[str, Any]) -> str:
 
 def _hydra_swept() -> tuple[dict[str, str], set[str]]:
     """(the job's command-line overrides as {key: value}, the keys its Hydra multirun sweeps: the
-    sweeper's `params` and the sweep overrides (`optimizer.lr=1e-3,1e-2`) of the multirun's command
-    line, which the sweeper saved in <sweep dir>/multirun.yaml)."""
+    sweeper's `params` and the sweep overrides (`optimizer.lr=1e-3,1e-2`) in <sweep dir>/multirun.yaml)."""
     from hydra.core.hydra_config import HydraConfig
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from omegaconf import OmegaConf
@@ -152,11 +142,9 @@ def _hydra_swept() -> tuple[dict[str, str], set[str]]:
 class WandbRuns(Callback):
     """One W&B run per member, logged every evaluated epoch with `epoch` as the x-axis.
 
-    The driver calls `attach` with the members (names, run directories, configs) before fit, and
-    `finish` with their records after it. Run ids are drawn when a member starts training and kept
-    in the checkpoint: a resumed run continues its W&B run; training again (`force=true`) starts a
-    new one. Under `wandb agent` a single run takes the id the agent gave it (WANDB_RUN_ID).
-
+    The driver calls `attach` with the members before fit, and `finish` with their records after
+    it. Run ids are kept in the checkpoint: a resumed run continues its W&B run; training again
+    (`force=true`) starts a new one. Under `wandb agent` a single run takes WANDB_RUN_ID.
     `figures`: a function (run directory -> image files) called for each member at the end, its
     images logged to the member's run (configs/logger/wandb.yaml wires `reglab.report.member_figures`).
     `log_checkpoints`: upload each member's final checkpoints/last.ckpt as a model artifact.
@@ -199,11 +187,9 @@ class WandbRuns(Callback):
         identities: Sequence[dict[str, Any]] | None = None,
         swept: Sequence[dict[str, Any]] | None = None,
     ) -> None:
-        """The members: their names (the fallback of a run name), run directories, resolved configs,
-        `identities` (regularizer, strength, seed, dataset, ...: top-level keys; a config group they
-        replace, such as `regularizer`, moves to `regularizer_config`) and `swept`, their values of
-        the listed keys (`regularizer.strength`, `seed`). The keys set on the command line also go to
-        the top level, under the names W&B sweeps give them (`optimizer.lr`)."""
+        """The members' names (the fallback of a run name), run directories and resolved configs. Their
+        W&B configs also hold at the top level `identities` (regularizer, strength, seed, ...: a group
+        they replace moves to `regularizer_config`), `swept` and the command line's keys (`optimizer.lr`)."""
         overrides, multirun_keys = _hydra_swept()
         self.members = []
         for k, (name, run_dir, config) in enumerate(zip(names, run_dirs, configs)):
@@ -254,8 +240,7 @@ class WandbRuns(Callback):
             diverged = history.diverged_epoch[k]
             if diverged is not None and epoch > diverged:
                 continue
-            row = {"epoch": epoch, **history.latest(k)}
-            run.log(row | (histograms[k] if histograms else {}))
+            run.log({"epoch": epoch, **history.latest(k)} | (histograms[k] if histograms else {}))
 
     @staticmethod
     def _histograms(pl_module: L.LightningModule) -> list[dict[str, Any]]:
@@ -276,8 +261,7 @@ class WandbRuns(Callback):
         return {}
 
     def finish(self, records: Sequence[dict[str, Any]]) -> None:
-        """Write each member's summary (status, final metrics, best validation score and its epoch),
-        log its figures and checkpoint, and close its run."""
+        """Write each member's summary, log its figures and checkpoint, and close its run."""
         import wandb
 
         for k, (run, record, member) in enumerate(zip(self.runs, records, self.members)):
@@ -285,20 +269,14 @@ class WandbRuns(Callback):
                 summary = {"status": record["status"], "epochs": record.get("epochs")} | self.best(k)
                 summary |= {f"final/{key}": v for key, v in record.get("metrics", {}).items()}
                 run.summary.update(summary)
-                last_epoch = record.get("epochs", 0) - 1
                 if self.figures is not None and record["status"] == "completed":
                     images = {f"figures/{p.stem}": wandb.Image(str(p)) for p in self.figures(member["dir"])}
                     if images:
-                        run.log({"epoch": last_epoch, **images})
+                        run.log({"epoch": record.get("epochs", 0) - 1, **images})
                 checkpoint = member["dir"] / "checkpoints" / "last.ckpt"
                 if self.log_checkpoints and record["status"] != "failed" and checkpoint.is_file():
-                    artifact = wandb.Artifact(
-                        f"model-{run.id}",
-                        type="model",
-                        metadata={
-                            key: record.get(key) for key in ("regularizer", "strength", "seed", "dataset", "epochs")
-                        },
-                    )
+                    about = {key: record.get(key) for key in ("regularizer", "strength", "seed", "dataset", "epochs")}
+                    artifact = wandb.Artifact(f"model-{run.id}", type="model", metadata=about)
                     artifact.add_file(str(checkpoint), name="last.ckpt")
                     run.log_artifact(artifact, aliases=["latest", "final"])
             except Exception as e:  # the run's files are written; W&B is a copy of them
@@ -329,11 +307,10 @@ def _select(config: dict[str, Any], key: str) -> Any:
 
 
 class TensorBoardRuns(Callback):
-    """TensorBoard event files, one log directory per member: `<member run dir>/tensorboard`, its
-    metrics per evaluated epoch (step = epoch), per-layer weight histograms every N epochs and, at
-    the end, its hyperparameters beside its final metrics (TensorBoard's HPARAMS tab). Point
-    TensorBoard at a sweep to compare its members: `tensorboard --logdir logs/multiruns/<name>`.
-    Written with tensorboardX (no TensorFlow or tensorboard package needed to write)."""
+    """TensorBoard event files (tensorboardX), one log directory per member, `<member run dir>/tensorboard`:
+    metrics per evaluated epoch (step = epoch), weight histograms every N epochs and, at the end, the
+    hyperparameters beside the final metrics (HPARAMS tab). `tensorboard --logdir logs/multiruns/<name>`
+    compares a sweep's members."""
 
     def __init__(self, histograms_every_n_epochs: int = 10, flush_secs: int = 30) -> None:
         if not isinstance(histograms_every_n_epochs, int) or histograms_every_n_epochs < 1:

@@ -11,8 +11,8 @@ is in `_step`, one screen of code:
     reg.after_step(lr)                      # proximal maps
 
 At the end of every evaluated epoch (`trainer.check_val_every_n_epoch`, and the last epoch) every
-metric of every member is computed on the device into one dict of [K] tensors,
-`epoch_metrics`; callbacks (`reglab.lightning.callbacks`) read it, with one host transfer.
+metric of every member is computed on the device into `epoch_metrics`, a dict of [K] tensors that
+the callbacks (`reglab.lightning.callbacks`) read with one host transfer.
 """
 
 from __future__ import annotations
@@ -51,13 +51,12 @@ class RegLabModule(L.LightningModule):
         self.regularizer = regularizer.bind(model)
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.task, self.sparsity_threshold = task, sparsity_threshold
-        if gradient_clip_val is not None and not (
-            isinstance(gradient_clip_val, (int, float)) and gradient_clip_val >= 0
-        ):
-            raise ValueError(f"gradient_clip_val={gradient_clip_val!r} must be a number >= 0 (0 or null: no clipping)")
+        clip = gradient_clip_val
+        if clip is not None and not (isinstance(clip, (int, float)) and clip >= 0):
+            raise ValueError(f"gradient_clip_val={clip!r} must be a number >= 0 (0 or null: no clipping)")
         self.gradient_clip_val = gradient_clip_val
         K = model.members
-        # Per member, set on the device by every step and read once per epoch: no host sync per step.
+        # Set on the device by every step and read once per epoch: no host sync per step.
         self.register_buffer("all_finite", torch.ones(K, dtype=torch.bool), persistent=False)
         self.diverged_epoch: list[int | None] = [None] * K
         self.diverged_weights: dict[int, dict[str, Tensor]] = {}  # where a diverged member stopped
@@ -65,24 +64,16 @@ class RegLabModule(L.LightningModule):
         self.evaluated_epoch = -1
         # Saved with checkpoints: a re-launch resumes only a checkpoint of the same members.
         self.member_hashes: list[str] = []
-        # What `load_from_checkpoint` needs to build the module again, as plain data (Lightning's
-        # `hyper_parameters`; the constructor's arguments are objects, so they are described).
+        # What `load_from_checkpoint` needs, as plain data: the constructor's arguments are objects.
+        reg: dict[str, Any] = {"name": regularizer.name, "strength": regularizer.strength.tolist()}
+        reg |= {"include_bias": regularizer.include_bias, "exclude": list(regularizer.exclude)}
         self.hparams.update(
-            model=model.hyperparameters(),
-            regularizer={
-                "name": regularizer.name,
-                "strength": regularizer.strength.tolist(),
-                "include_bias": regularizer.include_bias,
-                "exclude": list(regularizer.exclude),
-            },
-            task=task,
-            sparsity_threshold=sparsity_threshold,
+            model=model.hyperparameters(), regularizer=reg, task=task, sparsity_threshold=sparsity_threshold
         )
 
     def forward(self, x: Tensor) -> Tensor:
         return self.model(x)
 
-    # Training ---------------------------------------------------------------------------------
     def training_step(self, orders: Tensor, batch_idx: int) -> None:
         """One epoch: `_step` on each mini-batch of the epoch's order, then the epoch's metrics."""
         datamodule = self.trainer.datamodule  # type: ignore[attr-defined]
@@ -142,12 +133,10 @@ class RegLabModule(L.LightningModule):
         if scheduler is not None:
             scheduler.step()  # type: ignore[union-attr]
 
-    # Evaluation -------------------------------------------------------------------------------
     @torch.no_grad()
     def evaluate(self, held_out: str, datamodule: Any = None, lr: float | None = None) -> dict[str, Tensor]:
-        """Every metric of every member at the current weights, on the device, [K] each:
-        `train/…`, `<held_out>/…`, `<held_out>/gap` and, for `val`, `weights/…` and `lr`.
-        `datamodule` and `lr` default to the trainer's and the optimizer's (given: no trainer needed)."""
+        """Every metric of every member at the current weights, on the device, [K] each: `train/…`,
+        `<held_out>/…` and, for `val`, `weights/…` and `lr`; `datamodule` and `lr` default to the trainer's."""
         datamodule = datamodule or self.trainer.datamodule  # type: ignore[attr-defined]
         was_training = self.model.training
         self.model.eval()
@@ -188,15 +177,12 @@ class RegLabModule(L.LightningModule):
     def load_from_checkpoint(  # type: ignore[override]
         cls, checkpoint_path: Any, map_location: Any = None, **kwargs: Any
     ) -> RegLabModule:
-        """The trained module of a reglab checkpoint (a run's or a member's `last.ckpt`), in eval mode,
-        built from the plain `hyper_parameters` it holds and read with `weights_only=True`: nothing in
-        the file is executed. Its optimizer is Adam with default settings (for fine-tuning; set your own)."""
+        """The trained module of a reglab checkpoint (a run's or a member's `last.ckpt`) in eval mode, read
+        with `weights_only=True` (nothing in the file is executed). Its optimizer is Adam with defaults."""
         state = torch.load(checkpoint_path, map_location=map_location or "cpu", weights_only=True)
         hp = state["hyper_parameters"]
         model = MLP.from_hyperparameters(hp["model"], members=hp["model"].get("members", 1))
-        weights = {
-            name.removeprefix("model."): t for name, t in state["state_dict"].items() if name.startswith("model.")
-        }
+        weights = {n.removeprefix("model."): t for n, t in state["state_dict"].items() if n.startswith("model.")}
         model.load_state_dict(weights, assign=True)  # before binding the regularizer to its tensors
         reg = hp["regularizer"]
         regularizer = REGULARIZERS[reg["name"]](

@@ -1,7 +1,6 @@
 """Data sets as NumPy arrays: generated from a seed or bundled with scikit-learn; nothing is downloaded.
 
-Every generator returns a `Dataset`. Splitting, label noise and standardisation are applied
-afterwards by `prepare`, so they are the same for every data set.
+Every generator returns a `Dataset`; `prepare` then splits, adds label noise and standardises, alike for all.
 """
 
 from __future__ import annotations
@@ -31,14 +30,18 @@ class Dataset:
 COUNTS = ("n_samples", "n_features", "n_informative")  # the generators' arguments that count something
 
 
+def is_number(value: object) -> bool:
+    """A real number, and not a bool (which Python counts as one)."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
 def _check_ranges(**arguments: Any) -> None:
-    """The generators' shared check of their arguments, each named by its config key `data.<name>`
-    (as Keras' regularizers share `validate_float_arg`): a count (`COUNTS`) must be an integer >= 1,
-    `noise` a number >= 0. The other arguments are checked by scikit-learn, or where they are used."""
+    """The generators' shared check, each argument named by its config key `data.<name>`: a count
+    (`COUNTS`) must be an integer >= 1, `noise` a number >= 0; scikit-learn, or their use, checks the rest."""
     for key, value in arguments.items():
         if key in COUNTS and (not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1):
             raise ValueError(f"data.{key}={value!r} must be an integer >= 1")
-        if key == "noise" and (not isinstance(value, numbers.Real) or isinstance(value, bool)):
+        if key == "noise" and not is_number(value):
             raise ValueError(f"data.noise={value!r} is not a number")
         if key == "noise" and not value >= 0:  # also refuses NaN
             raise ValueError(f"data.noise={value} must be >= 0")
@@ -184,8 +187,8 @@ SPLIT_NAMES = ("train", "val", "test")
 
 
 def prepare(data: Dataset, fractions: tuple[float, float, float], label_noise: float, seed: int) -> Splits:
-    """Shuffle and split by `fractions`, flip a `label_noise` fraction of training labels to
-    another class, and standardise inputs (and regression targets) with training statistics."""
+    """Shuffle and split by `fractions`, flip a `label_noise` fraction of training labels, and
+    standardise inputs (and regression targets) with training statistics."""
     rng = np.random.default_rng(seed)
     n = len(data.y)
     order = rng.permutation(n)

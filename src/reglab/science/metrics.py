@@ -1,8 +1,7 @@
 """What a run measures, per member: data loss and accuracy by task, and the state of the weights.
 
-Pure functions of a model (`reglab.science.model.MLP`, K members) and tensors; every value is a
-tensor of shape [K], one per member. Computed once per evaluated epoch on whole splits, on the
-device, never per step.
+Pure functions of an `MLP` of K members and tensors; every value is a tensor of shape [K]. Computed
+once per evaluated epoch on whole splits, on the device, never per step.
 """
 
 from __future__ import annotations
@@ -28,11 +27,8 @@ def data_loss(logits: Tensor, y: Tensor, task: Task) -> Tensor:
 
 
 def prediction_metrics(logits: Tensor, y: Tensor, task: Task) -> dict[str, Tensor]:
-    """`loss` and `acc` (classification) or `loss`, `mse` and `r2` (regression), each [K].
-
-    accuracy counts sigmoid(logit) > 0.5 (binary) or argmax (multiclass) equal to the label, as
-    torchmetrics does; r2 = 1 − RSS/TSS with TSS = Σ(y − ȳ)².
-    """
+    """`loss` and `acc` (classification) or `loss`, `mse` and `r2` (regression), each [K]. `acc`
+    counts sigmoid(logit) > 0.5 or argmax equal to the label; r2 = 1 − RSS/TSS, TSS = Σ(y − ȳ)²."""
     loss = data_loss(logits, y, task)
     if task == "binary":
         return {"loss": loss, "acc": ((torch.sigmoid(logits.squeeze(-1)) > 0.5).long() == y).float().mean(-1)}
@@ -45,12 +41,9 @@ def prediction_metrics(logits: Tensor, y: Tensor, task: Task) -> dict[str, Tenso
 
 
 def weight_metrics(model: MLP, threshold: float = 1e-3) -> dict[str, Tensor]:
-    """Norms and sparsity of the weight matrices (biases excluded), per layer and in total, per member.
-
-    `zero_frac`: fraction of weights exactly 0; `small_frac`: fraction with |w| < threshold;
-    `dead_units`: hidden units whose incoming weights are all exactly 0. Sums are taken in
-    float64, so an L1 norm of 10⁴ weights is right to far better than 1e-6.
-    """
+    """Norms and sparsity of the weight matrices (biases excluded), per layer and in total, per member,
+    summed in float64. `zero_frac`: fraction exactly 0; `small_frac`: fraction with |w| < threshold;
+    `dead_units`: hidden units whose incoming weights are all exactly 0."""
     with torch.no_grad():
         out: dict[str, Tensor] = {}
         parts = []
@@ -70,18 +63,14 @@ def weight_metrics(model: MLP, threshold: float = 1e-3) -> dict[str, Tensor]:
         out["weights/max_abs"] = total["max"].amax(0)
         out["weights/zero_frac"] = total["zero"].sum(0) / n
         out["weights/small_frac"] = total["small"].sum(0) / n
-        dead = [
-            ((layer.weight != 0).sum(2) == 0).sum(1)
-            for name, layer in model.linear_layers().items()
-            if name != "output"
-        ]
+        hidden = [layer for name, layer in model.linear_layers().items() if name != "output"]
+        dead = [((layer.weight != 0).sum(2) == 0).sum(1) for layer in hidden]
         out["weights/dead_units"] = torch.stack(dead).sum(0).double() if dead else torch.zeros(model.members)
         return out
 
 
 def feature_l1(model: MLP) -> list[list[float]]:
-    """Per member, the L1 norm of each input feature's outgoing first-layer weights: 0 means the
-    feature is dropped."""
+    """Per member, the L1 norm of each input's outgoing first-layer weights (0: the input is dropped)."""
     with torch.no_grad():
         first = next(iter(model.linear_layers().values()))
         return first.weight.double().abs().sum(1).tolist()

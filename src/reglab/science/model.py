@@ -1,13 +1,10 @@
 """The multilayer perceptron every experiment trains, as a stack of K ≥ 1 independent members.
 
-Member k of an `MLP` is the ordinary network whose tensors are `hidden.0.weight[k]`,
-`hidden.0.bias[k]`, …, `output.bias[k]`; K = 1 is the ordinary case. Nothing mixes members:
-each layer is one batched matmul over the member dimension and activations are elementwise,
-so the sum of the members' losses gives member k exactly the gradient of its own loss, and an
-elementwise optimizer (SGD, Adam, AdamW) over the stacked tensors is K independent optimizers.
-
-Shapes: weights [K, out, in], biases [K, out]; inputs [n, in] (shared by every member) or
-[K, n, in]; outputs [K, n, out].
+Member k is the ordinary network of the tensors `hidden.0.weight[k]`, …, `output.bias[k]`. Nothing
+mixes members (batched matmuls, elementwise activations), so the sum of the members' losses gives
+member k exactly the gradient of its own loss, and an elementwise optimizer (SGD, Adam, AdamW) over
+the stacked tensors is K independent optimizers. Shapes: weights [K, out, in], biases [K, out];
+inputs [n, in] (shared by every member) or [K, n, in]; outputs [K, n, out].
 """
 
 from __future__ import annotations
@@ -48,14 +45,11 @@ class StackedLinear(nn.Module):
 class MLP(nn.Module):
     """in_features → hidden[0] → … → hidden[-1] → out_features, `activation` after each hidden layer.
 
-    Layers are named `hidden.0`, `hidden.1`, …, `output`: the names a regularizer's `exclude`
-    list refers to. `hidden=[]` is a linear (or logistic) model. The output is a logit (or a
-    regression value); the loss applies the sigmoid or softmax.
-
-    `init="glorot_uniform"` with zero biases is Keras' `Dense` default, so a model here starts
-    from the same distribution as the article's Keras code; `"torch_default"` is `nn.Linear`'s.
-    `seeds` (one per member) draws member k's initial weights from its own generator, so a member
-    starts where its K = 1 run with that seed starts; without them the global RNG is used.
+    Layers are named `hidden.0`, `hidden.1`, …, `output` (the names of a regularizer's `exclude`);
+    `hidden=[]` is a linear (or logistic) model. The output is a logit (or a regression value).
+    `init="glorot_uniform"` with zero biases is Keras' `Dense` default (the article's Keras code);
+    `"torch_default"` is `nn.Linear`'s. `seeds` (one per member) draws member k's initial weights
+    from its own generator, so it starts where its K = 1 run with that seed starts.
     """
 
     def __init__(
@@ -151,10 +145,8 @@ class MLP(nn.Module):
 
     @classmethod
     def from_hyperparameters(cls, hp_model: dict, members: int = 1) -> MLP:
-        """An `MLP` of `members` members from `hyperparameters()` (its own "members" entry is not
-        read: a member's checkpoint rebuilds K = 1), built on the meta device, so no random numbers
-        are drawn and no memory is taken: load its weights with `load_state_dict(weights,
-        assign=True)`. `activation`, `dropout` and `init` take the constructor's defaults if absent."""
+        """An `MLP` of `members` members from `hyperparameters()` (its "members" unread; absent keys: the
+        defaults) on the meta device, drawing and allocating nothing: load with `load_state_dict(w, assign=True)`."""
         optional = {key: hp_model[key] for key in ("activation", "dropout", "init") if key in hp_model}
         with torch.device("meta"):
             return cls(

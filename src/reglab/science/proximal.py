@@ -2,16 +2,9 @@
 
 Each function states its formula in its docstring (as `torch/optim/adamw.py` does); the classes
 that call them (`ProxL1`, `GroupLasso`) say when, with which threshold and in which metric. Every
-map acts in place on stacked weights of K members ([K, …]); a threshold comes shaped to broadcast
-over the member dimension ([K, 1, …]), so that member k is shrunk by its own λ. README, "Conventions".
-
-D = √v̂ + ε below is Adam's denominator: the step w ← w − η·m̂/D is the minimiser of the gradient
-model plus (1/(2η))·(w − w_t)ᵀ diag(D) (w − w_t), and a proximal map in that metric is
-
-    w ← argmin_x  λR(x) + (1/(2η))·(x − z)ᵀ diag(D) (x − z),   z = the weights Adam produced
-
-(ProxGen, Yun, Lozano & Yang, NeurIPS 2021; Proximal Adam, Melchior et al. 2019). D = 1 is the
-plain map.
+map acts in place on stacked weights of K members ([K, …]); a threshold comes shaped [K, 1, …], so
+that member k is shrunk by its own λ. D = √v̂ + ε is Adam's denominator (D = 1: the plain map);
+README, "Conventions", and docs/conventions.md derive the maps in its metric.
 """
 
 from __future__ import annotations
@@ -22,20 +15,17 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-# Optimizers whose step is lr·m̂/(√v̂ + ε) with v̂ = exp_avg_sq/(1 − β₂^t): the ones whose metric a
-# preconditioned proximal map can use (AdamW subclasses Adam). RAdam rescales that step by its
-# rectification term and Adamax divides by an infinity norm, so neither is on the list.
+# Optimizers whose step is lr·m̂/(√v̂ + ε), v̂ = exp_avg_sq/(1 − β₂^t), so a preconditioned proximal map can
+# use their metric (AdamW subclasses Adam); not RAdam (rectified step) nor Adamax (an infinity norm).
 ADAM_FAMILY: tuple[type[torch.optim.Optimizer], ...] = (torch.optim.Adam, torch.optim.NAdam)
 
 
 def adam_denominators(optimizer: torch.optim.Optimizer, tensors: Sequence[Tensor]) -> list[Tensor | None]:
-    """D = √v̂ + ε of each tensor, exactly as Adam divides by it after its latest step:
+    """D = √v̂ + ε of each tensor, exactly as Adam (one of ADAM_FAMILY) divides by it after its latest step:
 
-        v̂ = exp_avg_sq / (1 − β₂^t)      (AMSGrad: max_exp_avg_sq in place of exp_avg_sq)
-        D = √v / √(1 − β₂^t) + ε          Adam's own expression, so its rounding too
+        D = √v / √(1 − β₂^t) + ε,   v = exp_avg_sq (AMSGrad: max_exp_avg_sq)   Adam's expression and rounding
 
-    None for a tensor the optimizer has not stepped yet (no gradient, so no step to follow).
-    `optimizer` is one of ADAM_FAMILY."""
+    None for a tensor the optimizer has not stepped yet."""
     groups = {id(p): group for group in optimizer.param_groups for p in group["params"]}
     out: list[Tensor | None] = []
     for p in tensors:
@@ -56,39 +46,32 @@ def adam_denominators(optimizer: torch.optim.Optimizer, tensors: Sequence[Tensor
 
 
 def soft_threshold_(weights: list[Tensor], thresholds: list[Tensor]) -> None:
-    """In place, for each w with its threshold t (t ≥ 0, broadcast over w):
+    """In place, for each w with its threshold t ≥ 0, the proximal map of t·Σ|w| (ISTA, t = η·λ):
 
-        w ← sign(w)·max(|w| − t, 0) = w − clip(w, −t, t)      (exactly 0 wherever |w| ≤ t)
-
-    the proximal map of t·Σ|w| (ISTA's step, t = η·λ), over lists with `torch._foreach_*`."""
+    w ← sign(w)·max(|w| − t, 0) = w − clip(w, −t, t)      (exactly 0 wherever |w| ≤ t)"""
     inside = torch._foreach_clamp_min(torch._foreach_clamp_max(weights, thresholds), torch._foreach_neg(thresholds))
     torch._foreach_sub_(weights, inside)
 
 
 def preconditioned_soft_threshold_(weight: Tensor, threshold: Tensor, denominator: Tensor) -> None:
-    """In place, coordinate by coordinate, the proximal map of λ·Σ|w| in the metric diag(D):
+    """In place, the proximal map of λ·Σ|w| in the metric diag(D) (D of `weight`, `adam_denominators`):
 
-        w ← w − clip(w, −t, t),   t = threshold / D
-
-    with threshold = η·λ (shaped [K, 1, …]) and D = √v̂ + ε of `weight` (`adam_denominators`)."""
+    w ← w − clip(w, −t, t),   t = threshold / D,   threshold = η·λ   ([K, 1, …])"""
     t = threshold / denominator
     weight.sub_(torch.maximum(torch.minimum(weight, t), -t))
 
 
 def group_norms(weight: Tensor, bias: Tensor | None, dim: int, dtype: torch.dtype | None = None) -> Tensor:
-    """‖w_g‖₂ of every group: [K, groups]. A group's entries lie along `dim` of `weight` (negative,
-    so that it holds for stacked [K, out, in] weights: −1 a row, −2 a column), plus its entry of
-    `bias` if given."""
+    """‖w_g‖₂ of every group: [K, groups]. A group's entries lie along `dim` of `weight` (−1 a row,
+    −2 a column of stacked [K, out, in] weights), plus its entry of `bias` if given."""
     sq = weight.to(dtype or weight.dtype).square().sum(dim)
     return (sq + bias.to(sq.dtype).square() if bias is not None else sq).sqrt()
 
 
 def group_shrink_(weight: Tensor, bias: Tensor | None, dim: int, c: Tensor) -> None:
-    """In place, the proximal map of c·Σ_g ‖w_g‖₂ (groups as in `group_norms`):
+    """In place, the proximal map of c·Σ_g ‖w_g‖₂ (groups as in `group_norms`, c = η·λ·√p_g, [K, 1, 1]):
 
-        w_g ← w_g · max(0, 1 − c / ‖w_g‖₂)
-
-    with c = η·λ·√p_g per member ([K, 1, 1]): a whole group becomes exactly 0 where ‖w_g‖₂ ≤ c."""
+    w_g ← w_g · max(0, 1 − c / ‖w_g‖₂)      (a whole group exactly 0 where ‖w_g‖₂ ≤ c)"""
     norms = group_norms(weight, bias, dim)
     scale = (1 - c.flatten(1) / norms.clamp_min(1e-30)).clamp_min(0)
     weight.mul_(scale.unsqueeze(dim))
@@ -105,11 +88,10 @@ def preconditioned_group_shrink_(
         w_g ← 0                       if ‖D·z_g‖₂ ≤ c     (the whole group, exactly)
         w_i ← z_i · r / (r + μ_i)     otherwise, r = ‖new w_g‖₂ > 0 the root of Σ_i z_i² / (r + μ_i)² = 1
 
-    (the stationarity condition D(x − z)/η + λ√p_g·x/‖x‖ = 0 solved for x). r is found by
-    `newton_steps` Newton steps on g(r) = 1/‖z/(r + μ)‖ = 1 from r = 0: g is concave and nearly
-    linear (the trust-region secular equation of Moré & Sorensen, 1983), so the steps rise
-    monotonically to the root; one step is exact when D is constant over the group (D = 1: the
-    plain `group_shrink_`). A member with c = 0 keeps its weights bit for bit."""
+    (docs/conventions.md). r is found by `newton_steps` Newton steps on g(r) = 1/‖z/(r + μ)‖ = 1
+    from r = 0: g is concave and nearly linear (the trust-region secular equation of Moré & Sorensen,
+    1983), so the steps rise monotonically to the root; one step is exact when D is constant over
+    the group (D = 1: the plain `group_shrink_`). A member with c = 0 keeps its weights bit for bit."""
     # [K, groups, p]: a group's entries along the last dim, its bias (if any) as one more entry
     z, d = (weight, denominators[0]) if dim == -1 else (weight.transpose(-1, -2), denominators[0].transpose(-1, -2))
     if bias is not None:
@@ -122,8 +104,7 @@ def preconditioned_group_shrink_(
         v = z / q
         n2 = v.square().sum(-1, keepdim=True)
         r = r + (1 - n2.rsqrt()) * n2 * n2.sqrt() / (v.square() / q).sum(-1, keepdim=True)
-    # Switched-off groups and the rest as above (their lanes may hold inf or NaN from the
-    # iteration, never selected).
+    # Switched-off groups' lanes may hold inf or NaN from the iteration, never selected.
     scale = torch.where(c > 0, torch.where(off, 0.0, r / (r + mu)), 1.0)
     if bias is not None:
         bias.mul_(scale[..., -1])

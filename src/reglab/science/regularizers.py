@@ -25,6 +25,8 @@ from reglab.science import proximal
 from reglab.science.model import MLP
 from reglab.science.proximal import ADAM_FAMILY
 
+Strength = float | Sequence[float] | Tensor  # λ: one for every member, or one per member
+
 
 def _sum_abs(tensors: list[Tensor], dtype: torch.dtype | None = None) -> Tensor:
     """Σ|w| per member over the stacked [K, …] `tensors`: shape [K]."""
@@ -32,8 +34,7 @@ def _sum_abs(tensors: list[Tensor], dtype: torch.dtype | None = None) -> Tensor:
 
 
 def _sum_squares(tensors: list[Tensor], dtype: torch.dtype | None = None) -> Tensor:
-    """Σw² per member: shape [K]. (Summed squares, not a squared norm: its backward is two
-    multiplications where a norm's needs a division and a mask.)"""
+    """Σw² per member: shape [K] (not a squared norm, whose backward needs a division and a mask)."""
     return torch.stack([(t if dtype is None else t.to(dtype)).square().flatten(1).sum(1) for t in tensors]).sum(0)
 
 
@@ -47,19 +48,13 @@ def _values(value: object) -> list:
 
 
 class Regularizer:
-    """No regularization. The base class: selects the tensors a rule acts on.
-
-    Acts on the weight matrices of every layer not listed in `exclude`, and on their biases too
-    if `include_bias` (Keras' `kernel_regularizer` and PyTorch's optimizers differ here; the
-    default follows Keras).
-    """
+    """No regularization. The base class: selects the tensors a rule acts on, the weight matrices
+    of every layer not in `exclude`, and their biases too if `include_bias` (default: not, as Keras)."""
 
     name: ClassVar[str] = "none"
     explicit: ClassVar[bool] = False  # True: penalty() is added to the loss and differentiated
 
-    def __init__(
-        self, strength: float | Sequence[float] | Tensor = 0.0, include_bias: bool = False, exclude: Sequence[str] = ()
-    ) -> None:
+    def __init__(self, strength: Strength = 0.0, include_bias: bool = False, exclude: Sequence[str] = ()) -> None:
         self.strength = strength
         self.include_bias = include_bias
         self.exclude = tuple(exclude)
@@ -73,7 +68,7 @@ class Regularizer:
         return self._strength
 
     @strength.setter
-    def strength(self, value: float | Sequence[float] | Tensor) -> None:
+    def strength(self, value: Strength) -> None:
         values = _values(value)
         if not values:
             raise ValueError("regularizer.strength=[] holds no λ")
@@ -96,18 +91,13 @@ class Regularizer:
             raise ValueError(
                 f"regularizer.exclude={list(self.exclude)} leaves no layer to regularize; the layers are: {names}"
             )
-        if len(self.strength) not in (1, model.members):
-            raise ValueError(
-                f"regularizer.strength has {len(self.strength)} values; the model has {model.members} members"
-            )
+        if (n := len(self.strength)) not in (1, model.members):
+            raise ValueError(f"regularizer.strength has {n} values; the model has {model.members} members")
         self.members = model.members
         self.strength = self.strength.expand(model.members).clone()
         self.layers = {name: layer for name, layer in layers.items() if name not in self.exclude}
-        self.params = [
-            p
-            for layer in self.layers.values()
-            for p in ((layer.weight, layer.bias) if self.include_bias else (layer.weight,))
-        ]
+        kinds = ("weight", "bias") if self.include_bias else ("weight",)
+        self.params = [getattr(layer, kind) for layer in self.layers.values() for kind in kinds]
         return self
 
     def use_optimizer(self, optimizer: torch.optim.Optimizer) -> None:
@@ -115,8 +105,7 @@ class Regularizer:
         self.optimizer = optimizer
 
     def _lam(self, like: Tensor, coefficient: Callable[[Tensor], Tensor] = lambda lam: lam) -> Tensor:
-        """`coefficient(λ)` shaped [K, 1, …] to broadcast over `like`: computed in double
-        precision, as Python does for a float, then cast to `like`'s dtype."""
+        """`coefficient(λ)` shaped [K, 1, …] over `like`, in float64 (as Python) cast to `like`'s dtype."""
         key = (like.device, like.dim())
         if key not in self._shaped:
             self._shaped[key] = self.strength.to(like.device).view(-1, *[1] * (like.dim() - 1))
@@ -149,10 +138,7 @@ class Regularizer:
 
 class L1(Regularizer):
     """Explicit L1 (lasso): objective += λ·Σ|w|; subgradient λ·sign(w). Keras' `l1(λ)`.
-
-    Drives weights towards zero but, being a subgradient step, leaves them oscillating around
-    it rather than at exactly 0: use `ProxL1` for exact zeros.
-    """
+    Leaves weights oscillating around 0 rather than at 0: use `ProxL1` for exact zeros."""
 
     name = "l1"
     explicit = True
@@ -164,9 +150,7 @@ class L1(Regularizer):
 
 class L2(Regularizer):
     """Explicit L2 (ridge): objective += λ·Σw²; gradient 2λ·w. Keras' `l2(λ)`.
-
-    Under plain SGD this equals `WeightDecay(2λ)` and `torch.optim.SGD(weight_decay=2λ)`.
-    """
+    Under plain SGD this equals `WeightDecay(2λ)` and `torch.optim.SGD(weight_decay=2λ)`."""
 
     name = "l2"
     explicit = True
@@ -178,9 +162,7 @@ class L2(Regularizer):
 
 class ElasticNet(Regularizer):
     """Explicit elastic net: objective += λ·(α·Σ|w| + (1 − α)·Σw²), α = `l1_ratio`.
-
-    λ₁ = αλ and λ₂ = (1 − α)λ are Keras' `L1L2(l1=λ₁, l2=λ₂)`.
-    """
+    λ₁ = αλ and λ₂ = (1 − α)λ are Keras' `L1L2(l1=λ₁, l2=λ₂)`."""
 
     name = "elastic_net"
     explicit = True
@@ -198,12 +180,9 @@ class ElasticNet(Regularizer):
 
 
 class WeightDecay(Regularizer):
-    """Decoupled weight decay: w ← (1 − lr·λ)·w before every optimizer step.
-
-    Outside the gradient and the optimizer's moments: with Adam this is exactly
-    `torch.optim.AdamW(weight_decay=λ)`, with SGD it is SGDW (Loshchilov & Hutter, 2019).
-    `penalty()` reports (λ/2)·Σw², the objective term it equals under plain SGD.
-    """
+    """Decoupled weight decay: w ← (1 − lr·λ)·w before every optimizer step. With Adam exactly
+    `torch.optim.AdamW(weight_decay=λ)`, with SGD SGDW (Loshchilov & Hutter, 2019). `penalty()`
+    reports (λ/2)·Σw², the objective term it equals under plain SGD."""
 
     name = "weight_decay"
 
@@ -227,9 +206,7 @@ class _Proximal(Regularizer):
     derivation is in docs/conventions.md.
     """
 
-    def __init__(
-        self, strength: float | Sequence[float] | Tensor = 0.0, preconditioned: str | bool = "auto", **kwargs
-    ) -> None:
+    def __init__(self, strength: Strength = 0.0, preconditioned: str | bool = "auto", **kwargs) -> None:
         super().__init__(strength, **kwargs)
         if not (isinstance(preconditioned, bool) or preconditioned == "auto"):
             raise ValueError(f"regularizer.preconditioned={preconditioned!r} must be one of: auto, true, false")
@@ -248,8 +225,7 @@ class _Proximal(Regularizer):
         self._metric = adam and self.preconditioned is not False
 
     def _denominators(self, tensors: Sequence[Tensor]) -> list[Tensor | None] | None:
-        """D = √v̂ + ε of each tensor (`proximal.adam_denominators`); None for all if the plain map
-        applies, None for a tensor the optimizer has not stepped yet."""
+        """D of each tensor (`proximal.adam_denominators`); None if the plain map applies."""
         if not self._metric or self.optimizer is None:
             if self.preconditioned is True:
                 raise ValueError(
@@ -269,10 +245,7 @@ class ProxL1(_Proximal):
     """
 
     name = "prox_l1"
-
-    def penalty(self, dtype: torch.dtype | None = None) -> Tensor:
-        total = _sum_abs(self.params, dtype)
-        return self._lam(total) * total
+    penalty = L1.penalty  # λ·Σ|w|
 
     def after_step(self, lr: float) -> None:
         with torch.no_grad():
@@ -302,11 +275,7 @@ class GroupLasso(_Proximal):
     newton_steps: ClassVar[int] = 12  # float32 reaches its rounding error after about 8 on random groups
 
     def __init__(
-        self,
-        strength: float | Sequence[float] | Tensor = 0.0,
-        input_features: bool = False,
-        preconditioned: str | bool = "auto",
-        **kwargs,
+        self, strength: Strength = 0.0, input_features: bool = False, preconditioned: str | bool = "auto", **kwargs
     ) -> None:
         super().__init__(strength, preconditioned, **kwargs)
         self.input_features = input_features
