@@ -68,7 +68,7 @@ def _last_exception(traceback: str) -> str:
     found = re.findall(r"^(\w+(?:Error|Exception)): (.*)$", traceback, flags=re.MULTILINE)
     if not found:
         return " ".join(traceback.split())
-    kind, message = found[-1] if found[-1][0] != "HydraException" or len(found) == 1 else found[-2]
+    kind, message = next((f for f in reversed(found) if f[0] != "HydraException"), found[-1])  # the cause
     path = re.findall(r"'([^']+)'", message)
     if kind in DIRECTORY_PROBLEMS and path:
         return (

@@ -61,20 +61,19 @@ def fit(cfg: DictConfig, overrides: Sequence[str] = (), multirun: bool = False) 
         return _fit_path(cfg, members, checkpoints, overrides, multirun)
     chunk = cfg.sweep.get("chunk") or len(members)
     units = [members[i : i + chunk] for i in range(0, len(members), chunk)]
-    todo = [u for u in units if cfg.force or not all(m.finished() for m in u)]
-    paths = {id(u): _unit_checkpoint(checkpoints, u, members, stacked) for u in todo}
-    for unit in todo[1:]:  # every chunk checked before the first trains, then let go: one in memory at a time
-        preflight(cfg, unit, paths[id(unit)])
-    first = preflight(cfg, todo[0], paths[id(todo[0])]) if todo else None
+    done = [not cfg.force and all(m.finished() for m in unit) for unit in units]
+    todo = [(unit, _unit_checkpoint(checkpoints, unit, members, stacked)) for unit, d in zip(units, done) if not d]
+    for unit, checkpoint in todo[1:]:  # every chunk checked before the first trains, then let go
+        preflight(cfg, unit, checkpoint)
+    first = preflight(cfg, *todo[0]) if todo else None
     if stacked:
         write_stack_files(root, members, overrides)
     records: dict[str, dict[str, Any]] = {}
-    for unit in units:
-        if unit not in todo:
-            _log_skipped(root, unit)
-            records |= {m.name: rundir.read_metrics_json(m.run_dir) for m in unit}
-    for unit in todo:
-        stack, first = first or build(cfg, unit, paths[id(unit)]), None
+    for unit in (unit for unit, d in zip(units, done) if d):
+        _log_skipped(root, unit)
+        records |= {m.name: rundir.read_metrics_json(m.run_dir) for m in unit}
+    for unit, checkpoint in todo:  # each chunk built right before it trains: one in memory at a time
+        stack, first = first or build(cfg, unit, checkpoint), None
         records |= {m.name: r for m, r in zip(unit, train_stack(cfg, stack, multirun))}
         del stack
         gc.collect()  # Lightning's trainer holds reference cycles: free this chunk before building the next

@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -117,14 +118,18 @@ class Member:
 
     @property
     def name(self) -> str:
-        """`regularizer.strength=0.001,seed=0`, as Hydra names a job by its overrides."""
-        return ",".join(f"{key}={format_number(self.values[key])}" for key in sorted(self.values)) or self.run_dir.name
+        return job_name(self.values) or self.run_dir.name
 
     def finished(self) -> bool:
         """Completed or diverged before, with this very config."""
         if not rundir.is_finished(self.run_dir):
             return False
         return rundir.read_metrics_json(self.run_dir).get("config_hash") == self.config_hash
+
+
+def job_name(values: dict[str, Any]) -> str:
+    """`regularizer.strength=0.001,seed=0`: a member's values, as Hydra names a job by its overrides."""
+    return ",".join(f"{key}={format_number(values[key])}" for key in sorted(values))
 
 
 def member_axes(cfg: DictConfig) -> dict[str, list[Any]]:
@@ -149,10 +154,9 @@ def members_of(cfg: DictConfig) -> list[Member]:
     base = cast(dict, OmegaConf.to_container(cfg, resolve=False))
     members = []
     for values in grid:
-        name = ",".join(f"{key}={format_number(values[key])}" for key in sorted(values))
+        name = job_name(values)
         members.append(Member(values, _member_config(cfg, base, values, root / name, name), root / name))
-    names = [m.name for m in members]
-    twice = sorted({n for n in names if names.count(n) > 1})
+    twice = sorted(n for n, times in Counter(m.name for m in members).items() if times > 1)  # 1e-3 is 0.001
     if twice:
         raise ConfigError(f"the lists give member {twice[0]} more than once; list each value once")
     return members
