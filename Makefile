@@ -8,9 +8,10 @@ BIN    := $(VENV)/bin
 TORCH_CPU := torch==2.13.0
 ARGS ?=
 DIR ?= logs/multiruns/l1_vs_none
+N ?= 2000
 
 .DEFAULT_GOAL := help
-.PHONY: help install run train report test bench-smoke lint mutate clean
+.PHONY: help install run train report test fuzz bench-smoke lint mutate clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -34,6 +35,9 @@ report: install ## report of a run or sweep directory: make report DIR=logs/mult
 
 test: install ## the test suite (CPU, a few minutes; two workers, one torch thread each: these models are too small to share)
 	WANDB_MODE=offline OMP_NUM_THREADS=1 $(BIN)/pytest -q -n 2 --dist loadfile --durations=15 -m "not bench" $(ARGS)
+
+fuzz: install ## generated command lines by the thousand: each refused in one line or passing the preflight (not CI; N=2000)
+	WANDB_MODE=offline OMP_NUM_THREADS=1 REGLAB_FUZZ_EXAMPLES=$(N) $(BIN)/pytest -q -n 2 tests/test_fuzz_command_lines.py
 
 bench-smoke: install ## the benchmark scripts at toy size: they run and print finite tables (CI runs this after test)
 	WANDB_MODE=offline OMP_NUM_THREADS=1 $(BIN)/pytest -q -n 2 -m bench tests/test_benchmarks_smoke.py

@@ -24,7 +24,7 @@ RANK = {
     "train": 6,
 }  # fmt: skip
 # Modules whose own top-level imports stay light: a refusal, `--help` and `--cfg job` load only these.
-LIGHT = ("errors", "tables", "members", "schema", "config", "multirun", "train", "rundir")
+LIGHT = ("errors", "tables", "members", "schema", "config", "multirun", "train", "rundir", "science.conventions")
 HEAVY = ("torch", "lightning", "wandb", "matplotlib", "sklearn", "pandas", "scipy", "tensorboardX")
 
 
@@ -73,10 +73,37 @@ def _top_level_imports(path: Path) -> set[str]:
 
 @pytest.mark.parametrize("module", LIGHT)
 def test_light_modules_import_nothing_heavy_at_module_level(module):
-    for name in _top_level_imports(SRC / f"{module}.py"):
+    for name in _top_level_imports(SRC / f"{module.replace('.', '/')}.py"):
         assert name.split(".")[0] not in HEAVY, f"{module} imports {name} at module level"
         if name.startswith("reglab."):
-            assert _layer(name) in LIGHT, f"{module} imports {name}, which is not light"
+            assert name.removeprefix("reglab.") in LIGHT, f"{module} imports {name}, which is not light"
+
+
+REFUSED = {
+    "a negative λ": ["regularizer=l1", "regularizer.strength=-1"],
+    "λ not a number": ["regularizer.strength=abc"],
+    "an unknown group choice": ["regularizer=l3"],
+    "a learning rate of 0": ["optimizer.lr=0"],
+    "no epochs": ["trainer.max_epochs=0"],
+    "a sweep's last value": ["-m", "regularizer=l1", "regularizer.strength=0,1e-3,-1"],
+}
+
+
+@pytest.mark.parametrize("args", REFUSED.values(), ids=REFUSED.keys())
+def test_a_refusal_the_config_can_judge_imports_nothing_heavy(args, tmp_path):
+    """The command line's own path, in process: refused with exit 2 before torch, Lightning,
+    scikit-learn, W&B or matplotlib is imported, and before any directory is made."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\nfrom reglab.train import main\nsys.argv = ['reglab-train', *sys.argv[1:]]\n"
+        f"try:\n    main()\nexcept SystemExit as e:\n    print(e.code, [m for m in {HEAVY!r} if m in sys.modules])"
+    )
+    done = subprocess.run([sys.executable, "-c", code, *args], cwd=tmp_path, capture_output=True, text=True)
+    assert done.stdout.split("\n")[-2] == "2 []", done.stdout + done.stderr
+    assert done.stderr.startswith("error: ") and done.stderr.count("\n") == 1, done.stderr
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_errors_and_tables_import_nothing_from_reglab():

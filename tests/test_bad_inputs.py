@@ -58,6 +58,13 @@ TYPES_AND_RANGES = [
     (["trainer.max_epochs=-1"], "trainer.max_epochs=-1 must be an integer >= 1"),
     (["trainer.max_epochs=1.5"], "trainer.max_epochs=1.5 must be an integer"),
     (["sparsity_threshold=-1"], "sparsity_threshold=-1 must be >= 0"),
+    (["callbacks.model_checkpoint.every_n_epochs=0"], "every_n_epochs=0 must be an integer >= 1 (epochs)"),
+    (["trainer.check_val_every_n_epoch=0"], "trainer.check_val_every_n_epoch=0 must be an integer >= 1 (epochs)"),
+    (["scheduler=step", "scheduler.step_size=-1"], "scheduler.step_size=-1 must be an integer >= 1 (epochs)"),
+    (["logger=tensorboard", "logger.tensorboard.flush_secs=-1"], "flush_secs=-1 must be a number of seconds > 0"),
+    (["logger.wandb.init_timeout_s=-1"], "logger.wandb.init_timeout_s=-1 must be a number of seconds > 0"),
+    (["data.split=[nan]"], "data.split=[nan] must be three fractions [train, val, test]"),
+    (["model._target_=nope.X"], "model._target_=nope.X cannot be imported: Error loading 'nope.X'"),
     (["cpu_threads=0"], "cpu_threads=0 must be an integer >= 1 or auto"),
     (["cpu_threads=abc"], "cpu_threads='abc' must be an integer >= 1 or auto"),
     (["sweep.chunk=0"], "sweep.chunk=0 must be an integer >= 1, or null"),
@@ -154,7 +161,7 @@ CONSTRUCTORS = [
     # scheduler
     (
         ["scheduler=step", "scheduler.step_size=0"],
-        "scheduler.step_size=0 must not be 0 (from torch.optim.lr_scheduler.StepLR",
+        "scheduler.step_size=0 must be an integer >= 1 (epochs)",
     ),
     (["scheduler=step", "scheduler.step_size=1.5"], "scheduler.step_size=1.5 must be an integer"),
     (["scheduler=step", "scheduler.gamma=abc"], "scheduler.gamma='abc' must be a number"),
@@ -164,7 +171,7 @@ CONSTRUCTORS = [
     ),
     (
         ["scheduler=cosine", "scheduler.T_max=0"],
-        "scheduler.T_max=0 must not be 0 (from torch.optim.lr_scheduler.CosineAnnealingLR",
+        "scheduler.T_max=0 must be an integer >= 1 (epochs)",
     ),
     (["scheduler=cosine", "scheduler.eta_min=-1"], "scheduler.eta_min=-1: the learning rate becomes"),
     (["scheduler=step", "+scheduler.foo=1"], "scheduler.foo is not an argument of torch.optim.lr_scheduler.StepLR"),
@@ -209,7 +216,7 @@ CONSTRUCTORS = [
     ),
     (
         ["callbacks.model_checkpoint.every_n_epochs=-1"],
-        "callbacks.model_checkpoint.every_n_epochs=-1: Invalid value for every_n_epochs=-1",
+        "callbacks.model_checkpoint.every_n_epochs=-1 must be an integer >= 1 (epochs)",
     ),
     (["callbacks.model_checkpoint.save_top_k=-2"], "callbacks.model_checkpoint.save_top_k=-2: Invalid value"),
     (
@@ -250,7 +257,7 @@ SWEEPS_AND_OPTUNA = [
         "callbacks.metrics_history.write_every_n_epochs=0",
     ),
     (["-m", "data=moons,circles", "data.n_samples=10,3"], "of 3 samples leaves splits of"),
-    (["-m", "scheduler=step", "scheduler.step_size=10,0"], "scheduler.step_size=0 must not be 0"),
+    (["-m", "scheduler=step", "scheduler.step_size=10,0"], "scheduler.step_size=0 must be an integer >= 1"),
     (["-m", "experiment=l1_vs_none", "data.noise=0.2,-1"], "data.noise=-1 must be >= 0"),
     (["-m", "experiment=l1_vs_none", "trainer.max_epochs=0"], "trainer.max_epochs=0 must be an integer >= 1"),
     (

@@ -108,3 +108,13 @@ def test_chunk_memory_benchmark_prints_both_peaks_and_their_ratio(tmp_path):
     assert header == ["stack", "setting", "peak RSS (MiB)", "wall (s)"]
     assert [r["setting"] for r in rows] == ["sweep.chunk=null", "sweep.chunk=1", ""]
     assert all(positive(r["peak RSS (MiB)"]) and positive(r["wall (s)"]) for r in rows)
+
+
+@pytest.mark.bench
+def test_startup_benchmark_prints_each_process_beside_an_empty_interpreter(tmp_path):
+    out = run_script("bench_startup.py", tmp_path, "--quick").stdout
+    header, rows = table(out, "what")
+    assert header == ["what", "wall s", "peak MB", "wall / empty interpreter", "goal", "status"]
+    assert rows[0]["what"] == "empty interpreter (baseline)" and len(rows) == 8
+    assert all(positive(r[c]) for r in rows for c in ("wall s", "peak MB", "wall / empty interpreter"))
+    assert "nothing left on disk: True" in out

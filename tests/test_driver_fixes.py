@@ -77,3 +77,19 @@ def test_the_identity_check_refuses_another_config_and_writes_nothing(tmp_path):
         check_identity(members_of(other), force=False)
     after = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in run.rglob("*") if p.is_file()}
     assert after == before
+
+
+def test_a_members_config_does_not_grow_with_the_member_count(tmp_path):
+    """Each member's config holds its own λ, not the list of all K: building K configs is linear in
+    K (a 5,000-member stack once spent minutes here). The members' configs are the K = 1 runs'."""
+    import pickle
+
+    def sizes(k: int) -> set[int]:
+        strengths = ",".join(f"{(i + 1) * 1e-4:g}" for i in range(k))
+        cfg = make_config(tmp_path / str(k), ["regularizer=l1", f"regularizer.strength=[{strengths}]", "seed=[0,1]"])
+        members = members_of(cfg)
+        assert [m.cfg.regularizer.strength for m in members[:2]] == [1e-4, 1e-4] and members[1].cfg.seed == 1
+        assert members[0].cfg.paths.output_dir == str(tmp_path / str(k) / members[0].name)
+        return {len(pickle.dumps(m.cfg)) for m in members}
+
+    assert max(sizes(200)) <= max(sizes(2)) + 64  # a longer name, not a longer list

@@ -96,3 +96,36 @@ def test_a_diverging_single_run_stops_records_its_epoch_and_exits_3(tmp_path):
         and record["epochs"] == record["diverged_epoch"] + 1
     )
     assert "test/acc" not in record["metrics"]  # a diverged model is not tested
+
+
+def test_a_stack_over_the_address_space_cap_is_refused_by_the_estimate_in_one_line(tmp_path):
+    """Under `ulimit -v` (a cluster job's cap) the estimate counts the cap, not the machine's memory."""
+    import resource
+    import subprocess
+    import sys
+
+    def cap() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (4 * 2**30, 4 * 2**30))
+
+    args = ["model.hidden=[9000,9000]", "logger=none"]
+    done = subprocess.run(
+        [sys.executable, "-m", "reglab.train", *args], cwd=tmp_path, preexec_fn=cap, capture_output=True, text=True
+    )
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert done.stderr.startswith("error: data.n_samples=1000, model.hidden=[9000, 9000] and 1 member(s) need about")
+    assert "its cap) allows 3.0 GiB" in done.stderr and done.stderr.count("\n") == 1, done.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_allocation_that_fails_in_the_build_is_one_line_naming_the_way_out(tmp_path, monkeypatch):
+    """What the estimate misses, torch's allocator refuses: said in one line, not its traceback."""
+    from reglab import preflight
+    from reglab.errors import ConfigError
+
+    def out_of_memory(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:127] DefaultCPUAllocator: can't allocate memory: 9 bytes")
+
+    monkeypatch.setattr(preflight, "build", out_of_memory)
+    with pytest.raises(ConfigError, match=r"does not fit in memory \(.*can't allocate memory.*\); train fewer") as e:
+        train_run(tmp_path / "run", ["data.n_samples=100"])
+    assert "\n" not in str(e.value)

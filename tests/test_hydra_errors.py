@@ -37,6 +37,7 @@ def test_a_traceback_from_before_the_task_becomes_the_sentence_of_its_exception(
     [
         (["regularizer=null"], "error: regularizer=null is not a regularizer config; choose one of: elastic_net"),
         (["hydra.run.dir={file}"], "error: {file} is a file, not a directory: no run directory can be made there"),
+        (["-m", "hparams_search=lambda_optuna", "hydra.sweeper.n_trials=0"], "error: hydra.sweeper.n_trials=0 must be"),
     ],
 )
 def test_hydras_own_refusals_exit_2_in_one_sentence_and_leave_nothing(tmp_path, args, expected):
@@ -63,3 +64,14 @@ def test_reglab_eval_names_an_unreadable_checkpoint_in_one_line(tmp_path, damage
     err = capsys.readouterr().err
     assert stopped.value.code == 2 and _is_one_clean_line(err), err
     assert err.startswith(f"error: {ckpt} is unreadable (") and "nothing in it was run" in err
+
+
+def test_an_empty_log_dir_is_refused_before_hydra_makes_a_directory_at_the_root(tmp_path):
+    """`paths.log_dir=` puts the run directory at /runs/…: refused before Hydra creates it."""
+    from pathlib import Path
+
+    existed = Path("/runs").exists()
+    done = run_cli(["paths.log_dir="], cwd=tmp_path)
+    assert done.returncode == 2 and _is_one_clean_line(done.stderr), done.stderr
+    assert done.stderr.startswith("error: paths.log_dir='' must name a directory"), done.stderr
+    assert Path("/runs").exists() == existed and list(tmp_path.iterdir()) == []

@@ -15,7 +15,7 @@ from reglab.errors import ConfigError
 from reglab.fit import fit
 from reglab.report import report
 from reglab.runs import find_runs, load_model
-from tests.conftest import make_config, train_run
+from tests.conftest import FAST, make_config, run_cli, train_run
 
 SMALL = ["data.n_samples=200", "model.hidden=[8]", "trainer.max_epochs=3"]
 
@@ -39,6 +39,19 @@ def test_relaunch_with_another_lambda_is_refused_naming_the_key(finished, tmp_pa
         train_run(run_dir, [*SMALL, "regularizer=l1", "regularizer.strength=0.01"])
     assert (run_dir / "metrics.json").read_bytes() == before  # untouched
     assert OmegaConf.load(run_dir / ".hydra" / "config.yaml").regularizer.strength == 0.001  # the old config restored
+
+
+def test_a_refused_relaunch_from_the_command_line_rewrites_none_of_the_runs_hydra_files(finished, tmp_path):
+    """Refused before Hydra writes its .hydra/ files (`reglab.multirun.Preflight.on_run_start`):
+    the directory still says what it trained."""
+    run_dir = _copy(finished, tmp_path)
+    for name in ("hydra.yaml", "overrides.yaml"):  # as Hydra wrote them when the run trained
+        (run_dir / ".hydra" / name).write_text(f"# {name} of the finished run\n")
+    before = {p.name: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
+    args = [*FAST, *SMALL, "regularizer=l1", "regularizer.strength=0.01", f"hydra.run.dir={run_dir}"]
+    done = run_cli(args, cwd=tmp_path)
+    assert done.returncode == 2 and "holds a run of another config" in done.stderr, done.stderr
+    assert {p.name: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()} == before
 
 
 def test_the_same_config_is_skipped_and_force_retrains_from_scratch(finished, tmp_path):

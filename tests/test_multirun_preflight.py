@@ -6,7 +6,7 @@ import pytest
 from omegaconf import OmegaConf
 
 import reglab.multirun
-from reglab.multirun import PreflightOnMultirunStart
+from reglab.multirun import Preflight
 from reglab.train import command_line_error
 
 
@@ -37,7 +37,7 @@ def test_the_multirun_preflight_stops_the_launch_whatever_it_raises(monkeypatch,
     monkeypatch.setattr("hydra.core.global_hydra.GlobalHydra.instance", lambda: _NoLoader())
     config = OmegaConf.create({"hydra": {"job": {"config_name": "train"}, "overrides": {"task": []}}})
     with pytest.raises(SystemExit) as stopped:
-        PreflightOnMultirunStart().on_multirun_start(config)
+        Preflight().on_multirun_start(config)
     assert stopped.value.code == code
     assert capsys.readouterr().err.strip() == line
 

@@ -266,3 +266,14 @@ def test_multirun_end_callback_reports_a_one_line_error_for_an_empty_sweep(tmp_p
     ReportOnMultirunEnd().on_multirun_end(OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path)}}}))
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("error: no run in")
+
+
+def test_a_long_study_label_gives_figure_names_the_file_system_takes(tmp_path):
+    """Many differing config values make a long study label: its figure names are cut and hashed
+    (two such studies still get different names), never dropped for exceeding 255 bytes."""
+    from reglab.report import figure_suffix
+
+    long = ", ".join(f"data.key_{i}=value_{i}" for i in range(40))
+    a, b = figure_suffix(long), figure_suffix(long + "x")
+    assert a != b and len(a.encode()) <= 130 and figure_suffix("moons, optimizer.lr=0.01") == "_moons_optimizer.lr=0.01"
+    (tmp_path / f"sparsity_vs_lambda{a}.png").write_bytes(b"")  # would raise OSError: File name too long

@@ -180,3 +180,17 @@ def test_a_checkpoint_without_hyperparameters_is_rebuilt_from_the_config(tmp_pat
     del checkpoint["hyper_parameters"]  # as an older reglab wrote it
     torch.save(checkpoint, path)
     np.testing.assert_array_equal(reglab.load_run(run_dir).predict(x), expected)
+
+
+def test_a_single_runs_figures_follow_its_report_node(tmp_path):
+    """`report.format=pdf` on one run (not only at the end of a multirun): its figures are PDFs."""
+    from tests.conftest import FAST, run_cli
+
+    run_dir = tmp_path / "run"
+    args = [*FAST, "trainer.max_epochs=2", "data.n_samples=100", "report.format=pdf", f"hydra.run.dir={run_dir}"]
+    done = run_cli(args, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert sorted(p.name for p in run_dir.glob("*_*.*") if p.suffix in (".png", ".pdf")) == [
+        "decision_boundary.pdf",
+        "weight_histogram.pdf",
+    ]

@@ -534,3 +534,13 @@ def test_an_online_start_that_fails_goes_offline_once_for_every_member_of_the_pr
     # The refused connection is seen before wandb.init spends its timeout: both members start offline.
     assert modes == ["offline", "offline"]
     assert all(len(list((tmp_path / f"seed={k}" / "wandb").glob("offline-run-*"))) == 1 for k in range(2))
+
+
+def test_a_run_that_diverges_in_its_first_epoch_is_recorded_diverged_with_wandb(tmp_path):
+    """`optimizer.lr=1e308` makes every weight NaN at once: W&B logs the epoch without a histogram
+    of NaN (numpy refuses its range), and the run ends `diverged`, not in a crash."""
+    from tests.conftest import train_run
+
+    overrides = ["logger=wandb", "optimizer.lr=1e308", "data.n_samples=100", "trainer.max_epochs=2"]
+    record = train_run(tmp_path / "run", overrides)
+    assert record["status"] == "diverged" and record["diverged_epoch"] == 0

@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from reglab.errors import ConfigError, one_line, require, shown
 from reglab.members import MEMBER_KEYS, member_axes, regularizer_name
 from reglab.schema import check_arguments, check_types
+from reglab.science.conventions import check_strength
 
 TASK_OF_LOSS = {"bce": "binary", "cross_entropy": "multiclass", "mse": "regression"}
 LOSS_OF_TASK = {task: loss for loss, task in TASK_OF_LOSS.items()}
@@ -44,6 +45,10 @@ def _number(cfg: DictConfig, key: str) -> float:
     return float(value)
 
 
+def _is_fraction(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= 1
+
+
 def validate(cfg: DictConfig) -> None:
     """Raise ConfigError on the first problem found, in any member. The first member is checked
     whole; the others differ only in their λ and seed, and only those are checked again."""
@@ -56,6 +61,7 @@ def validate(cfg: DictConfig) -> None:
         for key, values in axes.items():
             OmegaConf.update(member, key, values[0], merge=False)
         _validate_one(member)
+        _check_member_values(member)
         for key, values in axes.items():
             for value in values[1:]:
                 OmegaConf.update(member, key, value, merge=False)
@@ -69,8 +75,14 @@ def validate(cfg: DictConfig) -> None:
 
 
 def _check_member_values(member: DictConfig) -> None:
-    """The rules on a member's own values (its λ and seed); the regularizer checks λ >= 0 itself."""
+    """The rules on a member's own values: its seed, and its λ (the regularizers' own rule, run here
+    so that a negative λ is refused without importing torch)."""
     _check_seed(member.seed)
+    strength = member.regularizer.get("strength", 0.0)
+    try:
+        check_strength(list(strength) if OmegaConf.is_list(strength) else [strength])
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
     _check_regularizer_rules(member)
 
 
@@ -100,9 +112,15 @@ def _validate_one(cfg: DictConfig) -> None:
     split's and the batch size's (RegLabDataModule, `reglab.science.datasets`), the model's (MLP), λ,
     `l1_ratio` and `exclude` (the regularizers), the optimizer's, the scheduler's and the trainer's."""
     _check_task_rules(cfg)
-    _check_regularizer_rules(cfg)
     _check_optimizer_rules(cfg)
     _check_run_settings(cfg)
+    _check_intervals(cfg)
+    _check_paths(cfg)
+
+
+def check_targets(cfg: DictConfig) -> None:
+    """Every `_target_` node holds only its target's arguments, of their declared types
+    (`reglab.schema`). Imports the targets (torch, Lightning): the preflight runs it, after `validate`."""
     for group in ("model", "regularizer", "optimizer", "scheduler", "trainer"):
         if cfg.get(group):
             check_arguments(cfg[group], group)
@@ -110,7 +128,6 @@ def _validate_one(cfg: DictConfig) -> None:
         for key, node in (cfg.get(group) or {}).items():
             if OmegaConf.is_dict(node) and "_target_" in node:
                 check_arguments(node, f"{group}.{key}")
-    _check_paths(cfg)
 
 
 def _check_task_rules(cfg: DictConfig) -> None:
@@ -125,12 +142,8 @@ def _check_task_rules(cfg: DictConfig) -> None:
     typed = {k: v for k, v in data.items() if k not in (*datasets.COUNTS, "noise")}
     check_types(OmegaConf.create(typed), "data", generator, f"data set {data.name!r}")
     split, n = data.split, data.get("n_samples")
-    if (
-        isinstance(n, int)
-        and n >= 1
-        and OmegaConf.is_list(split)
-        and all(isinstance(f, (int, float)) for f in split[:2])
-    ):
+    fractions = OmegaConf.is_list(split) and len(split) == 3 and all(_is_fraction(f) for f in split)
+    if isinstance(n, int) and n >= 1 and fractions:  # else RegLabDataModule says what is wrong with the split
         sizes = f"data.split={list(split)} with data.n_samples={n}"
         require(round(split[0] * n) >= 2 or split[0] <= 0, f"{sizes} leaves fewer than 2 training samples")
         require(round(split[1] * n) >= 1 or split[1] <= 0, f"{sizes} leaves no validation sample")
@@ -183,7 +196,6 @@ def _check_run_settings(cfg: DictConfig) -> None:
     require(not unknown, f"{unknown[0] if unknown else ''} is not a key of the config: check its spelling")
     epochs = cfg.trainer.max_epochs
     require(isinstance(epochs, int) and epochs >= 1, f"trainer.max_epochs={epochs!r} must be an integer >= 1")
-    _check_seed(cfg.seed)
     require(isinstance(cfg.get("force", False), bool), f"force={cfg.get('force')!r} must be true or false")
     threshold = _number(cfg, "sparsity_threshold")
     require(threshold >= 0, f"sparsity_threshold={threshold:g} must be >= 0")
@@ -192,6 +204,25 @@ def _check_run_settings(cfg: DictConfig) -> None:
         isinstance(retries, int) and not isinstance(retries, bool) and retries >= 0,
         f"retries={retries!r} must be an integer >= 0",
     )
+
+
+# Intervals in epochs that Lightning and torch take at 0 or below and then do something else: no
+# checkpoint (so no resume and no `load_run`), an evaluation every epoch, a decay every epoch.
+INTERVALS = (
+    "callbacks.model_checkpoint.every_n_epochs",
+    "trainer.check_val_every_n_epoch",
+    "scheduler.step_size",
+    "scheduler.T_max",
+)
+
+
+def _check_intervals(cfg: DictConfig) -> None:
+    for key in INTERVALS:
+        value = OmegaConf.select(cfg, key)
+        require(
+            value is None or (isinstance(value, int) and not isinstance(value, bool) and value >= 1),
+            f"{key}={value!r} must be an integer >= 1 (epochs)",
+        )
 
 
 # What a run logs, so that a metric a sweep optimizes names something that exists.
@@ -224,10 +255,15 @@ def _check_paths(cfg: DictConfig) -> None:
     )
 
 
+# The address space Python, torch and Lightning map before the first tensor (0.95 GiB measured).
+RUNTIME_ADDRESS_SPACE = 2**30
+
+
 def _check_memory(cfg: DictConfig) -> None:
     """Refuse a data set or model that cannot fit in this machine's memory, with the estimate: for
     the members trained in one fit (`sweep.chunk` of them at most), before anything is allocated."""
     import os
+    import resource
 
     def count(key: str, default: int) -> int | None:  # None: not a number (the member checks say so)
         value = OmegaConf.select(cfg, key, default=default)
@@ -257,6 +293,9 @@ def _check_memory(cfg: DictConfig) -> None:
     activation_bytes = 8 * members * n * sum(widths[1:])
     need = data_bytes + model_bytes + activation_bytes
     total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    capped = resource.getrlimit(resource.RLIMIT_AS)[0]  # `ulimit -v`, a cluster job's memory cap
+    if capped != resource.RLIM_INFINITY:
+        total = min(total, max(capped - RUNTIME_ADDRESS_SPACE, 0))
     if need < 0.8 * total:
         return
     shown = OmegaConf.select(cfg, "data.n_samples")
@@ -264,5 +303,5 @@ def _check_memory(cfg: DictConfig) -> None:
     raise ConfigError(
         f"{what}, model.hidden={[int(w) for w in hidden]} and {members} member(s) need about "
         f"{need / 2**30:.1f} GiB of memory (data {data_bytes / 2**30:.1f}, model {model_bytes / 2**30:.1f}, "
-        f"activations {activation_bytes / 2**30:.1f}); this machine has {total / 2**30:.1f} GiB"
+        f"activations {activation_bytes / 2**30:.1f}); this machine (or its cap) allows {total / 2**30:.1f} GiB"
     )

@@ -1,8 +1,6 @@
 """User mistakes said in one line: `ConfigError`, the one formatter, and `blame`, which names the
-config key a constructor's error came from.
-
-Imports nothing from reglab and nothing heavy: a refusal must not wait for torch.
-"""
+config key a constructor's error came from. Imports nothing from reglab and nothing heavy: a refusal
+must not wait for torch."""
 
 from __future__ import annotations
 
@@ -25,20 +23,16 @@ def require(ok: bool, message: str) -> None:
 
 
 def one_line(error: BaseException | str, with_type: bool = False) -> str:
-    """An exception (or an error text) said in one line.
-
-    Hydra's instantiation errors are unwrapped to their cause and name the key they came from;
-    Hydra's multi-line composition errors become a sentence ("regularizer=l3 is not a regularizer
-    config; choose one of: …", "x is not a key of the config"). `with_type`: "ValueError: …".
-    """
+    """An exception (or an error text) said in one line: Hydra's instantiation errors as their cause,
+    naming its key; Hydra's composition errors as a sentence ("regularizer=l3 is not a regularizer
+    config; choose one of: …", "x is not a key of the config"). `with_type`: "ValueError: …"."""
     cause = error
     while isinstance(cause, BaseException) and type(cause).__name__ == "InstantiationException" and cause.__cause__:
         cause = cause.__cause__
     text = str(cause)
     if "Traceback (most recent call last)" in text:  # Hydra's report of an error before the task ran
         return _last_exception(text)
-    missing = re.search(r"Could not find '([\w/]+)/([^']+)'", text)
-    if missing:
+    if missing := re.search(r"Could not find '([\w/]+)/([^']+)'", text):
         group, name = missing.groups()
         options = re.findall(r"^\t(\S+)$", text, flags=re.MULTILINE)
         return f"{group}={name} is not a {group} config; choose one of: {', '.join(options)}"
@@ -46,8 +40,7 @@ def one_line(error: BaseException | str, with_type: bool = False) -> str:
         return f"{text.split(chr(39))[1]} is not a key of the config: check its spelling"
     lines = [line.strip() for line in text.splitlines()]
     text = " ".join(line for line in lines if line and not line.startswith(("full_key", "object_type")))
-    key = getattr(error, "full_key", None) or ""
-    if key and key not in text:
+    if (key := getattr(error, "full_key", None)) and key not in text:
         text = f"{key}: {text}"
     return f"{type(cause).__name__}: {text}" if with_type and isinstance(cause, BaseException) else text
 
@@ -89,22 +82,9 @@ def shown(value: Any) -> str:
 
 # What a constructor raises for a bad argument (Hydra's and OmegaConf's errors are matched by name:
 # importing them here would import Hydra before a refusal needs it).
-CONSTRUCTOR_ERRORS = (
-    ValueError,
-    TypeError,
-    KeyError,
-    IndexError,
-    ArithmeticError,
-    RuntimeError,
-    AttributeError,
-    ImportError,
-    AssertionError,
-)
+_BAD_VALUE_ERRORS = (ValueError, TypeError, KeyError, IndexError, ArithmeticError)
+CONSTRUCTOR_ERRORS = (*_BAD_VALUE_ERRORS, RuntimeError, AttributeError, ImportError, AssertionError)
 FRAMEWORK_ERRORS = ("InstantiationException", "OmegaConfBaseException")
-
-
-def _is_framework_error(error: BaseException) -> bool:
-    return any(cls.__name__ in FRAMEWORK_ERRORS for cls in type(error).__mro__)
 
 
 @contextlib.contextmanager
@@ -119,7 +99,7 @@ def blame(key: str, node: Any = None, probe: Callable[[str], bool] | None = None
     except ConfigError:
         raise
     except Exception as e:
-        if not isinstance(e, CONSTRUCTOR_ERRORS) and not _is_framework_error(e):
+        if not isinstance(e, CONSTRUCTOR_ERRORS) and not any(c.__name__ in FRAMEWORK_ERRORS for c in type(e).__mro__):
             raise
         raise ConfigError(blame_line(key, node, probe, e)) from e
 
@@ -132,8 +112,7 @@ def blame_line(key: str, node: Any, probe: Callable[[str], bool] | None, error: 
         return message
     if node is None or not OmegaConf.is_dict(node):
         return f"{key}: {message}"
-    target = node.get("_target_")
-    source = f" (from {target})" if target else ""
+    source = f" (from {node.get('_target_')})" if node.get("_target_") else ""
     culprits = _culprits(node, message, error, probe)
     if not culprits:
         return f"{key}: {message}{source}"
@@ -141,9 +120,7 @@ def blame_line(key: str, node: Any, probe: Callable[[str], bool] | None, error: 
         return f"{group}.{message}{source}"
     named = ", ".join(f"{group}.{k}={_value_text(node, k)}" for k in culprits)
     if isinstance(error, ZeroDivisionError):  # "(from StepLR: integer modulo by zero)"
-        if source:
-            return f"{named} must not be 0{source.rstrip(')')}: {message})"
-        return f"{named} must not be 0: {message}"
+        return f"{named} must not be 0" + (f"{source.rstrip(')')}: {message})" if source else f": {message}")
     return f"{named}: {message}{source}"
 
 
@@ -156,19 +133,14 @@ def _value_text(node: Any, key: str) -> str:
 def _culprits(node: Any, message: str, error: BaseException, probe: Callable[[str], bool] | None) -> list[str]:
     """The keys of `node` an error message points at (see `blame`); [] if none can be told."""
     keys = [str(k) for k in node if not str(k).startswith("_") and str(k) not in ("name", "seed")]
-    words = {w.lower() for w in re.findall(r"[A-Za-z][A-Za-z0-9]*", message)}
+    words = {w.lower() for w in re.findall(r"[A-Za-z][A-Za-z0-9]*", message) if len(w) >= 3}
     text = message.lower()
 
-    def said(word: str) -> bool:
-        if word in words:
-            return True
-        return len(word) >= 3 and any(len(w) >= 3 and (w.startswith(word) or word.startswith(w)) for w in words)
-
-    def named(k: str) -> bool:
+    def named(k: str) -> bool:  # the key, or each word of it (3+ letters) a prefix of a word said, or said in part
         if re.search(rf"(?<![\w.]){re.escape(k.lower())}(?![\w])", text):
             return True
         tokens = [t for t in k.lower().split("_") if len(t) >= 3]
-        return bool(tokens) and all(said(t) for t in tokens)
+        return bool(tokens) and all(any(w.startswith(t) or t.startswith(w) for w in words) for t in tokens)
 
     def value(k: str) -> Any:
         return None if OmegaConf.is_interpolation(node, k) else node[k]
@@ -183,18 +155,12 @@ def _culprits(node: Any, message: str, error: BaseException, probe: Callable[[st
         v = value(k)
         return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
 
-    if "must stay finite and >= 0" in message:  # the schedule's learning rate (`preflight.check_schedule`)
-        found = [k for k in keys if (number(k) or 0) < 0]
-        if found:
-            return found
-    if isinstance(error, ZeroDivisionError):
-        zeros = [k for k in keys if number(k) == 0]
+    # the schedule's learning rate (`preflight.check_schedule`)
+    if "must stay finite and >= 0" in message and (found := [k for k in keys if (number(k) or 0) < 0]):
+        return found
+    if isinstance(error, ZeroDivisionError) and (zeros := [k for k in keys if number(k) == 0]):
         integers = [k for k in zeros if isinstance(value(k), int)]
-        if zeros:
-            return integers if integers and "integer" in message else zeros
-    if probe is not None:
-        found = [k for k in keys if probe(k)]
-        if found:
-            return found
-    found = [k for k in keys if named(k)]
-    return found or [k for k in keys if quoted(k)]
+        return integers if integers and "integer" in message else zeros
+    if probe is not None and (found := [k for k in keys if probe(k)]):
+        return found
+    return [k for k in keys if named(k)] or [k for k in keys if quoted(k)]

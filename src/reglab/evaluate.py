@@ -1,9 +1,8 @@
 """Evaluate a trained run: `reglab-eval RUN_DIR [data=NAME] [data.KEY=VALUE ...] [seed=N]`.
 
-Without overrides the run is evaluated on its own test split; with them, on the test split of
-another data set with the same inputs (another seed, more noise, another generator), through the
-input transform the run fitted on its own training split. Writes `eval.json` into RUN_DIR.
-Exit codes: 0 written, 2 bad arguments (one line).
+On its own test split, or with overrides on the test split of another data set with the same inputs
+(another seed, more noise, another generator), through the input transform the run fitted on its own
+training split. Writes `eval.json` into RUN_DIR. Exit codes: 0 written, 2 bad arguments (one line).
 """
 
 from __future__ import annotations
@@ -58,21 +57,14 @@ def evaluate(run_dir: str | Path, overrides: Sequence[str] = ()) -> dict[str, An
         else:
             raise ValueError(f"{key} cannot be changed for an evaluation; use data=…, data.KEY=… or seed=…")
     splits = datasets.load(seed=seed, **data)  # type: ignore[arg-type]
-    x_raw = splits.x["test"].astype(np.float64) * splits.std + splits.mean  # undo this data set's transform
-    if x_raw.shape[1] != len(run.mean):
-        raise ValueError(
-            f"data set {data['name']!r} has {x_raw.shape[1]} inputs; the run was trained on {len(run.mean)}"
-        )
+    x = splits.x["test"].astype(np.float64) * splits.std + splits.mean  # raw: undo this data set's transform
+    if x.shape[1] != len(run.mean):
+        raise ValueError(f"data set {data['name']!r} has {x.shape[1]} inputs; the run was trained on {len(run.mean)}")
     with torch.no_grad():
-        logits = run.model(torch.from_numpy(run.transform(x_raw)))
+        logits = run.model(torch.from_numpy(run.transform(x)))
     metrics = prediction_metrics(logits, torch.from_numpy(splits.y["test"]), splits.task)
-    result = {
-        "run_dir": str(run_dir),
-        "data": {**data, "seed": seed},
-        "split": "test",
-        "n": len(splits.y["test"]),
-        "metrics": {f"test/{k}": float(v[0]) for k, v in metrics.items()},
-    }
+    result: dict[str, Any] = {"run_dir": str(run_dir), "data": {**data, "seed": seed}, "split": "test"}
+    result |= {"n": len(splits.y["test"]), "metrics": {f"test/{k}": float(v[0]) for k, v in metrics.items()}}
     rundir.atomic_write_text(Path(run_dir) / "eval.json", json.dumps(result, indent=2, sort_keys=True) + "\n")
     return result
 

@@ -5,13 +5,10 @@
     <output dir>/.stack/   the stack's Hydra files, members.json, and the stacked checkpoints a
                            re-launch resumes from
 
-`fit` checks the config (`reglab.config`) and builds every stack in memory with one trial step
-(`reglab.preflight`) before a file is written; then it trains, tests and writes each member's
-files (`reglab.member_files`). `sweep.chunk` members train at a time: each chunk is built again
-right before it trains, so only one chunk's data and weights are held at once. A crash is retried.
-
-Warm-started λ paths (`sweep.path=true`): the λ values are trained one after another in increasing
-order, each from the previous λ's final weights; the seeds are the members of each stage.
+Every stack is checked and built in memory (`reglab.preflight`) before a file is written.
+`sweep.chunk` members train at a time, each chunk built again right before it trains: one chunk's
+data and weights in memory at once. A crash is retried. `sweep.path=true` (warm-started λ paths):
+the λ values train in increasing order, each from the previous one's final weights, the seeds as members.
 """
 
 from __future__ import annotations
@@ -70,7 +67,10 @@ def fit(cfg: DictConfig, overrides: Sequence[str] = (), multirun: bool = False) 
         write_stack_files(root, members, overrides)
     records: dict[str, dict[str, Any]] = {}
     for unit in (unit for unit, d in zip(units, done) if d):
-        _log_skipped(root, unit)
+        if len(unit) == 1:
+            log.info("%s already finished; skipped (force=true trains it again)", unit[0].run_dir)
+        else:
+            log.info("%s: %d members already finished; skipped (force=true trains them again)", root, len(unit))
         records |= {m.name: rundir.read_metrics_json(m.run_dir) for m in unit}
     for unit, checkpoint in todo:  # each chunk built right before it trains: one in memory at a time
         stack, first = first or build(cfg, unit, checkpoint), None
@@ -78,13 +78,6 @@ def fit(cfg: DictConfig, overrides: Sequence[str] = (), multirun: bool = False) 
         del stack
         gc.collect()  # Lightning's trainer holds reference cycles: free this chunk before building the next
     return [records[m.name] for m in members]
-
-
-def _log_skipped(root: Path, unit: list[Member]) -> None:
-    if len(unit) == 1:
-        log.info("%s already finished; skipped (force=true trains it again)", unit[0].run_dir)
-    else:
-        log.info("%s: %d members already finished; skipped (force=true trains them again)", root, len(unit))
 
 
 def _unit_checkpoint(checkpoints: Path, unit: list[Member], members: list[Member], stacked: bool) -> Path:
@@ -106,9 +99,8 @@ def _fit_path(
     records: list[dict[str, Any]] = []
     init = None
     for j, stage in enumerate(stages):
-        origin = f"path: {lams[: j + 1]}"  # a stage resumes only after the same earlier stages
         stack = build(cfg, stage, checkpoints / f"stage-{j}" / "last.ckpt", init)
-        stack.init, stack.origin = init, origin
+        stack.origin = f"path: {lams[: j + 1]}"  # a stage resumes only after the same earlier stages
         records += train_stack(cfg, stack, multirun)
         if any(r["status"] == rundir.FAILED for r in records[-len(stage) :]):
             break  # no weights to go on from
@@ -125,7 +117,6 @@ def write_stack_files(root: Path, members: list[Member], overrides: Sequence[str
         shutil.rmtree(stack_dir / "hydra", ignore_errors=True)
         (root / ".hydra").rename(stack_dir / "hydra")
     for m in members:
-        (m.run_dir / ".hydra").mkdir(parents=True, exist_ok=True)
         rundir.atomic_write_text(m.run_dir / ".hydra" / "config.yaml", OmegaConf.to_yaml(m.cfg))
         mine = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") not in m.values]
         mine += [f"{key}={format_number(value)}" for key, value in m.values.items()]
@@ -164,9 +155,9 @@ def _fit_with_retries(cfg: DictConfig, stack: Stack, hashes: list[str]) -> tuple
     for attempt in range(1, cfg.retries + 2):
         try:
             if attempt > 1:  # a fresh stack, from the weights the failed one started from: its state is unknown
-                stack = _rebuilt(cfg, stack)
+                origin, stack = stack.origin, build(cfg, stack.members, stack.checkpoint, stack.init)
+                stack.origin = origin
             stack.module.member_hashes = hashes
-            stack.module.origin = stack.origin
             ckpt = None if cfg.force and attempt == 1 else _resumable(stack.checkpoint, hashes)
             stack.trainer.fit(stack.module, datamodule=stack.datamodule, ckpt_path=ckpt, weights_only=True)
             stack.trainer.save_checkpoint(stack.checkpoint)
@@ -176,12 +167,6 @@ def _fit_with_retries(cfg: DictConfig, stack: Stack, hashes: list[str]) -> tuple
             log.exception("attempt %d of %d failed", attempt, cfg.retries + 1)
             error = e
     return stack, {}, error, cfg.retries + 1
-
-
-def _rebuilt(cfg: DictConfig, stack: Stack) -> Stack:
-    fresh = build(cfg, stack.members, stack.checkpoint, stack.init)
-    fresh.init, fresh.origin = stack.init, stack.origin
-    return fresh
 
 
 def _write_members(stack: Stack, test: dict[str, list[float]], error: Exception | None) -> list[dict[str, Any]]:
@@ -194,9 +179,8 @@ def _write_members(stack: Stack, test: dict[str, list[float]], error: Exception 
         failed = {"status": rundir.FAILED, "error": f"{type(error).__name__}: {error}", "metrics": {}}
         return [failed | identity(m.cfg) for m in stack.members]
     best = next((c for c in stack.trainer.callbacks if isinstance(c, BestCheckpoint)), None)
-    state = None
-    if best is not None or any(m.values for m in stack.members):
-        state = torch.load(stack.checkpoint, map_location="cpu", weights_only=True)
+    cut = best is not None or any(m.values for m in stack.members)  # a member's own checkpoint is cut from it
+    state = torch.load(stack.checkpoint, map_location="cpu", weights_only=True) if cut else None
     records = []
     for k, m in enumerate(stack.members):
         records.append(member_record(stack, k, test))

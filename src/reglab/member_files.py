@@ -22,12 +22,8 @@ def environment() -> dict[str, str]:
     import torch
 
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else platform.processor() or platform.machine()
-    return {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "lightning": lightning.__version__,
-        "device": device,
-    }
+    versions = {"python": platform.python_version(), "torch": torch.__version__, "lightning": lightning.__version__}
+    return versions | {"device": device}
 
 
 def member_record(stack: Stack, k: int, test: dict[str, list[float]]) -> dict[str, Any]:
@@ -44,12 +40,11 @@ def member_record(stack: Stack, k: int, test: dict[str, list[float]]) -> dict[st
     model = module.model.member(k)
     model.load_state_dict(module.member_weights(k))
     data = stack.datamodule.member(k)
-    # What the monitoring callbacks (early stopping, best checkpoint) know of this member.
-    monitored = [
-        c.member_record(k, rows) if isinstance(c, BestCheckpoint) else c.member_record(k)
-        for c in stack.trainer.callbacks
-        if hasattr(c, "member_record")
-    ]
+    monitor = "val/acc" if "val/acc" in final else "val/loss"
+    scored = [r for r in rows if monitor in r and r[monitor] == r[monitor]]  # not NaN
+    best = (max if monitor == "val/acc" else min)(scored, key=lambda r: r[monitor], default=None)
+    monitors = [c for c in stack.trainer.callbacks if hasattr(c, "member_record")]  # early stopping, best checkpoint
+    monitored = [c.member_record(k, rows) if isinstance(c, BestCheckpoint) else c.member_record(k) for c in monitors]
     return {
         "status": rundir.DIVERGED if diverged is not None else rundir.COMPLETED if trained else rundir.FAILED,
         "error": None if trained else "no training step was taken",
@@ -58,7 +53,7 @@ def member_record(stack: Stack, k: int, test: dict[str, list[float]]) -> dict[st
         "epochs": int(final.get("epoch", -1)) + 1,
         "steps": int(final.get("step", 0)),
         "metrics": {key: v for key, v in final.items() if key not in ("epoch", "step")} | tested,
-        "best_epoch": best_epoch(rows, "val/acc" if "val/acc" in final else "val/loss"),
+        "best_epoch": None if best is None else int(best["epoch"]),
         "feature_l1": feature_l1(model)[0],
         "support": data.support,
         "true_coef": data.coef,
@@ -67,14 +62,6 @@ def member_record(stack: Stack, k: int, test: dict[str, list[float]]) -> dict[st
         # The input transform fitted on the training split: x_std = (x − mean) / std (reglab.load_run).
         "input_transform": {"mean": data.mean.tolist(), "std": data.std.tolist()},
     } | {key: value for record in monitored for key, value in record.items()}
-
-
-def best_epoch(rows: list[dict[str, float]], key: str) -> int | None:
-    scored = [r for r in rows if key in r and r[key] == r[key]]  # drop NaN
-    if not scored:
-        return None
-    pick = max if key.endswith("acc") else min
-    return int(pick(scored, key=lambda r: r[key])["epoch"])
 
 
 def save_member_checkpoint(
@@ -88,26 +75,16 @@ def save_member_checkpoint(
     ckpt = {key: v for key, v in state.items() if key not in PER_MEMBER_ENTRIES}
     ckpt["state_dict"] = {f"model.{name}": t for name, t in (weights or stack.module.member_weights(k)).items()}
     hp = state["hyper_parameters"]
-    strength = [float(stack.module.regularizer.strength[k])]
-    ckpt["hyper_parameters"] = {
-        **hp,
-        "model": {**hp["model"], "members": 1},
-        "regularizer": {**hp["regularizer"], "strength": strength},
-    }
-    K = stack.module.model.members
-    ckpt["optimizer_states"] = [_member_optimizer_state(o, k, K) for o in state["optimizer_states"]]
+    regularizer = {**hp["regularizer"], "strength": [float(stack.module.regularizer.strength[k])]}
+    ckpt["hyper_parameters"] = {**hp, "model": {**hp["model"], "members": 1}, "regularizer": regularizer}
+    ckpt["optimizer_states"] = [_member_optimizer_state(o, k, len(stack.members)) for o in state["optimizer_states"]]
     rows = stack.history.rows(k)
     ckpt["members"] = [stack.members[k].config_hash, stack.origin]
     ckpt["divergence"] = {"epoch": [stack.module.diverged_epoch[k]], "weights": {}}
     values = torch.stack([v[:, k : k + 1] for v in stack.history.values[: len(rows)]]) if rows else torch.zeros(0)
-    ckpt["callbacks"] = {
-        "MetricsHistory": {
-            "names": stack.history.names,
-            "epochs": [(r["epoch"], r["step"]) for r in rows],
-            "diverged_epoch": [stack.module.diverged_epoch[k]],
-            "values": values,
-        }
-    }
+    history = {"names": stack.history.names, "epochs": [(r["epoch"], r["step"]) for r in rows]}
+    history |= {"diverged_epoch": [stack.module.diverged_epoch[k]], "values": values}
+    ckpt["callbacks"] = {"MetricsHistory": history}
     if rows:
         ckpt["epoch"], ckpt["global_step"] = int(rows[-1]["epoch"]) + 1, int(rows[-1]["step"])
     if weights is not None:  # weights only: resuming from here would pair them with the last optimizer state

@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from reglab import rundir
 from reglab.config import CONFIG_DIR, validate
 from reglab.errors import ConfigError, one_line, require
-from reglab.members import members_of
+from reglab.members import check_identity, members_of
 
 EXIT_CRASH, EXIT_CONFIG_ERROR = 1, 2
 GRID_FILE = "grid.json"  # in a sweep directory: the grid of the sweep it holds
@@ -37,9 +37,32 @@ def build_in_memory(cfg: DictConfig) -> None:
     preflight(cfg, members[:chunk], Path(cfg.paths.output_dir) / "last.ckpt")
 
 
-class PreflightOnMultirunStart(Callback):
+class Preflight(Callback):
     """Hydra callback: before a multirun's first job, compose and check every job of its grid (and
-    both ends of an Optuna interval), so that a bad value costs no job and leaves no directory."""
+    both ends of an Optuna interval), so that a bad value costs no job and leaves no directory;
+    before a single run, check its config (`reglab.config`, without importing torch) and that its
+    directory holds no run of another config, before Hydra creates it or writes its .hydra/ files."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        import copy
+        import os
+
+        from hydra.core.hydra_config import HydraConfig
+
+        # As Hydra's run_job will: ${now:} and ${run_suffix:} resolve once per config (cached).
+        output_dir = os.path.abspath(str(config.hydra.run.dir))
+        with open_dict(config):
+            config.hydra.runtime.output_dir = output_dir
+        HydraConfig.instance().set_config(config)
+        task = copy.deepcopy(config)
+        with open_dict(task):
+            del task["hydra"]
+        try:
+            validate(task)
+            check_identity(members_of(task), bool(task.get("force", False)))
+        except ConfigError as e:
+            print(f"error: {e}", file=sys.stderr)
+            sys.exit(EXIT_CONFIG_ERROR)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         from hydra import compose
@@ -48,15 +71,13 @@ class PreflightOnMultirunStart(Callback):
         name = config.hydra.job.config_name
         loader = GlobalHydra.instance().config_loader()  # its search path has --config-dir and hydra.searchpath
         options = lambda group: loader.get_group_options(group)  # noqa: E731
+        compose_job = lambda job: compose(config_name=name, overrides=job)  # noqa: E731
         try:
-            check_jobs(
-                list(config.hydra.overrides.task),
-                lambda job: compose(config_name=name, overrides=job),
-                CONFIG_DIR,
-                build_in_memory,
-                config_name=name,
-                group_options=options,
-            )
+            sweeper = config.hydra.get("sweeper") or OmegaConf.create()  # as the command line set it
+            if "optuna" in str(sweeper.get("_target_", "")).lower():
+                _check_optuna(sweeper)
+            overrides = list(config.hydra.overrides.task)
+            check_jobs(overrides, compose_job, CONFIG_DIR, build_in_memory, name, options)
             claim_sweep_dir(Path(config.hydra.sweep.dir), sweep_grid(config))
         except ConfigError as e:
             print(f"error: {e}", file=sys.stderr)
@@ -112,14 +133,9 @@ def check_jobs(
     config_name: str = "train",
     group_options: Callable[[str], list[str]] | None = None,
 ) -> None:
-    """Compose and validate every job a sweep's overrides describe, before any of them runs, so that
-    a bad value anywhere in a sweep list (or at either end of an Optuna interval) is one line and
-    costs no job. `overrides` are Hydra's own (the sweeper's params, then the command line's). Every
-    job of the grid is composed and checked (`reglab.config`); each value of a sweep list is built
-    once in memory, beside the first value of the others. The sweeper's params
-    of the composed config (an experiment's grid, an Optuna search space) are read here too, so the
-    command line alone is enough. `build(cfg)`, if given, builds each job in memory
-    (`reglab.preflight`) after its checks."""
+    """Compose and check (`reglab.config`) every job of a sweep's `overrides` (Hydra's own) before any
+    runs, so that a bad value (or either end of an Optuna interval) is one line and costs no job; the
+    composed config's sweeper params count too. `build(cfg)`, if given, then builds each in memory."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
@@ -143,13 +159,17 @@ def check_jobs(
         (grid, jobs), first = _jobs(parsed), None
     # Each value first (a bad one is found at once), then the rest of the grid: a rule between two
     # swept keys (a data set and its label noise) must hold in every combination.
+    # Every job's config is checked before any is built: a refusal the config layer can judge costs no torch import.
+    cfgs = []
     for i, job in enumerate([*jobs, *(job for job in grid if job not in jobs)]):
         try:
             cfg = first if i == 0 and first is not None else compose(job)
         except (HydraException, OmegaConfBaseException, ValueError) as e:  # ValueError: a group set to null
             raise ConfigError(one_line(e)) from None
         validate(cfg)
-        if build is not None:  # everything the job needs, built in memory: the constructors' own checks
+        cfgs.append(cfg)
+    if build is not None:  # everything a job needs, built in memory: the constructors' checks
+        for cfg in cfgs:
             build(cfg)
 
 
@@ -189,7 +209,6 @@ def _compose_with_sweeper(job: list[str], parsed: list, config_name: str) -> tup
     own settings checked; (None, {}) where Hydra is not initialized or the job does not compose."""
     from hydra import compose
     from hydra.core.global_hydra import GlobalHydra
-    from omegaconf import open_dict
 
     if not GlobalHydra.instance().is_initialized():
         return None, {}
@@ -208,16 +227,10 @@ def _compose_with_sweeper(job: list[str], parsed: list, config_name: str) -> tup
 
 
 def _check_optuna(sweeper: DictConfig) -> None:
-    trials = sweeper.get("n_trials")
-    require(
-        isinstance(trials, int) and not isinstance(trials, bool) and trials >= 1,
-        f"hydra.sweeper.n_trials={trials!r} must be an integer >= 1",
-    )
-    jobs = sweeper.get("n_jobs")
-    require(
-        isinstance(jobs, int) and not isinstance(jobs, bool) and jobs >= 1,
-        f"hydra.sweeper.n_jobs={jobs!r} must be an integer >= 1",
-    )
+    for key in ("n_trials", "n_jobs"):
+        value = sweeper.get(key)
+        ok = isinstance(value, int) and not isinstance(value, bool) and value >= 1
+        require(ok, f"hydra.sweeper.{key}={value!r} must be an integer >= 1")
     direction = sweeper.get("direction")
     directions = list(direction) if OmegaConf.is_list(direction) else [direction]
     require(
@@ -231,11 +244,8 @@ def _check_fixed_grid(parsed: list, params: dict[str, str]) -> None:
     whole sweep with that one value, silently: refuse it, and say how to sweep it or run it alone."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    swept = {}
-    for key, value in params.items():
-        (override,) = OverridesParser.create().parse_overrides([f"{key}={value}"])
-        if override.is_sweep_override():
-            swept[key] = value
+    parse = OverridesParser.create().parse_overrides
+    swept = {key: value for key, value in params.items() if parse([f"{key}={value}"])[0].is_sweep_override()}
     for override in parsed:
         key = override.get_key_element()
         if key in swept and not override.is_sweep_override():
@@ -258,10 +268,9 @@ def _check_interval(override: object) -> None:
     from hydra.core.override_parser.types import IntervalSweep, Override
 
     assert isinstance(override, Override)
-    key, value = override.get_key_element(), override.value()
-    if not isinstance(value, IntervalSweep):
+    if not isinstance(override.value(), IntervalSweep):
         return
-    shown = override.input_line or key
+    shown = override.input_line or override.get_key_element()
     from hydra_plugins.hydra_optuna_sweeper._impl import create_optuna_distribution_from_override
 
     try:
@@ -287,7 +296,4 @@ def _check_group_choices(
         if not options:  # not a config group
             continue
         for name in value.split(","):
-            require(
-                name in options,
-                f"{key}={name} is not a {key} config; choose one of: {', '.join(options)}",
-            )
+            require(name in options, f"{key}={name} is not a {key} config; choose one of: {', '.join(options)}")

@@ -21,6 +21,7 @@ from typing import Any, cast
 
 from omegaconf import DictConfig, OmegaConf
 
+from reglab.config import check_targets
 from reglab.errors import ConfigError, blame, one_line
 from reglab.members import Member, identity
 
@@ -46,11 +47,19 @@ def preflight(cfg: DictConfig, members: list[Member], checkpoint: Path) -> Stack
     from omegaconf.errors import OmegaConfBaseException
 
     try:
+        check_targets(members[0].cfg)  # a member's scalar λ and seed; the others differ only in those
         return build(cfg, members, checkpoint)
     except ConfigError:
         raise
     except (ValueError, TypeError, KeyError, ArithmeticError, InstantiationException, OmegaConfBaseException) as e:
         raise ConfigError(one_line(e)) from e
+    except (MemoryError, RuntimeError) as e:  # torch's allocator raises RuntimeError("... can't allocate memory ...")
+        if not isinstance(e, MemoryError) and "allocate" not in str(e):
+            raise
+        raise ConfigError(
+            f"the stack of {len(members)} member(s) does not fit in memory ({one_line(e)}); train fewer members "
+            "at a time (sweep.chunk=…), or make model.hidden or data.n_samples smaller"
+        ) from None
 
 
 def build(cfg: DictConfig, members: list[Member], checkpoint: Path, init: list[dict] | None = None) -> Stack:

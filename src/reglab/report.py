@@ -3,7 +3,6 @@
 Reads only what runs wrote (`reglab.rundir`), never W&B, and writes summary.csv, summary.md and
 the figures of `reglab.figures` into DIR: docs/report.md says what each holds. Which metric a table
 shows is `reglab.tables.METRICS`. With W&B, the report is also a W&B run (`reglab.report_wandb`).
-
 Exit codes: 0 report written, 2 no finished run in DIR, DIR does not exist, or a bad option.
 """
 
@@ -42,7 +41,7 @@ from reglab.runs import (
     values,
     warn,
 )
-from reglab.tables import format_number, header, markdown_table, plain, shown_in
+from reglab.tables import header, markdown_table, plain, shown_in
 
 EXIT_NO_RUNS = EXIT_BAD_PATH = 2  # a user mistake, as every refusal of reglab-train and reglab-eval
 OPTION_KEYS = ("format", "dpi", "band")  # the keys of the config's `report` node (configs/train.yaml)
@@ -84,8 +83,7 @@ def csv_rows(runs: Sequence[Run]) -> list[dict[str, Any]]:
     keys = study_keys(runs)  # the config keys that tell the studies apart (optimizer.lr, say)
     rows = []
     for run in runs:
-        flat = run.flat_config
-        which = {"run": run.name, "dataset": run.dataset, **{key: plain(flat.get(key)) for key in keys}}
+        which = {"run": run.name, "dataset": run.dataset, **{key: plain(run.flat_config.get(key)) for key in keys}}
         what = {"task": run.task, "regularizer": run.regularizer, "lambda": run.strength, "seed": run.seed}
         how = {"status": run.status, **{k: run.record.get(k) for k in ("epochs", "best_epoch")}}
         metrics = {k: run.record["metrics"].get(k) for k in present}
@@ -93,16 +91,7 @@ def csv_rows(runs: Sequence[Run]) -> list[dict[str, Any]]:
     return rows
 
 
-def _csv_text(rows: list[dict[str, Any]]) -> str:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return buffer.getvalue()
-
-
 def _columns(runs: Sequence[Run], console: bool) -> list[tuple[str, str]]:
-    """The metric columns of a table of `runs`: all of the report's, or (`console`) the sweep's."""
     thresholds = {run.sparsity_threshold for run in runs}
     threshold = thresholds.pop() if len(thresholds) == 1 else math.nan  # runs that differ: no number in the header
     return metric_columns(runs[0].task, threshold, "sweep" if console else "report")
@@ -112,22 +101,17 @@ def runs_table(runs: Sequence[Run], console: bool = False) -> str:
     """Completed runs, one row each; `console`: only the columns the end of a sweep prints."""
     columns = _columns(runs, console)
     header_row = ["regularizer", "λ", "seed", *(h for h, _ in columns)]
-    rows = [
-        [r.regularizer, strength_cell(r.regularizer, r.strength), r.seed, *(r.metric(k) for _, k in columns)]
-        for r in runs
-    ]
-    if not console:
-        header_row = ["run", *header_row, "time (s)"]
-        rows = [[r.name, *row, r.record.get("wall_time_s")] for r, row in zip(runs, rows)]
-    return markdown_table(header_row, rows)
+    rows = []
+    for r in runs:
+        row = [r.regularizer, strength_cell(r.regularizer, r.strength), r.seed, *(r.metric(k) for _, k in columns)]
+        rows.append(row if console else [r.name, *row, r.record.get("wall_time_s")])
+    return markdown_table(header_row if console else ["run", *header_row, "time (s)"], rows)
 
 
-def _mean_ci(x: np.ndarray) -> str:
-    """Mean ± the half-width of its 95% confidence interval over seeds (`runs.mean_ci`)."""
+def _mean_ci(x: np.ndarray) -> str | float:
+    """Mean ± the half-width of its 95% confidence interval over seeds (`runs.mean_ci`); one seed: the mean."""
     mean, half = mean_ci(x)
-    if not math.isfinite(mean):
-        return "nan"
-    return format_number(mean, "table") if math.isnan(half) else f"{mean:.4g} ± {half:.2g}"
+    return mean if math.isnan(half) else f"{mean:.4g} ± {half:.2g}"
 
 
 def aggregate_table(groups: dict[tuple[str, float], list[Run]], console: bool = False) -> tuple[str, list[dict]]:
@@ -138,9 +122,8 @@ def aggregate_table(groups: dict[tuple[str, float], list[Run]], console: bool = 
     rows, records = [], []
     for (reg, lam), group in groups.items():
         star = " ★" if best.get(reg) == lam and sum(r == reg for r, _ in groups) > 1 else ""
-        means = [_mean_ci(values(group, k)) for _, k in columns]
-        rows.append([reg, strength_cell(reg, lam) + star, len(group), *means])
         column_values = {k: values(group, k) for _, k in columns}
+        rows.append([reg, strength_cell(reg, lam) + star, len(group), *map(_mean_ci, column_values.values())])
         means_of = {k: float(np.nanmean(v)) if np.isfinite(v).any() else None for k, v in column_values.items()}
         records.append({"regularizer": reg, "lambda": lam, "n": len(group)} | means_of)
     return markdown_table(["regularizer", "λ", "n", *(h for h, _ in columns)], rows), records
@@ -149,9 +132,8 @@ def aggregate_table(groups: dict[tuple[str, float], list[Run]], console: bool = 
 def failures_table(runs: Sequence[Run]) -> str:
     rows = []
     for r in runs:
-        detail = r.record.get("error") or ""
-        if r.status == rundir.DIVERGED:
-            detail = f"diverged at epoch {r.record.get('diverged_epoch')}"
+        diverged = f"diverged at epoch {r.record.get('diverged_epoch')}"
+        detail = diverged if r.status == rundir.DIVERGED else r.record.get("error") or ""
         rows.append([r.name, r.regularizer, strength_cell(r.regularizer, r.strength), r.seed, r.status, detail])
     return markdown_table(["run", "regularizer", "λ", "seed", "status", "detail"], rows)
 
@@ -217,9 +199,7 @@ def _figure_markdown(files: Sequence[Path]) -> str:
     return (f"![{png.stem}]({png.name})" if png else f"{files[0].stem}:") + (f" {links}" if links else "")
 
 
-def _study_section(
-    directory: Path, study: str, runs: list[Run], suffix: str, single: bool, out: Any
-) -> tuple[list[str], list[str], list[dict] | None, list[Path]]:
+def _study_section(directory: Path, study: str, runs: list[Run], suffix: str, single: bool, out: Any) -> tuple:
     """(summary.md lines, console lines, mean rows or None without a completed run, figure files) of a study:
     its figures are a run directory's `figures.RUN` and learning curves (`single`), else `figures.SWEEP`."""
     from reglab import figures
@@ -237,19 +217,28 @@ def _study_section(
         console += [runs_table(completed, console=True)]
         if any(len(g) > 1 for g in groups.values()):
             console += ["mean ± 95% CI over seeds (Student t):", aggregate_table(groups, console=True)[0]]
-        if single:
-            plan = figures.RUN | {"learning_curves": figures.learning_curves}
-        else:
-            plan = {f"{name}{suffix}": draw for name, draw in figures.SWEEP.items()}
+        sweep = {f"{name}{suffix}": draw for name, draw in figures.SWEEP.items()}
+        plan = figures.RUN | {"learning_curves": figures.learning_curves} if single else sweep
         paths = [draw_figure(draw, groups, directory / f"{name}.png") for name, draw in plan.items()]
         drawn = [out.files(p) for p in paths if p is not None]
         files = [f for fs in drawn for f in fs]
-        md += ["### Figures", f"(error bars and bands: {figures.band_text(out.band)})", ""]
+        md += ["### Figures", f"(error bars and bands: {figures.band_text()})", ""]
         md += [_figure_markdown(fs) for fs in drawn] + [""]
     if failed:
         md += ["### Failed and diverged runs (not averaged in)", "", failures_table(failed), ""]
         console += ["failed or diverged (not averaged in):", failures_table(failed)]
     return md, console, means, files
+
+
+def figure_suffix(study: str, longest: int = 120) -> str:
+    """`_<study>` for a study's figure files; a label longer than `longest` characters (many differing
+    config values) is cut and given its hash, so that the name stays under the file system's 255 bytes."""
+    import hashlib
+
+    label = re.sub(r"[^\w.=-]+", "_", study).strip("_")
+    if len(label.encode()) > longest:
+        label = f"{label.encode()[:longest].decode(errors='ignore')}_{hashlib.sha1(study.encode()).hexdigest()[:8]}"
+    return f"_{label}"
 
 
 def report(
@@ -284,15 +273,18 @@ def report(
     written: list[Path] = []
     with figures.output(formats, dpi, band) as out:
         for study, runs in parts.items():
-            suffix = "_" + re.sub(r"[^\w.=-]+", "_", study).strip("_") if len(parts) > 1 else ""
+            suffix = figure_suffix(study) if len(parts) > 1 else ""
             study_md, study_console, means, files = _study_section(directory, study, runs, suffix, single, out)
             md, console, written = md + study_md, console + study_console, written + files
             if means is not None:
                 aggregates[study] = means
     if found.incomplete:
         md += ["## Incomplete runs (skipped: no readable metrics.json)", "", *(f"- {n}" for n in found.incomplete), ""]
-    rows = csv_rows(found.runs)
-    rundir.atomic_write_text(directory / "summary.csv", _csv_text(rows))
+    rows, buffer = csv_rows(found.runs), io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    rundir.atomic_write_text(directory / "summary.csv", buffer.getvalue())
     rundir.atomic_write_text(directory / "summary.md", "\n".join(md))
     copy_to_wandb(directory, found.runs, rows, written, wandb, {"formats": list(formats), "band": band})
     if print_table:

@@ -1,6 +1,4 @@
-"""The report as a W&B run of job type "report" in the runs' group (`log_report_to_wandb`).
-The report on disk is the original; W&B is a copy of it.
-"""
+"""The report as a W&B run of job type "report" in the runs' group (`copy_to_wandb`): a copy of the one on disk."""
 
 from __future__ import annotations
 
@@ -53,69 +51,49 @@ def wandb_settings(option: bool | Mapping[str, Any] | None, runs: Sequence[Run])
 
 def config_columns(runs: Sequence[Run]) -> list[dict[str, Any]]:
     """Per run, its optimizer, lr and batch size and the `varying_keys` but λ and seeds (summary.csv has them)."""
-    flat = [{k: plain(v) for k, v in r.flat_config.items()} for r in runs]
-    skipped = ("seed", "regularizer.strength", "data.seed")
-    varying = [k for k in varying_keys(runs) if not k.endswith("_target_") and k not in skipped]
     identity = ("optimizer", "lr", "batch_size")
+    skipped = ("seed", "regularizer.strength", "data.seed", *identity)
+    varying = [k for k in varying_keys(runs) if not k.endswith("_target_") and k not in skipped]
     return [
-        {k: plain(r.record.get(k)) for k in identity} | {k: f.get(k) for k in varying if k not in identity}
-        for r, f in zip(runs, flat)
+        {k: plain(r.record.get(k)) for k in identity} | {k: plain(r.flat_config.get(k)) for k in varying} for r in runs
     ]
 
 
 def copy_to_wandb(
     directory: Path, runs: Sequence[Run], rows: list[dict], files: list[Path], option: Any, options: dict
 ) -> None:
-    """The report as a W&B run where `option` asks for one (`wandb_settings`), else its PNGs to the active run;
-    a failure is a warning."""
+    """Where `option` asks for one (`wandb_settings`), one W&B run of job type "report" in the runs' group: the
+    PNGs as images, summary.csv's rows with `config_columns` as a table, and every file of the report as an
+    artifact of type "report"; else the PNGs go to the active run. A failure is a warning."""
     settings = wandb_settings(option, runs)
     if settings is None:
         log_images_to_wandb([p for p in files if p.suffix == ".png"])
         return
+    group = settings.get("group") or directory.name
     try:
-        log_report_to_wandb(directory, runs, rows, files, settings, options)
+        import wandb
+
+        from reglab.lightning.loggers import start_run
+
+        timeout, tags = float(settings.get("init_timeout_s") or 15), list(settings.get("tags") or [])
+        config = {"directory": str(directory), "runs": len(rows), **options}
+        about: dict[str, Any] = dict(project=settings.get("project") or "reglab", group=group, tags=tags)
+        about |= dict(name=f"report {group}", job_type="report", dir=str(directory), config=config)
+        run = start_run(settings.get("mode"), timeout, **about)
+        try:
+            table_rows = [row | extra for row, extra in zip(rows, config_columns(runs))]
+            columns: list[Any] = list(dict.fromkeys(k for row in table_rows for k in row))
+            data = [[row.get(c) for c in columns] for row in table_rows]
+            table = wandb.Table(columns=columns, data=data, allow_mixed_types=True)
+            images = {f"figures/{p.stem}": wandb.Image(str(p)) for p in files if p.suffix == ".png"}
+            run.log({"summary": table, **images})
+            artifact = wandb.Artifact(re.sub(r"[^\w.-]+", "-", f"report-{group}"), type="report")
+            for path in [directory / "summary.csv", directory / "summary.md", *files]:
+                artifact.add_file(str(path))
+            run.log_artifact(artifact)
+            run.finish()
+        except BaseException:
+            run.finish(exit_code=1)
+            raise
     except Exception as e:
         warn(f"the report was not logged to W&B ({one_line(e, with_type=True)})")
-
-
-def log_report_to_wandb(
-    directory: Path,
-    runs: Sequence[Run],
-    rows: Sequence[dict[str, Any]],
-    figure_files: Sequence[Path],
-    settings: Mapping[str, Any],
-    options: Mapping[str, Any],
-) -> None:
-    """One W&B run of job type "report" in the runs' group: the PNGs as images, summary.csv's rows
-    with `config_columns` as a table, and every file of the report as an artifact of type "report"."""
-    import wandb
-
-    from reglab.lightning.loggers import start_run
-
-    group = settings.get("group") or directory.name
-    run = start_run(
-        settings.get("mode"),
-        float(settings.get("init_timeout_s") or 15),
-        project=settings.get("project") or "reglab",
-        group=group,
-        tags=list(settings.get("tags") or []),
-        name=f"report {group}",
-        job_type="report",
-        dir=str(directory),
-        config={"directory": str(directory), "runs": len(rows), **options},
-    )
-    try:
-        table_rows = [row | extra for row, extra in zip(rows, config_columns(runs))]
-        columns: list[Any] = list(dict.fromkeys(k for row in table_rows for k in row))
-        data = [[row.get(c) for c in columns] for row in table_rows]
-        table = wandb.Table(columns=columns, data=data, allow_mixed_types=True)
-        images = {f"figures/{p.stem}": wandb.Image(str(p)) for p in figure_files if p.suffix == ".png"}
-        run.log({"summary": table, **images})
-        artifact = wandb.Artifact(re.sub(r"[^\w.-]+", "-", f"report-{group}"), type="report")
-        for path in [directory / "summary.csv", directory / "summary.md", *figure_files]:
-            artifact.add_file(str(path))
-        run.log_artifact(artifact)
-        run.finish()
-    except BaseException:
-        run.finish(exit_code=1)
-        raise

@@ -1,15 +1,12 @@
-"""The constructors' own signatures as the schema of their config nodes.
-
-A `_target_` node may hold only the target's arguments (following `**kwargs` up the class
-hierarchy), each of the type its annotation declares where that is plain: a misspelt or mistyped
-key is refused in one line naming the key and the target, and nothing is silently ignored. The
-annotations are the rules; nothing here lists an argument by hand. Light: imports only Hydra's
-object locator, when asked.
-"""
+"""The constructors' own signatures as the schema of their config nodes: a `_target_` node may hold
+only the target's arguments (following `**kwargs` up the class hierarchy), each of the type its
+annotation declares where that is plain. Nothing lists an argument by hand. Light: imports only
+Hydra's object locator, when asked."""
 
 from __future__ import annotations
 
 import inspect
+import logging
 import types
 import typing
 from collections.abc import Callable, Iterable
@@ -21,27 +18,27 @@ from reglab.errors import ConfigError, require
 
 
 def check_arguments(node: DictConfig, group: str) -> None:
-    """Every key of a `_target_` node must be an argument of the target, of the type its signature
-    declares: nothing is silently ignored, and a constructor's own annotations are its rules."""
+    """Refuse, in one line naming the key and the target, a key of a `_target_` node that is not an
+    argument of the target or not of the type its signature declares: nothing is silently ignored."""
     from hydra.utils import get_object
 
+    hydra_log = logging.getLogger("hydra.utils")  # logs its own error line before raising
+    hydra_log.disabled = True
     try:
-        target = get_object(node._target_)
+        target = get_object(str(node._target_))
     except Exception as e:  # ImportError, AttributeError: Hydra's _locate
-        first = " ".join(str(e).split())
+        first = " ".join(str(e).split("\nAre you sure")[0].split())
         raise ConfigError(f"{group}._target_={node._target_} cannot be imported: {first}") from None
+    finally:
+        hydra_log.disabled = False
     allowed: set[str] = set()
-    for fn in (
-        [vars(c)["__init__"] for c in inspect.getmro(target) if "__init__" in vars(c)]
-        if inspect.isclass(target)
-        else [target]
-    ):
+    mro = inspect.getmro(target) if inspect.isclass(target) else ()
+    for fn in [vars(c)["__init__"] for c in mro if "__init__" in vars(c)] or [target]:
         parameters = inspect.signature(fn).parameters.values()
         allowed |= {p.name for p in parameters if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)}
         check_types(node, group, fn, node._target_)
         if not any(p.kind == p.VAR_KEYWORD for p in parameters):
             break  # no **kwargs passed further up
-    # the keys of a config node are strings
     unknown = sorted(k for k in cast("Iterable[str]", node) if not k.startswith("_") and k not in allowed)
     require(not unknown, f"{group}.{unknown[0] if unknown else ''} is not an argument of {node._target_}")
 
@@ -75,16 +72,9 @@ def _fits(value: object, hint: object) -> bool | None:
         return True if True in results else None if None in results else False
     if origin is typing.Literal:
         return any(value == a and type(value) is type(a) for a in args)
-    if hint is type(None):
-        return value is None
-    if hint is bool:
-        return isinstance(value, bool)
-    if hint is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if hint is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if hint is str:
-        return isinstance(value, str)
+    if hint in (bool, int, float, str, type(None)):  # an int is a float; a bool is neither
+        kinds = (int, float) if hint is float else cast(type, hint)
+        return isinstance(value, kinds) and (hint is bool or not isinstance(value, bool))
     if origin is tuple and args and Ellipsis not in args:
         if not isinstance(value, (list, tuple)) or len(value) != len(args):
             return False

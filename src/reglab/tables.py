@@ -48,19 +48,15 @@ METRICS = {
 }  # fmt: skip
 
 
-def _for_task(key: str, task: str) -> bool:
-    """Whether `key` applies to a run of `task`: no accuracy for a regression, no R² for a classification."""
-    if key.endswith("/acc"):
-        return task != "regression"
-    return not key.endswith("/r2") or task == "regression"
-
-
 def shown_in(place: str, task: str | None = None) -> list[str]:
     """The metric keys shown in `place` (one of PLACES), in table order; with `task`, only those of that task."""
     if place not in PLACES:
         raise ValueError(f"{place!r} is not a place metrics are shown in; choose one of: {', '.join(PLACES)}")
     keys = [key for key, metric in METRICS.items() if place in metric.shown.split()]
-    return keys if task is None else [key for key in keys if _for_task(key, task)]
+    if task is None:
+        return keys
+    other = "/acc" if task == "regression" else "/r2"  # no accuracy for a regression, no R² for a classification
+    return [key for key in keys if not key.endswith(other)]
 
 
 def header(key: str, task: str, threshold: float = math.nan) -> str:

@@ -53,7 +53,7 @@ def hydra_main(cfg: DictConfig) -> float:
         return _refuse(cfg, str(e))
     if not multirun:
         print_summary(records)
-        _write_figures(Path(cfg.paths.output_dir), records)
+        _write_figures(Path(cfg.paths.output_dir), records, cfg.get("report"))
         if all(r["status"] == rundir.DIVERGED for r in records):
             epochs = ", ".join(str(r["diverged_epoch"]) for r in records)
             print(f"error: training diverged at epoch {epochs} (non-finite loss or weights)", file=sys.stderr)
@@ -87,15 +87,16 @@ def _remove_unused_run_dir(run_dir: Path, log_root: Path) -> None:
             parent = parent.parent
 
 
-def _write_figures(run_dir: Path, records: list[dict[str, Any]]) -> None:
-    """A stack's report (its members are runs), or one run's decision boundary and weight histogram."""
-    from reglab.report import report, write_run_figures
+def _write_figures(run_dir: Path, records: list[dict[str, Any]], options: Any = None) -> None:
+    """A stack's report (its members are runs), or one run's decision boundary and weight histogram,
+    in the formats, resolution and bands of the config's `report` node."""
+    from reglab.report import report, report_options, write_run_figures
 
     try:
         if len(records) > 1:
-            report(run_dir, print_table=False)
+            report(run_dir, print_table=False, **report_options(options))
         elif records[0]["status"] == rundir.COMPLETED:
-            write_run_figures(run_dir)
+            write_run_figures(run_dir, **report_options(options))
     except Exception as e:  # a figure is not worth losing a finished run over
         log.warning("figures not written: %s: %s", type(e).__name__, e)
 
@@ -169,6 +170,10 @@ class _StartedTask:
             return
         if isinstance(error, SystemExit) and error.code == 1 and text.strip():
             print(f"error: {_explained(text)}", file=sys.stderr)
+            sys.exit(EXIT_CONFIG_ERROR)
+        if isinstance(error, SystemExit) and error.code == 2 and text.startswith("usage:"):  # argparse's refusal
+            said = text.strip().splitlines()[-1].split("error: ", 1)[-1]
+            print(f"error: {said} (flags such as -m go before the overrides; see --help)", file=sys.stderr)
             sys.exit(EXIT_CONFIG_ERROR)
         self.real.write(text)
 

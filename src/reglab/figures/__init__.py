@@ -1,7 +1,5 @@
-"""The report's figures, drawn from run directories only (metrics.json, metrics.csv, checkpoints).
-
-`plots` draws them (`SWEEP`: a sweep's, `RUN`: one run's); `style` says how every figure looks and is
-written: `output(formats=("png", "pdf"), dpi=300)` writes every figure in each format (docs/report.md).
+"""The report's figures, drawn from run directories only (metrics.json, metrics.csv, checkpoints): `plots` draws
+them (`SWEEP`: a sweep's, `RUN`: one run's); `style` says how every figure looks and is written (docs/report.md).
 """
 
 from reglab.figures.plots import RUN, SWEEP, accuracy_vs_lambda, gap_vs_lambda, learning_curves

@@ -11,57 +11,61 @@ from typing import Any
 import numpy as np
 from matplotlib.colors import ListedColormap, to_rgba
 from matplotlib.lines import Line2D
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
 from reglab import rundir
 from reglab.figures.style import (
-    CLASS_COLORS,
-    CLASS_MARKERS,
     Groups,
     LambdaAxis,
     band_text,
     darker,
     draw_points,
     draw_vs_lambda,
-    first_run,
-    is_point_chart,
-    label,
     lambda_axis,
     legend_name,
-    log_y,
     look,
     new_figure,
     panel_title,
     panels,
     plt,
-    point_legend,
-    points_width,
     regularizer_handles,
     regularizers_of,
     save,
-    score_label,
     series,
-    smallest_seed,
 )
 from reglab.runs import STRENGTH_UNUSED, Run, best_strengths, load_model, load_splits, warn
 from reglab.tables import format_number
 
+CLASS_COLORS = ("#2166ac", "#b2182b", "#1b9e77", "#7570b3", "#e6ab02", "#66a61e", "#e7298a", "#a6761d")
+CLASS_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+
+
+def first_run(groups: Groups) -> Run:
+    return next(iter(groups.values()))[0]
+
+
+def smallest_seed(runs: list[Run]) -> Run:
+    """The run a figure shows of one (regularizer, λ): its smallest seed, the same in every figure."""
+    return min(runs, key=lambda r: r.seed)
+
+
+def points_width(groups: Groups) -> float:
+    return max(5.0, 1.5 * len(groups) + 2.5)
+
 
 def accuracy_vs_lambda(groups: Groups, path: Path) -> Path | None:
     """Validation (solid) and training (dashed, open markers) score vs λ, a star at each best λ; or a point chart."""
-    run = first_run(groups)
-    key = run.score
-    if is_point_chart(groups):
-        specs = [(f"val/{key}", "validation", True), (f"train/{key}", "training", False)]
-        with new_figure(figsize=(points_width(groups), 4.8)) as (fig, ax):
-            draw_points(ax, groups, [(k, filled) for k, _, filled in specs])
-            ax.set(ylabel=score_label(run), title=f"{run.dataset}: {score_label(run)} (mean over seeds)")
-            ax.legend(handles=point_legend(specs), fontsize=8, loc="best")
+    run, axis = first_run(groups), lambda_axis(groups)
+    key, score = run.score, "R²" if run.score == "r2" else "accuracy"
+    with new_figure(figsize=(points_width(groups), 4.8) if axis is None else (8.5, 5.2)) as (fig, ax):
+        ax.set_ylabel(score)
+        if axis is None:
+            handles = draw_points(ax, groups, [(f"val/{key}", "validation", True), (f"train/{key}", "training", False)])
+            ax.set_title(f"{run.dataset}: {score} (mean over seeds)")
+            ax.legend(handles=handles, fontsize=8, loc="best")
             return save(fig, path)
-    axis = lambda_axis(groups)
-    with new_figure(figsize=(8.5, 5.2)) as (fig, ax):
         draw_vs_lambda(ax, axis, groups, f"val/{key}", ls="-")
-        draw_vs_lambda(ax, axis, groups, f"train/{key}", ls="--", hollow=True, band=False)
+        draw_vs_lambda(ax, axis, groups, f"train/{key}", ls="--", training=True)
         s_val, notes = series(groups, f"val/{key}"), {}
         for reg, lam in best_strengths(groups, f"val/{key}").items():
             if len(s_val.get(reg, [])) < 2:
@@ -70,70 +74,66 @@ def accuracy_vs_lambda(groups: Groups, path: Path) -> Path | None:
             ax.plot(axis.x(lam), mean, "*", ms=18, color=look(reg).color, mec="black", mew=0.8, zorder=5)
             notes[reg] = f" (best λ={format_number(lam)}: val {mean:.3f})"
         axis.apply(ax)
-        ax.set_ylabel(score_label(run))
-        ax.set_title(f"{run.dataset}: {score_label(run)} vs λ (mean over seeds, band: {band_text()})", fontsize=10)
+        ax.set_title(f"{run.dataset}: {score} vs λ (mean over seeds, band: {band_text()})", fontsize=10)
         ax.grid(alpha=0.3)
-        styles = [
+        handles = regularizer_handles(groups, notes, own_linestyle=False) + [
             Line2D([], [], color="black", ls="-", marker="o", ms=4, label="validation"),
             Line2D([], [], color="black", ls="--", marker="o", ms=4, mfc="white", label="training"),
             Line2D([], [], color="white", marker="*", ms=14, mfc="0.6", mec="black", label="best λ (max mean val)"),
         ]
-        handles = regularizer_handles(groups, notes, own_linestyle=False) + styles
         ax.legend(handles=handles, fontsize=8, loc="best")
         return save(fig, path)
 
 
+def _draw(ax: Any, axis: LambdaAxis | None, groups: Groups, key: str) -> list[Line2D]:
+    """`key` against λ with its band, or without `axis` as a point chart; returns the legend's handles."""
+    if axis is None:
+        return draw_points(ax, groups, [(key, "mean", True)])
+    draw_vs_lambda(ax, axis, groups, key)
+    axis.apply(ax)
+    ax.grid(alpha=0.3)
+    return regularizer_handles(groups)
+
+
 def gap_vs_lambda(groups: Groups, path: Path) -> Path | None:
     """Generalization gap (train − val accuracy, or val − train loss) vs λ, or a point chart."""
-    run = first_run(groups)
+    run, axis = first_run(groups), lambda_axis(groups)
     what = "val loss − train loss" if run.task == "regression" else "train accuracy − val accuracy"
-    axis = None if is_point_chart(groups) else lambda_axis(groups)
     with new_figure(figsize=(points_width(groups), 4.6) if axis is None else (8.5, 5)) as (fig, ax):
         ax.axhline(0, color="black", lw=0.8)
         ax.set_ylabel(f"generalization gap ({what})")
+        handles = _draw(ax, axis, groups, "val/gap")
         if axis is None:
-            draw_points(ax, groups, [("val/gap", True)])
             ax.set_title(f"{run.dataset}: generalization gap (mean over seeds)")
-            ax.legend(handles=point_legend([("val/gap", "mean", True)]), fontsize=8, loc="best")
         else:
-            draw_vs_lambda(ax, axis, groups, "val/gap")
-            axis.apply(ax)
             ax.set_title(f"{run.dataset}: generalization gap vs λ (mean over seeds, band: {band_text()})", fontsize=10)
-            ax.grid(alpha=0.3)
-            ax.legend(handles=regularizer_handles(groups), fontsize=8, loc="best")
+        ax.legend(handles=handles, fontsize=8, loc="best")
         return save(fig, path)
 
 
 def sparsity_vs_lambda(groups: Groups, path: Path) -> Path | None:
     """Exact zeros, small weights, L1 and L2 norm of the weight matrices vs λ, or point charts."""
-    run = first_run(groups)
-    threshold = run.sparsity_threshold
-    small = f"|w| < {format_number(threshold)}"
-    panels = [
+    run, axis = first_run(groups), lambda_axis(groups)
+    small = f"|w| < {format_number(run.sparsity_threshold)}"
+    shown = [
         ("weights/zero_frac", "exact zeros", "fraction of weights = 0", False),
         ("weights/small_frac", f"small weights ({small})", f"fraction with {small}", False),
         ("weights/l1", "L1 norm Σ|w|", "Σ|w| (log scale)", True),
         ("weights/l2", "L2 norm ‖w‖₂", "‖w‖₂ (log scale)", True),
     ]
-    points = is_point_chart(groups)
-    width = points_width(groups) * 1.6 if points else 11
-    with new_figure(2, 2, figsize=(width, 8), sharex=True) as (fig, axes):
-        axis = None if points else lambda_axis(groups)
-        for ax, (key, title, ylabel, log) in zip(axes.flat, panels):
-            if axis is None:
-                draw_points(ax, groups, [(key, True)])
-            else:
-                draw_vs_lambda(ax, axis, groups, key)
-                axis.apply(ax)
-                ax.grid(alpha=0.3)
+    with new_figure(2, 2, figsize=(points_width(groups) * 1.6 if axis is None else 11, 8), sharex=True) as (fig, axes):
+        for ax, (key, title, ylabel, log) in zip(axes.flat, shown):
+            handles = _draw(ax, axis, groups, key)
             ax.set(title=title, ylabel=ylabel)
-            if log:
-                log_y(ax)
+            if log:  # plain numbers at 1, 2, 5 × 10^k
+                ax.set_yscale("log")
+                ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+                ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: format_number(v)))
+                ax.yaxis.set_minor_formatter(NullFormatter())
             else:
                 ax.set_ylim(-0.03, 1.03)
         for ax in axes[0]:
             ax.set_xlabel("")
-        handles = point_legend([("", "mean", True)]) if axis is None else regularizer_handles(groups)
         axes[0, 0].legend(handles=handles, fontsize=8, loc="best")
         what = f"error bars: {band_text()}" if axis is None else f"band: {band_text()}"
         against = "" if axis is None else " vs λ"
@@ -146,27 +146,25 @@ def regularization_path(groups: Groups, path: Path) -> Path | None:
     seed: informative features coloured, noise grey; the unregularized baseline stands in for a missing λ = 0."""
     seed = min(r.seed for runs in groups.values() for r in runs)
     of_seed = {key: r for key, runs in groups.items() for r in runs if r.seed == seed and r.record.get("feature_l1")}
-    baseline = next((r for (reg, _), r in of_seed.items() if reg in STRENGTH_UNUSED), None)
-    paths: dict[str, list[tuple[float, np.ndarray]]] = {}
+    baseline = [(0.0, r.record["feature_l1"]) for (reg, _), r in of_seed.items() if reg in STRENGTH_UNUSED][:1]
+    paths: dict[str, list[tuple[float, list[float]]]] = {}
     for (reg, lam), r in of_seed.items():
         if reg not in STRENGTH_UNUSED:
-            paths.setdefault(reg, []).append((lam, np.array(r.record["feature_l1"], dtype=float)))
-    for points in paths.values():
-        if baseline is not None and not any(lam == 0 for lam, _ in points):
-            points.insert(0, (0.0, np.array(baseline.record["feature_l1"], dtype=float)))
+            paths.setdefault(reg, []).append((lam, r.record["feature_l1"]))
+    paths = {reg: (baseline if all(lam != 0 for lam, _ in p) else []) + p for reg, p in paths.items()}
     paths = {reg: points for reg, points in paths.items() if len(points) >= 2}
     if not paths:
         return None
     run = next(iter(of_seed.values()))
     support = set(run.record.get("support") or [])
     n_features = len(paths[next(iter(paths))][0][1])
+    coloured = sorted(support) if support else list(range(n_features))
+    palette = plt.get_cmap("tab10" if len(coloured) <= 10 else "viridis")
     axis = LambdaAxis([lam for points in paths.values() for lam, _ in points])
     with panels(len(paths), 3, (5.2, 4.2)) as (fig, axes):
-        palette = plt.get_cmap("tab10" if len(support or range(n_features)) <= 10 else "viridis")
         for ax, (reg, points) in zip(axes.flat, paths.items()):
             x = [axis.x(lam) for lam, _ in points]
-            norms = np.array([n for _, n in points])
-            coloured = sorted(support) if support else list(range(n_features))
+            norms = np.array([n for _, n in points], dtype=float)
             for j in range(n_features):
                 if j in coloured:
                     i = coloured.index(j)
@@ -216,17 +214,6 @@ def _boundary(ax: Any, run: Run) -> int:
     return n_classes
 
 
-def _boundary_legend(n_classes: int) -> list[Line2D]:
-    """What a decision-boundary panel shows: each class's colour and shape, the two splits, the boundary."""
-    shown = range(min(n_classes, len(CLASS_MARKERS)))
-    classes = [Line2D([], [], ls="", marker=CLASS_MARKERS[k], color=CLASS_COLORS[k], label=f"class {k}") for k in shown]
-    return classes + [
-        Line2D([], [], ls="", marker="o", ms=5, color="0.5", mec="white", label="training (small)"),
-        Line2D([], [], ls="", marker="o", ms=8, color="0.5", mec="black", label="validation (large, outlined)"),
-        Line2D([], [], color="black", lw=1.5, label="decision boundary (p = 0.5)"),
-    ]
-
-
 def decision_boundaries(groups: Groups, path: Path) -> Path | None:
     """2-D classification only: the decision boundary of each (regularizer, λ), smallest seed (last.ckpt)."""
     run = first_run(groups)
@@ -246,15 +233,21 @@ def decision_boundaries(groups: Groups, path: Path) -> Path | None:
             ax.axis("on")
             ax.set(xticks=[], yticks=[])
             shown = smallest_seed(runs)
-            score = f"val {'R²' if shown.score == 'r2' else 'acc'} {shown.metric(f'val/{shown.score}'):.3f}"
-            title = f"{legend_name(reg, lam)}\n{score} (seed {shown.seed})"
+            title = f"{legend_name(reg, lam)}\nval acc {shown.metric('val/acc'):.3f} (seed {shown.seed})"
             ax.set_title(title, color=darker(look(reg).color, 0.25), fontsize=10)
             try:
                 n_classes = max(n_classes, _boundary(ax, shown))
             except FileNotFoundError as e:
                 warn(f"{shown.name}: no decision boundary ({e.filename} is missing)")
                 ax.text(0.5, 0.5, "no checkpoint", ha="center", va="center", transform=ax.transAxes)
-        handles = _boundary_legend(n_classes)
+        handles = [  # each class's colour and shape, the two splits, the boundary
+            Line2D([], [], ls="", marker=CLASS_MARKERS[k], color=CLASS_COLORS[k], label=f"class {k}")
+            for k in range(min(n_classes, len(CLASS_MARKERS)))
+        ] + [
+            Line2D([], [], ls="", marker="o", ms=5, color="0.5", mec="white", label="training (small)"),
+            Line2D([], [], ls="", marker="o", ms=8, color="0.5", mec="black", label="validation (large, outlined)"),
+            Line2D([], [], color="black", lw=1.5, label="decision boundary (p = 0.5)"),
+        ]
         fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), fontsize=9, frameon=False)
         background = "predicted probability of class 1" if n_classes == 2 else "predicted class"
         title = f"{run.dataset}: decision boundaries (background: {background})"
@@ -298,7 +291,7 @@ def weight_histograms(groups: Groups, path: Path) -> Path | None:
             text = f"{legend_name(reg, lam)} ({zeros} exact zeros, {zeros / len(w):.2%})"
             ah.hist(w[w > 0], bins=bins, histtype="step", lw=2, ls=look(reg).linestyle, color=c, label=text)
         az.set(yscale="log", ylim=(0.8, None), title="w = 0 exactly", ylabel="number of weights (log scale)")
-        az.set_xticks(range(len(magnitudes)), [label(reg) for reg in magnitudes], rotation=45, ha="right")
+        az.set_xticks(range(len(magnitudes)), [look(reg).label for reg in magnitudes], rotation=45, ha="right")
         ah.set(xscale="log", xlabel="|w| (log-spaced bins)", title="|w| > 0")
         threshold = run.sparsity_threshold
         if math.isfinite(threshold) and threshold > 0:
@@ -319,9 +312,8 @@ def learning_curves(groups: Groups, path: Path) -> Path | None:
     picks: dict[str, list[tuple[str, Run]]] = {}
     for reg in regularizers_of(groups):
         lams = sorted(lam for r, lam in groups if r == reg)
-        notes = {lam: "" for lam in lams[-1:]}
-        if len(lams) > 1:
-            notes = {best[reg]: " (best)"} | {lams[-1]: " (best, largest)" if best[reg] == lams[-1] else " (largest)"}
+        largest = " (best, largest)" if best.get(reg) == lams[-1] else " (largest)"
+        notes = {best[reg]: " (best)", lams[-1]: largest} if len(lams) > 1 else {lams[-1]: ""}
         for lam, note in notes.items():
             shown = smallest_seed(groups[(reg, lam)])
             text = "" if reg in STRENGTH_UNUSED else f"λ={format_number(lam)}{note}"

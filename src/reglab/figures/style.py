@@ -19,16 +19,14 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.colors import to_rgb, to_rgba
 from matplotlib.lines import Line2D
-from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullFormatter, NullLocator
+from matplotlib.ticker import FixedLocator, NullLocator
 
 from reglab import rundir
 from reglab.runs import STRENGTH_UNUSED, Run, mean_ci, values
 from reglab.tables import format_number
 
 matplotlib.use("Agg")  # files only, never a window (pyplot switches while no figure is open)
-# A PDF embeds its fonts through fontTools, which logs every table it subsets at INFO: under
-# Hydra's job logging (INFO) that is a screen of noise per figure.
-logging.getLogger("fontTools").setLevel(logging.WARNING)
+logging.getLogger("fontTools").setLevel(logging.WARNING)  # at INFO, a screen per PDF under Hydra's job logging
 
 Groups = dict[tuple[str, float], list[Run]]
 DPI = 100
@@ -62,8 +60,6 @@ SPARE_COLORS = ("tab:brown", "tab:pink", "tab:olive", "gold", "navy", "teal", "m
 SPARE_MARKERS = ("<", ">", "h", "p", "*", "d", "8", "H")
 SPARE_LINESTYLES: tuple[Any, ...] = ((0, (2, 2)), (0, (10, 3)), (0, (3, 3, 1, 3)), (0, (1, 3)))
 SPARE_HATCHES = ("||", "oo", "**", "//..")
-CLASS_COLORS = ("#2166ac", "#b2182b", "#1b9e77", "#7570b3", "#e6ab02", "#66a61e", "#e7298a", "#a6761d")
-CLASS_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 # PDF and SVG keep their text as text: TrueType fonts (Type 42), not Type 3 glyph procedures or paths.
 VECTOR_TEXT: Any = {"pdf.fonttype": 42, "ps.fonttype": 42, "svg.fonttype": "none"}
 METADATA: dict[str, dict[str, Any]] = {"png": {}, "pdf": {"CreationDate": None}, "svg": {"Date": None}}  # reproducible
@@ -111,7 +107,6 @@ class Output:
             raise ValueError(f"band={self.band} must be one of: {', '.join(BANDS)}")
 
     def files(self, path: Path) -> list[Path]:
-        """The files a figure drawn to `path` is written to, one per format."""
         return [path.with_suffix(f".{f}") for f in self.formats]
 
 
@@ -150,13 +145,7 @@ def panels(n: int, max_columns: int, size: tuple[float, float]) -> Iterator[tupl
 
 
 def panel_title(ax: Any, regularizer: str) -> None:
-    """A panel of one regularizer: its name in bold, in a darker shade of its colour."""
     ax.set_title(label(regularizer), color=darker(look(regularizer).color, 0.2), fontweight="bold")
-
-
-def smallest_seed(runs: Sequence[Run]) -> Run:
-    """The run a figure shows of one (regularizer, λ): its smallest seed, the same in every figure."""
-    return min(runs, key=lambda r: r.seed)
 
 
 def save(fig: plt.Figure, path: Path) -> Path:
@@ -175,62 +164,38 @@ def regularizers_of(groups: Groups) -> list[str]:
     return list(dict.fromkeys(reg for reg, _ in groups))
 
 
-def first_run(groups: Groups) -> Run:
-    return next(iter(groups.values()))[0]
+def band_text() -> str:
+    return "95% CI of the mean over seeds (Student t)" if _output.band == "ci" else "min–max over seeds"
 
 
-def score_label(run: Run) -> str:
-    return "R²" if run.score == "r2" else "accuracy"
-
-
-def band_text(band: str | None = None) -> str:
-    band = band or _output.band
-    return "95% CI of the mean over seeds (Student t)" if band == "ci" else "min–max over seeds"
-
-
-def seed_band(x: np.ndarray, band: str | None = None) -> tuple[float, float, float, int]:
+def seed_band(x: np.ndarray) -> tuple[float, float, float, int]:
     """(mean, low, high, n) of the finite values of `x`: low, high the 95% CI of the mean (`runs.mean_ci`),
     or with band="minmax" the smallest and largest value. One value has no spread: low = high = mean."""
-    band = band or _output.band
-    x = np.asarray(x, dtype=float)
     x = x[np.isfinite(x)]
     if len(x) == 0:
         return math.nan, math.nan, math.nan, 0
-    if band == "minmax":
+    if _output.band == "minmax":
         return float(x.mean()), float(x.min()), float(x.max()), len(x)
     mean, half = mean_ci(x)
     half = 0.0 if math.isnan(half) else half
     return mean, mean - half, mean + half, len(x)
 
 
-def series(groups: Groups, key: str, band: str | None = None) -> dict[str, np.ndarray]:
+def series(groups: Groups, key: str) -> dict[str, np.ndarray]:
     """Per regularizer, rows (λ, mean, low, high, n) of `key` over seeds, by increasing λ (`seed_band`)."""
     rows: dict[str, list[tuple[float, float, float, float, int]]] = {}
     for (reg, lam), runs in groups.items():
-        mean, low, high, n = seed_band(values(runs, key), band)
+        mean, low, high, n = seed_band(values(runs, key))
         if np.isfinite(mean):
             rows.setdefault(reg, []).append((lam, mean, low, high, n))
     return {reg: np.array(sorted(r)) for reg, r in rows.items()}
-
-
-def _n_text(groups: Groups, reg: str) -> str:
-    """Seeds per point of a regularizer: "n=5", or "n=5 (fewer where marked)" where some points have fewer."""
-    counts = sorted({len(runs) for (r, _), runs in groups.items() if r == reg})
-    return f"n={counts[-1]}" if len(counts) == 1 else f"n={counts[-1]} (fewer where marked)"
-
-
-def is_point_chart(groups: Groups) -> bool:
-    """Whether a figure against λ is a point chart: no regularizer that uses λ has two λ to draw a line through."""
-    swept = [reg for reg in regularizers_of(groups) if reg not in STRENGTH_UNUSED]
-    return not any(len({lam for r, lam in groups if r == reg}) >= 2 for reg in swept)
 
 
 class LambdaAxis:
     """A log λ axis that shows λ = 0 at a tenth of the smallest λ > 0, a dotted line where the axis breaks."""
 
     def __init__(self, lams: Sequence[float]) -> None:
-        positive = sorted({lam for lam in lams if lam > 0})
-        self.positive = positive or [1.0]
+        self.positive = sorted({lam for lam in lams if lam > 0}) or [1.0]
         self.has_zero = any(lam == 0 for lam in lams)
         self.zero = self.positive[0] / 10
 
@@ -255,64 +220,62 @@ class LambdaAxis:
         ax.set_xlabel("λ (log scale; λ = 0 at the left)" if self.has_zero else "λ (log scale)")
 
 
-def lambda_axis(groups: Groups) -> LambdaAxis:
+def lambda_axis(groups: Groups) -> LambdaAxis | None:
+    """The λ axis of a figure against λ, or None for a point chart: no regularizer that uses λ has two λ."""
+    swept = {reg for reg, _ in groups if reg not in STRENGTH_UNUSED}
+    if not any(len({lam for r, lam in groups if r == reg}) >= 2 for reg in swept):
+        return None
     return LambdaAxis(sorted({lam for _, lam in groups}))
 
 
-def _band_style(reg: str) -> dict[str, Any]:
-    """A band: the regularizer's colour, light, hatched in its pattern (readable in grayscale)."""
-    c = look(reg).color
-    return {"facecolor": to_rgba(c, 0.12), "edgecolor": to_rgba(c, 0.45), "hatch": look(reg).hatch, "lw": 0}
-
-
-def draw_vs_lambda(
-    ax: Any, axis: LambdaAxis, groups: Groups, key: str, ls: Any = None, hollow: bool = False, band: bool = True
-) -> None:
-    """Mean over seeds per regularizer against λ with its band (a regularizer without λ: a horizontal
-    baseline). `ls`: one line style for all (dashed for training), else each one's own; `hollow`: open markers."""
+def draw_vs_lambda(ax: Any, axis: LambdaAxis, groups: Groups, key: str, ls: Any = None, training: bool = False) -> None:
+    """Mean over seeds per regularizer against λ with its band (a regularizer without λ: a horizontal baseline).
+    `ls`: one line style for all, else each one's own; `training`: open markers and no band."""
     for reg, s in series(groups, key).items():
         c, style = look(reg).color, look(reg).linestyle if ls is None else ls
+        fill = {"facecolor": to_rgba(c, 0.12), "edgecolor": to_rgba(c, 0.45), "hatch": look(reg).hatch, "lw": 0}
         if reg in STRENGTH_UNUSED:
             ax.axhline(s[0, 1], color=c, ls=style, lw=1.5)
-            if band and s[0, 3] > s[0, 2]:
-                ax.axhspan(s[0, 2], s[0, 3], **_band_style(reg))
+            if not training and s[0, 3] > s[0, 2]:
+                ax.axhspan(s[0, 2], s[0, 3], **fill)
             continue
         x = [axis.x(lam) for lam in s[:, 0]]
-        ax.plot(x, s[:, 1], ls=style, marker=look(reg).marker, ms=5, color=c, mfc="white" if hollow else c, mec=c)
-        if band and len(x) > 1:
-            ax.fill_between(x, s[:, 2], s[:, 3], **_band_style(reg))
-        elif band:
+        ax.plot(x, s[:, 1], ls=style, marker=look(reg).marker, ms=5, color=c, mfc="white" if training else c, mec=c)
+        if training:
+            continue
+        if len(x) > 1:
+            ax.fill_between(x, s[:, 2], s[:, 3], **fill)
+        else:
             ax.errorbar(x, s[:, 1], yerr=[s[:, 1] - s[:, 2], s[:, 3] - s[:, 1]], fmt="none", ecolor=c, capsize=3)
-        if band:  # a point with fewer seeds than the regularizer's others says its n
-            for xi, yi, n in zip(x, s[:, 1], s[:, 4]):
-                if n < s[:, 4].max():
-                    offset = {"xytext": (4, -10), "textcoords": "offset points"}
-                    ax.annotate(f"n={int(n)}", (xi, yi), **offset, fontsize=7, color=darker(c))
+        for xi, yi, n in zip(x, s[:, 1], s[:, 4]):  # a point with fewer seeds than the others says its n
+            if n < s[:, 4].max():
+                offset = {"xytext": (4, -10), "textcoords": "offset points"}
+                ax.annotate(f"n={int(n)}", (xi, yi), **offset, fontsize=7, color=darker(c))
 
 
-def regularizer_handles(
-    groups: Groups, notes: dict[str, str] | None = None, own_linestyle: bool = True
-) -> list[Line2D]:
-    notes = notes or {}
+def regularizer_handles(groups: Groups, notes: dict[str, str] | None = None, own_linestyle: bool = True) -> list:
+    """A legend entry per regularizer and its seeds per point: "n=5", or "n=5 (fewer where marked)"."""
     handles = []
     for reg in regularizers_of(groups):
-        name = f"{label(reg)} (no λ: baseline)" if reg in STRENGTH_UNUSED else label(reg) + notes.get(reg, "")
+        name = f"{label(reg)} (no λ: baseline)" if reg in STRENGTH_UNUSED else label(reg) + (notes or {}).get(reg, "")
+        counts = sorted({len(runs) for (r, _), runs in groups.items() if r == reg})
+        n = f"n={counts[-1]}" + ("" if len(counts) == 1 else " (fewer where marked)")
         ls = look(reg).linestyle if own_linestyle else "-"
         shape = "" if reg in STRENGTH_UNUSED else look(reg).marker
-        text = f"{name}, {_n_text(groups, reg)}"
-        handles.append(Line2D([], [], color=look(reg).color, ls=ls, marker=shape, lw=2, label=text))
+        handles.append(Line2D([], [], color=look(reg).color, ls=ls, marker=shape, lw=2, label=f"{name}, {n}"))
     return handles
 
 
-def draw_points(ax: Any, groups: Groups, specs: Sequence[tuple[str, bool]]) -> None:
-    """A point chart: a column per (regularizer, λ), for each (key, filled) of `specs` the mean over seeds as
-    the regularizer's marker (open if not `filled`) with its band as an error bar, each seed a dot beside it."""
+def draw_points(ax: Any, groups: Groups, specs: Sequence[tuple[str, str, bool]]) -> list[Line2D]:
+    """A point chart: a column per (regularizer, λ), for each (key, text, filled) of `specs` the mean over seeds
+    as the regularizer's marker (open if not `filled`) with its band as an error bar, each seed a dot beside it.
+    Returns the legend's handles: what a filled and an open marker mean (`text`), the seeds, the bars."""
     cats = list(groups)
     width = 0.56 / max(len(specs), 1)
     rng = np.random.default_rng(0)  # the same jitter every time
     for i, (reg, lam) in enumerate(cats):
         c = look(reg).color
-        for j, (key, filled) in enumerate(specs):
+        for j, (key, _, filled) in enumerate(specs):
             v = values(groups[(reg, lam)], key)
             mean, low, high, _ = seed_band(v)
             if not math.isfinite(mean):
@@ -331,26 +294,9 @@ def draw_points(ax: Any, groups: Groups, specs: Sequence[tuple[str, bool]]) -> N
     ax.set_xticks(range(len(cats)), ticks)
     ax.set_xlim(-0.7, len(cats) - 0.3)
     ax.grid(alpha=0.3, axis="y")
-
-
-def point_legend(specs: Sequence[tuple[str, str, bool]]) -> list[Line2D]:
-    """Handles for a point chart: what a filled and an open marker mean, the seeds, the bars."""
     means = [
         Line2D([], [], ls="", marker="o", ms=8, color="0.3", mfc="0.3" if filled else "white", label=text)
         for _, text, filled in specs
     ]
     seed = Line2D([], [], ls="", marker=".", ms=6, color="0.45", label="one seed")
     return [*means, seed, Line2D([], [], ls="-", color="black", marker="_", ms=10, label=f"error bar: {band_text()}")]
-
-
-def log_y(ax: Any) -> None:
-    """Log y axis with plain numbers at 1, 2, 5 × 10^k."""
-    ax.set_yscale("log")
-    ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
-    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: format_number(v)))
-    ax.yaxis.set_minor_formatter(NullFormatter())
-
-
-def points_width(groups: Groups) -> float:
-    """The width of a point chart: room for each (regularizer, λ) column."""
-    return max(5.0, 1.5 * len(groups) + 2.5)

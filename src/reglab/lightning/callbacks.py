@@ -1,5 +1,4 @@
-"""Callbacks that read the epoch's metrics dict of `RegLabModule`: each member's metrics.csv, a
-one-line progress bar, and checkpoints written whole into the run directory."""
+"""Callbacks on `RegLabModule`'s epoch metrics: metrics.csv per member, progress bars, early stopping, checkpoints."""
 
 from __future__ import annotations
 
@@ -24,16 +23,14 @@ if TYPE_CHECKING:
 
 
 class MetricsHistory(Callback):
-    """One row per evaluated epoch and member, kept on the host (one transfer per epoch) and
-    written as each member's `metrics.csv` every `write_every_n_epochs` epochs, at the end and on
-    an exception; a diverged member's rows end at the epoch it diverged at. Saved in checkpoints,
-    so a resumed run's CSV continues the interrupted one's."""
+    """One row per evaluated epoch and member, kept on the host (one transfer per epoch) and written as each
+    member's `metrics.csv` every `write_every_n_epochs` epochs, at the end and on an exception; a diverged
+    member's rows end at its divergence. Saved in checkpoints: a resumed run's CSV continues the interrupted one's."""
 
     def __init__(self, run_dirs: Sequence[str | Path] = (), write_every_n_epochs: int = 50) -> None:
         if not isinstance(write_every_n_epochs, int) or write_every_n_epochs < 1:
             raise ValueError(f"write_every_n_epochs={write_every_n_epochs!r} must be an integer >= 1")
-        self.run_dirs = [Path(d) for d in run_dirs]
-        self.write_every_n_epochs = write_every_n_epochs
+        self.run_dirs, self.write_every_n_epochs = [Path(d) for d in run_dirs], write_every_n_epochs
         self.names: list[str] = []
         self.epochs: list[tuple[int, int]] = []  # (epoch, global step) of each row
         self.values: list[torch.Tensor] = []  # per row, [metrics, K] float64 on the CPU
@@ -50,15 +47,10 @@ class MetricsHistory(Callback):
         if (trainer.current_epoch + 1) % self.write_every_n_epochs == 0:
             self.write()
 
-    def latest(self, k: int) -> dict[str, float]:
-        """Member k's last row as {metric: value}."""
-        return dict(zip(self.names, self.values[-1][:, k].tolist())) if self.values else {}
-
-    def rows(self, k: int) -> list[dict[str, float]]:
-        """Member k's metrics.csv rows: {"epoch", "step", metric: value}."""
-        return self._member_rows(k, torch.stack([v[:, k] for v in self.values]).tolist() if self.values else [])
-
-    def _member_rows(self, k: int, values: list[list[float]]) -> list[dict[str, float]]:
+    def rows(self, k: int, values: list[list[float]] | None = None) -> list[dict[str, float]]:
+        """Member k's metrics.csv rows: {"epoch", "step", metric: value}; `values`: its [rows][metrics], if at hand."""
+        if values is None:
+            values = torch.stack([v[:, k] for v in self.values]).tolist() if self.values else []
         last = self.diverged_epoch[k]
         return [
             {"epoch": epoch, "step": step, **dict(zip(self.names, row))}
@@ -72,10 +64,9 @@ class MetricsHistory(Callback):
         per_member = torch.stack(self.values).permute(2, 0, 1).tolist()  # [K][rows][metrics], one copy for all
         for k, run_dir in enumerate(self.run_dirs):
             buffer = io.StringIO()
-            writer = csv.writer(buffer, lineterminator="\n")
-            writer.writerow(["epoch", "step", *self.names])
-            rows = self._member_rows(k, per_member[k])
-            writer.writerows([row["epoch"], row["step"], *(row[n] for n in self.names)] for row in rows)
+            writer = csv.DictWriter(buffer, ["epoch", "step", *self.names], lineterminator="\n")
+            writer.writeheader()
+            writer.writerows(self.rows(k, per_member[k]))
             rundir.atomic_write_text(run_dir / "metrics.csv", buffer.getvalue(), fsync=False)
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -96,9 +87,8 @@ class MetricsHistory(Callback):
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Checkpoints written whole or not at all, through a temporary file beside the target (fsync,
-    rename), never the system temp dir, where a move across file systems is a copy that a full disk
-    or a kill can leave truncated."""
+    """Checkpoints written whole or not at all, through a temporary file beside the target (fsync, rename), never
+    the system temp dir, where a move across file systems is a copy that a full disk or a kill can leave truncated."""
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
         buffer = io.BytesIO()
@@ -107,9 +97,8 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 
 class EpochProgressBar(ProgressBar):
-    """One bar over epochs with the latest metrics (means over members): for runs of many tiny
-    epochs a per-step bar costs more than the steps. `show`: the metric keys beside the bar; None:
-    those `reglab.tables.METRICS` shows in the progress bar."""
+    """One bar over epochs with the latest metrics (means over members): for runs of many tiny epochs a per-step
+    bar costs more than the steps. `show`: the keys beside the bar; None: those `reglab.tables.METRICS` shows there."""
 
     def __init__(self, show: Sequence[str] | None = None) -> None:
         super().__init__()
@@ -184,6 +173,8 @@ class _PerMemberMonitor(Callback):
     """Follows one metric of every member at each evaluated epoch, on the device: `improved` is
     [K], true where a member beat its best so far by more than `min_delta` (NaN never does)."""
 
+    STATE: tuple[str, ...] = ("best_value", "best_epoch")  # the attributes a checkpoint holds
+
     def __init__(self, monitor: str = "val/loss", mode: str = "min", min_delta: float = 0.0) -> None:
         if mode not in ("min", "max"):
             raise ValueError(f"mode={mode!r} must be min or max")
@@ -198,13 +189,11 @@ class _PerMemberMonitor(Callback):
         if module.evaluated_epoch != trainer.current_epoch:
             return None
         if self.monitor not in module.epoch_metrics:
-            raise ValueError(
-                f"monitor={self.monitor!r} names no metric; choose one of: {', '.join(module.epoch_metrics)}"
-            )
+            names = ", ".join(module.epoch_metrics)
+            raise ValueError(f"monitor={self.monitor!r} names no metric; choose one of: {names}")
         value = module.epoch_metrics[self.monitor].double()
         if self.best_value is None or self.best_epoch is None:
-            worst = math.inf if self.mode == "min" else -math.inf
-            self.best_value = torch.full_like(value, worst)
+            self.best_value = torch.full_like(value, math.inf if self.mode == "min" else -math.inf)  # the worst
             self.best_epoch = torch.full(value.shape, -1, dtype=torch.long, device=value.device)
         self.best_value, self.best_epoch = self.best_value.to(value.device), self.best_epoch.to(value.device)
         minimize = self.mode == "min"
@@ -215,17 +204,19 @@ class _PerMemberMonitor(Callback):
         return improved
 
     def state_dict(self) -> dict[str, Any]:
-        return {"best_value": self.best_value, "best_epoch": self.best_epoch}
+        return {key: getattr(self, key) for key in self.STATE}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self.best_value, self.best_epoch = state_dict["best_value"], state_dict["best_epoch"]
+        for key in self.STATE:
+            setattr(self, key, state_dict[key])
 
 
 class EarlyStopping(_PerMemberMonitor):
-    """Lightning's `EarlyStopping`, per member: a member stops improving once `monitor` has not
-    beaten its best by more than `min_delta` for `patience` evaluations (not epochs) in a row.
-    Training stops when every member has stopped improving or diverged; until then a member trains
-    on, and its metrics.json records its stopping point (`early_stopping`)."""
+    """Lightning's `EarlyStopping`, per member: a member stops improving once `monitor` has not beaten its best by
+    more than `min_delta` for `patience` evaluations (not epochs) in a row. Training stops when every member has
+    stopped improving or diverged; until then a member trains on, its metrics.json records where (`early_stopping`)."""
+
+    STATE = (*_PerMemberMonitor.STATE, "wait", "stopped_epoch")
 
     def __init__(
         self, monitor: str = "val/loss", mode: str = "min", patience: int = 10, min_delta: float = 0.0
@@ -238,8 +229,7 @@ class EarlyStopping(_PerMemberMonitor):
         self.stopped_epoch: torch.Tensor | None = None  # [K], -1 while the member still improves
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        improved = self._update(trainer, pl_module)
-        if improved is None:
+        if (improved := self._update(trainer, pl_module)) is None:
             return
         if self.wait is None or self.stopped_epoch is None:
             self.wait = torch.zeros_like(improved, dtype=torch.long)
@@ -247,49 +237,36 @@ class EarlyStopping(_PerMemberMonitor):
         self.wait = torch.where(improved, 0, self.wait.to(improved.device) + 1)
         out_of_patience = (self.wait >= self.patience) & (self.stopped_epoch.to(improved.device) < 0)
         self.stopped_epoch = torch.where(out_of_patience, trainer.current_epoch, self.stopped_epoch.to(improved.device))
-        diverged_epochs = cast("RegLabModule", pl_module).diverged_epoch
-        diverged = torch.tensor([e is not None for e in diverged_epochs], device=improved.device)
-        if bool(((self.stopped_epoch >= 0) | diverged).all()):  # one host sync per evaluation
+        stopped = (self.stopped_epoch >= 0).tolist()  # one host sync per evaluation
+        if all(s or e is not None for s, e in zip(stopped, cast("RegLabModule", pl_module).diverged_epoch)):
             trainer.should_stop = True
 
     def member_record(self, k: int) -> dict[str, Any]:
         """What member k's metrics.json records of its early stopping."""
-        stopped = None if self.stopped_epoch is None else int(self.stopped_epoch[k])
-        best = None if self.best_epoch is None else int(self.best_epoch[k])
-        record = {"monitor": self.monitor, "patience": self.patience}
-        record["stopped_epoch"] = stopped if stopped is not None and stopped >= 0 else None  # -1: still improving
-        record["best_epoch"] = best if best is not None and best >= 0 else None  # -1: never a finite value
+        stopped = None if self.stopped_epoch is None or int(self.stopped_epoch[k]) < 0 else int(self.stopped_epoch[k])
+        best = None if self.best_epoch is None or int(self.best_epoch[k]) < 0 else int(self.best_epoch[k])
+        record = {"monitor": self.monitor, "patience": self.patience, "stopped_epoch": stopped, "best_epoch": best}
         return {"early_stopping": record}
-
-    def state_dict(self) -> dict[str, Any]:
-        return super().state_dict() | {"wait": self.wait, "stopped_epoch": self.stopped_epoch}
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        super().load_state_dict(state_dict)
-        self.wait, self.stopped_epoch = state_dict["wait"], state_dict["stopped_epoch"]
 
 
 class BestCheckpoint(_PerMemberMonitor):
-    """Each member's weights at its best evaluation by `monitor`, kept on the device and written by
-    `reglab.fit` at the end as its weights-only `checkpoints/best.ckpt` (as `ModelCheckpoint(
-    save_weights_only=True)`), which `reglab.load_run(run_dir, checkpoint="best")` reads.
-    metrics.json records the best epoch and its metrics under `best`."""
+    """Each member's weights at its best evaluation by `monitor`, kept on the device and written by `reglab.fit` at
+    the end as its weights-only `checkpoints/best.ckpt` (as `ModelCheckpoint(save_weights_only=True)`), which
+    `reglab.load_run(run_dir, checkpoint="best")` reads. metrics.json records its epoch and metrics under `best`."""
+
+    STATE = (*_PerMemberMonitor.STATE, "weights")
 
     def __init__(self, monitor: str = "val/loss", mode: str = "min") -> None:
         super().__init__(monitor, mode)
         self.weights: dict[str, torch.Tensor] = {}  # the stack's state_dict at each member's best
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        improved = self._update(trainer, pl_module)
-        if improved is None:
+        if (improved := self._update(trainer, pl_module)) is None:
             return
         with torch.no_grad():
-            for name, tensor in cast("RegLabModule", pl_module).model.state_dict().items():
-                if name not in self.weights:
-                    self.weights[name] = tensor.detach().clone()
-                else:
-                    mask = improved.view(-1, *[1] * (tensor.dim() - 1))
-                    self.weights[name] = torch.where(mask, tensor, self.weights[name].to(tensor.device))
+            for name, tensor in cast("RegLabModule", pl_module).model.state_dict().items():  # detached
+                mask = improved.view(-1, *[1] * (tensor.dim() - 1))
+                self.weights[name] = torch.where(mask, tensor, self.weights.get(name, tensor).to(tensor.device))
 
     def member_weights(self, k: int) -> dict[str, torch.Tensor] | None:
         """Member k's best weights (a K = 1 `MLP.state_dict()`), or None if it never had a finite value."""
@@ -303,10 +280,3 @@ class BestCheckpoint(_PerMemberMonitor):
         row = next((r for r in rows if r["epoch"] == epoch), {})
         metrics = {n: v for n, v in row.items() if n not in ("epoch", "step")}
         return {"best": {"monitor": self.monitor, "mode": self.mode, "epoch": epoch, "metrics": metrics}}
-
-    def state_dict(self) -> dict[str, Any]:
-        return super().state_dict() | {"weights": self.weights}
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        super().load_state_dict(state_dict)
-        self.weights = dict(state_dict["weights"])

@@ -1,22 +1,23 @@
-"""W&B: one run per member, live, offline unless the user opted in, never blocking.
+"""W&B and TensorBoard callbacks: one run per member, live; W&B offline unless the user opted in, never blocking.
 
-`WandbRuns` is a callback: it starts every member's W&B run when training starts and logs each
-member's row of the epoch's metrics, which `MetricsHistory` has already moved to the host. An
-online start that fails falls back to offline, for the process's other runs too. What a member's
-run holds: README, "W&B". `TensorBoardRuns` writes the same per member as TensorBoard files.
-"""
+`WandbRuns` starts every member's run when training starts and logs the member's row of each epoch's metrics
+(`MetricsHistory` has moved them to the host). An online start that fails falls back to offline, for the
+process's other runs too. What a member's run holds: README, "W&B"."""
 
 from __future__ import annotations
 
 import math
 import os
 import secrets
+import socket
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import lightning as L
+import numpy as np
 from lightning.pytorch.callbacks import Callback
 
 from reglab.lightning.callbacks import MetricsHistory
@@ -53,14 +54,10 @@ def start_run(mode: str | None = None, init_timeout_s: float = 15.0, **kwargs: A
     resolved = wandb_mode(mode)
     timeout = init_timeout_s if resolved == "online" else max(init_timeout_s, OFFLINE_INIT_TIMEOUT_S)
     try:
-        if resolved == "online" and not _server_reachable(init_timeout_s):
-            raise ConnectionError(f"cannot connect to {_server_url()}")
-        return wandb.init(
-            mode=resolved,  # type: ignore[arg-type]
-            reinit="create_new",
-            settings=wandb.Settings(init_timeout=timeout, **settings),  # type: ignore[arg-type]
-            **kwargs,
-        )
+        if resolved == "online":
+            _check_server(init_timeout_s)
+        chosen = wandb.Settings(init_timeout=timeout, **settings)  # type: ignore[arg-type]
+        return wandb.init(mode=resolved, reinit="create_new", settings=chosen, **kwargs)  # type: ignore[arg-type]
     except Exception as e:  # no network, a bad key, a server error: the run must go on
         if resolved == "offline":
             raise
@@ -72,41 +69,40 @@ def start_run(mode: str | None = None, init_timeout_s: float = 15.0, **kwargs: A
         return wandb.init(mode="offline", reinit="create_new", settings=offline, **kwargs)
 
 
-def layer_weights(pl_module: L.LightningModule) -> dict[str, Any]:
-    """Each linear layer's weights on the host, [K, out·in]: one copy for every member's histogram."""
-    layers = pl_module.model.linear_layers().items()  # type: ignore[union-attr,operator]
-    return {name: layer.weight.detach().flatten(1).cpu().numpy() for name, layer in layers}
+def _epoch_logs(history: MetricsHistory | None, every: int, trainer: L.Trainer, pl_module: Any) -> Iterator[tuple]:
+    """(k, epoch, metrics, weights) of each member with a row in `history` this epoch (a diverged member's log ends
+    at its divergence); weights every `every` epochs: each linear layer's, [out·in], from one copy to the host."""
+    epoch = trainer.current_epoch
+    if history is None or not history.epochs or history.epochs[-1][0] != epoch:
+        return
+    layers = pl_module.model.linear_layers().items() if epoch % every == 0 else []
+    weights = {name: layer.weight.detach().flatten(1).cpu().numpy() for name, layer in layers}  # [K, out·in]
+    last = history.values[-1].T.tolist()  # [K][metrics]
+    for k, diverged in enumerate(history.diverged_epoch):
+        if diverged is None or epoch <= diverged:
+            finite = {name: w[k] for name, w in weights.items() if np.isfinite(w[k]).all()}  # no histogram of NaN
+            yield k, epoch, dict(zip(history.names, last[k])), finite
 
 
-def _server_url() -> str:
-    return os.environ.get("WANDB_BASE_URL") or "https://api.wandb.ai"
-
-
-def _server_reachable(timeout_s: float) -> bool:
-    """Whether W&B's server accepts a TCP connection: with no network (a refused or unroutable
-    connection) this says so at once, where `wandb.init` would spend its whole timeout retrying."""
-    import socket
-    from urllib.parse import urlparse
-
-    url = urlparse(_server_url())
+def _check_server(timeout_s: float) -> None:
+    """`ConnectionError` at once if W&B's server takes no TCP connection, where `wandb.init` would retry for its
+    whole timeout (a refused or unroutable connection: no network)."""
+    server = os.environ.get("WANDB_BASE_URL") or "https://api.wandb.ai"
+    url = urlparse(server)
     port = url.port or (443 if url.scheme == "https" else 80)
     try:
-        with socket.create_connection((url.hostname or "", port), timeout=max(min(timeout_s, 5.0), 0.1)):
-            return True
+        socket.create_connection((url.hostname or "", port), timeout=max(min(timeout_s, 5.0), 0.1)).close()
     except OSError:
-        return False
-
-
-# Keys of a member that its name always shows (regularizer, λ, seed) or that never make a name.
-NAMED_KEYS = ("regularizer", "regularizer.strength", "seed")
+        raise ConnectionError(f"cannot connect to {server}") from None
 
 
 def run_name(config: dict[str, Any], swept: dict[str, Any]) -> str:
-    """`l1 λ=1e-3 s0`, `none s2`; a swept key other than these appended as `lr=0.01`."""
+    """`l1 λ=1e-3 s0`, `none s2`; another swept key appended as `lr=0.01`."""
     reg = str(config.get("regularizer"))
     parts = [reg] + ([] if reg == "none" else [f"λ={format_number(config.get('strength'), 'name')}"])
     parts += [f"s{config.get('seed')}"]
-    parts += [f"{k.rsplit('.', 1)[-1]}={format_number(v, 'name')}" for k, v in swept.items() if k not in NAMED_KEYS]
+    shown = ("regularizer", "regularizer.strength", "seed")  # always in the name (λ not for `none`)
+    parts += [f"{k.rsplit('.', 1)[-1]}={format_number(v, 'name')}" for k, v in swept.items() if k not in shown]
     return " ".join(parts)
 
 
@@ -122,8 +118,7 @@ def _hydra_swept() -> tuple[dict[str, str], set[str]]:
     hydra: Any = HydraConfig.get()  # a DictConfig
     overrides = {}
     for item in hydra.overrides.task:
-        key, _, value = str(item).partition("=")
-        key = key.lstrip("+~")
+        key, _, value = str(item).lstrip("+~").partition("=")
         group = key.split(".")[0].split("/")[0]
         if value and trains(key) and group not in ("hydra", "callbacks", *CHOICES_ONLY):  # a run's name never says them
             overrides[key] = value
@@ -140,15 +135,11 @@ def _hydra_swept() -> tuple[dict[str, str], set[str]]:
 
 
 class WandbRuns(Callback):
-    """One W&B run per member, logged every evaluated epoch with `epoch` as the x-axis.
-
-    The driver calls `attach` with the members before fit, and `finish` with their records after
-    it. Run ids are kept in the checkpoint: a resumed run continues its W&B run; training again
-    (`force=true`) starts a new one. Under `wandb agent` a single run takes WANDB_RUN_ID.
-    `figures`: a function (run directory -> image files) called for each member at the end, its
-    images logged to the member's run (configs/logger/wandb.yaml wires `reglab.report.member_figures`).
-    `log_checkpoints`: upload each member's final checkpoints/last.ckpt as a model artifact.
-    """
+    """One W&B run per member, logged every evaluated epoch with `epoch` as the x-axis; the driver calls `attach`
+    with the members before fit and `finish` with their records after it. Run ids are kept in the checkpoint: a
+    resumed run continues its W&B run, training again (`force=true`) starts a new one, and under `wandb agent` a
+    single run takes WANDB_RUN_ID. `figures`: run directory -> image files for the member's run at the end (wired
+    to `reglab.report.member_figures`); `log_checkpoints`: upload the final checkpoints/last.ckpt as model artifact."""
 
     def __init__(
         self,
@@ -168,11 +159,13 @@ class WandbRuns(Callback):
             raise ValueError(f"logger.wandb.mode={mode!r} must be online, offline, disabled or null")
         if not isinstance(log_checkpoints, bool):
             raise ValueError(f"logger.wandb.log_checkpoints={log_checkpoints!r} must be true or false")
+        if not (isinstance(init_timeout_s, (int, float)) and 0 < init_timeout_s < math.inf):  # also refuses NaN
+            raise ValueError(f"logger.wandb.init_timeout_s={init_timeout_s!r} must be a number of seconds > 0")
         if figures is not None and not callable(figures):
             how = "must be null or a function (_target_ with _partial_: true)"
             raise ValueError(f"logger.wandb.figures={figures!r} {how}")
-        self.project, self.group, self.tags, self.mode = project, group, list(tags or []), mode
-        self.init_timeout_s, self.histograms_every_n_epochs = init_timeout_s, histograms_every_n_epochs
+        self.run_args = dict(project=project, group=group, tags=list(tags or []), job_type="train", resume="allow")
+        self.mode, self.init_timeout_s, self.histograms_every_n_epochs = mode, init_timeout_s, histograms_every_n_epochs
         self.log_checkpoints, self.figures = log_checkpoints, figures
         self.members: list[dict[str, Any]] = []
         self.ids: list[str] = []
@@ -187,17 +180,17 @@ class WandbRuns(Callback):
         identities: Sequence[dict[str, Any]] | None = None,
         swept: Sequence[dict[str, Any]] | None = None,
     ) -> None:
-        """The members' names (the fallback of a run name), run directories and resolved configs. Their
-        W&B configs also hold at the top level `identities` (regularizer, strength, seed, ...: a group
-        they replace moves to `regularizer_config`), `swept` and the command line's keys (`optimizer.lr`)."""
+        """The members' names (a run name's fallback), run directories and resolved configs. Their W&B configs also
+        hold at the top level `identities` (regularizer, strength, seed, ...: a group they replace moves to
+        `regularizer_config`), `swept` and the command line's keys (`optimizer.lr`)."""
         overrides, multirun_keys = _hydra_swept()
         self.members = []
         for k, (name, run_dir, config) in enumerate(zip(names, run_dirs, configs)):
             ident = dict(identities[k]) if identities else {}
             values = dict(swept[k]) if swept else {}
             full = {f"{key}_config" if key in ident and isinstance(v, dict) else key: v for key, v in config.items()}
-            top = {key: _select(config, key) for key in overrides if not isinstance(config.get(key), dict)}
-            top = {key: overrides[key] if v is None else v for key, v in top.items()} | values
+            top = {key: v for key, v in overrides.items() if not isinstance(config.get(key), dict)}
+            top = {key: _select(config, key, v) for key, v in top.items()} | values
             full |= ident | top
             named = {key: top[key] for key in sorted(multirun_keys) if key in top} | values
             display = run_name(full, named) if {"regularizer", "strength", "seed"} <= full.keys() else name
@@ -210,19 +203,8 @@ class WandbRuns(Callback):
             self.ids = [agent or secrets.token_hex(4) for _ in self.members]
         for k, (member, run_id) in enumerate(zip(self.members, self.ids)):
             member["dir"].mkdir(parents=True, exist_ok=True)
-            run = start_run(
-                self.mode,
-                self.init_timeout_s,
-                project=self.project,
-                name=member["name"],
-                group=self.group,
-                tags=self.tags,
-                job_type="train",
-                dir=str(member["dir"]),
-                id=run_id,
-                resume="allow",
-                config=member["config"],
-            )
+            own = dict(name=member["name"], dir=str(member["dir"]), id=run_id, config=member["config"])
+            run = start_run(self.mode, self.init_timeout_s, **self.run_args, **own)
             self.ids[k] = run.id  # a fallback from online to offline draws a new id
             run.define_metric("epoch")
             run.define_metric("*", step_metric="epoch")
@@ -231,24 +213,11 @@ class WandbRuns(Callback):
             self.runs.append(run)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        history = self.history
-        if history is None or not history.epochs or history.epochs[-1][0] != trainer.current_epoch:
-            return
-        epoch = trainer.current_epoch
-        histograms = self._histograms(pl_module) if epoch % self.histograms_every_n_epochs == 0 else None
-        for k, run in enumerate(self.runs):
-            diverged = history.diverged_epoch[k]
-            if diverged is not None and epoch > diverged:
-                continue
-            run.log({"epoch": epoch, **history.latest(k)} | (histograms[k] if histograms else {}))
-
-    @staticmethod
-    def _histograms(pl_module: L.LightningModule) -> list[dict[str, Any]]:
         import wandb
 
-        weights = layer_weights(pl_module)
-        K = next(iter(weights.values())).shape[0]
-        return [{f"histograms/{name}": wandb.Histogram(w[k]) for name, w in weights.items()} for k in range(K)]
+        for k, epoch, metrics, weights in _epoch_logs(self.history, self.histograms_every_n_epochs, trainer, pl_module):
+            histograms = {f"histograms/{name}": wandb.Histogram(w) for name, w in weights.items()}
+            self.runs[k].log({"epoch": epoch, **metrics} | histograms)
 
     def best(self, k: int) -> dict[str, Any]:
         """Member k's best validation score (accuracy, or R² for a regression) and its epoch."""
@@ -267,8 +236,7 @@ class WandbRuns(Callback):
         for k, (run, record, member) in enumerate(zip(self.runs, records, self.members)):
             try:
                 summary = {"status": record["status"], "epochs": record.get("epochs")} | self.best(k)
-                summary |= {f"final/{key}": v for key, v in record.get("metrics", {}).items()}
-                run.summary.update(summary)
+                run.summary.update(summary | {f"final/{key}": v for key, v in record.get("metrics", {}).items()})
                 if self.figures is not None and record["status"] == "completed":
                     images = {f"figures/{p.stem}": wandb.Image(str(p)) for p in self.figures(member["dir"])}
                     if images:
@@ -296,36 +264,33 @@ class WandbRuns(Callback):
         self.ids = list(state_dict.get("ids") or [])
 
 
-def _select(config: dict[str, Any], key: str) -> Any:
-    """The value of the dotted `key` in the nested `config`, or None."""
+def _select(config: dict[str, Any], key: str, default: Any) -> Any:
+    """The value of the dotted `key` in the nested `config`, or `default` where it has none (or None)."""
     node: Any = config
     for part in key.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return None
-        node = node[part]
-    return node
+        node = node.get(part) if isinstance(node, dict) else None
+    return default if node is None else node
 
 
 class TensorBoardRuns(Callback):
-    """TensorBoard event files (tensorboardX), one log directory per member, `<member run dir>/tensorboard`:
-    metrics per evaluated epoch (step = epoch), weight histograms every N epochs and, at the end, the
-    hyperparameters beside the final metrics (HPARAMS tab). `tensorboard --logdir logs/multiruns/<name>`
-    compares a sweep's members."""
+    """TensorBoard event files (tensorboardX), one log directory per member, `<member run dir>/tensorboard`: metrics
+    per evaluated epoch (step = epoch), weight histograms every N epochs and, at the end, the hyperparameters beside
+    the final metrics (HPARAMS tab). `tensorboard --logdir logs/multiruns/<name>` compares a sweep's members."""
 
     def __init__(self, histograms_every_n_epochs: int = 10, flush_secs: int = 30) -> None:
         if not isinstance(histograms_every_n_epochs, int) or histograms_every_n_epochs < 1:
             every = histograms_every_n_epochs
             raise ValueError(f"logger.tensorboard.histograms_every_n_epochs={every!r} must be an integer >= 1")
+        if not (isinstance(flush_secs, (int, float)) and 0 < flush_secs < math.inf):
+            raise ValueError(f"logger.tensorboard.flush_secs={flush_secs!r} must be a number of seconds > 0")
         self.histograms_every_n_epochs, self.flush_secs = histograms_every_n_epochs, flush_secs
         self.members: list[dict[str, Any]] = []
         self.writers: list[Any] = []
         self.history: MetricsHistory | None = None
 
-    def attach(
-        self, names: Sequence[str], run_dirs: Sequence[Path], configs: Sequence[dict[str, Any]], *_: Any
-    ) -> None:
+    def attach(self, names: Sequence[str], dirs: Sequence[Path], configs: Sequence[dict[str, Any]], *_: Any) -> None:
         """The members' names, run directories and resolved configs (their hyperparameters)."""
-        self.members = [{"name": n, "dir": Path(d), "config": c} for n, d, c in zip(names, run_dirs, configs)]
+        self.members = [{"name": n, "dir": Path(d), "config": c} for n, d, c in zip(names, dirs, configs)]
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         from tensorboardX import SummaryWriter
@@ -334,18 +299,11 @@ class TensorBoardRuns(Callback):
         self.writers = [SummaryWriter(str(m["dir"] / "tensorboard"), flush_secs=self.flush_secs) for m in self.members]
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        history, epoch = self.history, trainer.current_epoch
-        if history is None or not history.epochs or history.epochs[-1][0] != epoch:
-            return
-        weights = layer_weights(pl_module) if epoch % self.histograms_every_n_epochs == 0 else None
-        for k, writer in enumerate(self.writers):
-            diverged = history.diverged_epoch[k]
-            if diverged is not None and epoch > diverged:
-                continue
-            for key, value in history.latest(k).items():
-                writer.add_scalar(key, value, epoch)
-            for name, w in (weights or {}).items():
-                writer.add_histogram(f"weights/{name}", w[k], epoch)
+        for k, epoch, metrics, weights in _epoch_logs(self.history, self.histograms_every_n_epochs, trainer, pl_module):
+            for key, value in metrics.items():
+                self.writers[k].add_scalar(key, value, epoch)
+            for name, w in weights.items():
+                self.writers[k].add_histogram(f"weights/{name}", w, epoch)
 
     def finish(self, records: Sequence[dict[str, Any]]) -> None:
         """Each member's hyperparameters (flattened config values) beside its final metrics; then close."""
@@ -355,8 +313,7 @@ class TensorBoardRuns(Callback):
             hparams = {k: plain(v) for k, v in flatten(member["config"]).items() if v is not None}
             metrics = record.get("metrics", {}).items()
             finals = {f"hparam/{k}": v for k, v in metrics if isinstance(v, float) and math.isfinite(v)}
-            # Into the run's own event file (add_hparams would open a second writer, whose file of
-            # the same second and host replaces the first).
+            # Into the run's own event file: add_hparams's own writer (same second, same host) would replace that file.
             for summary in hparams_summaries(hparams, finals):
                 writer._get_file_writer().add_summary(summary)
             for key, value in finals.items():

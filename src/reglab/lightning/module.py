@@ -1,8 +1,7 @@
 """The LightningModule: an MLP of K ≥ 1 members, one regularizer, one optimizer.
 
-Lightning sees one training batch per epoch (the sample orders); `training_step` runs the epoch's
-mini-batches itself, with manual optimization, so every place a regularizer touches the weights
-is in `_step`, one screen of code:
+Lightning sees one batch per epoch (the sample orders); `training_step` runs the epoch's mini-batches
+itself, with manual optimization, so every place a regularizer touches the weights is in `_step`:
 
     objective = data_loss + reg.penalty()   # penalty only if reg.explicit; per member, [K]
     backward(objective.sum())               # member k's objective reaches only member k's weights
@@ -10,15 +9,12 @@ is in `_step`, one screen of code:
     optimizer.step()
     reg.after_step(lr)                      # proximal maps
 
-At the end of every evaluated epoch (`trainer.check_val_every_n_epoch`, and the last epoch) every
-metric of every member is computed on the device into `epoch_metrics`, a dict of [K] tensors that
-the callbacks (`reglab.lightning.callbacks`) read with one host transfer.
-"""
+Every evaluated epoch (`trainer.check_val_every_n_epoch`, and the last) computes every metric of every
+member on the device into `epoch_metrics`, [K] tensors the callbacks read with one host transfer."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import partial
 from typing import Any, cast
 
 import lightning as L
@@ -33,7 +29,7 @@ from reglab.science.regularizers import REGULARIZERS, Regularizer
 
 
 class RegLabModule(L.LightningModule):
-    all_finite: Tensor  # a buffer, registered in __init__
+    all_finite: Tensor  # a buffer: set on the device by every step, read once per epoch (no host sync per step)
 
     def __init__(
         self,
@@ -51,14 +47,11 @@ class RegLabModule(L.LightningModule):
         self.regularizer = regularizer.bind(model)
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.task, self.sparsity_threshold = task, sparsity_threshold
-        clip = gradient_clip_val
-        if clip is not None and not (isinstance(clip, (int, float)) and clip >= 0):
+        if (clip := gradient_clip_val) is not None and not (isinstance(clip, (int, float)) and clip >= 0):
             raise ValueError(f"gradient_clip_val={clip!r} must be a number >= 0 (0 or null: no clipping)")
         self.gradient_clip_val = gradient_clip_val
-        K = model.members
-        # Set on the device by every step and read once per epoch: no host sync per step.
-        self.register_buffer("all_finite", torch.ones(K, dtype=torch.bool), persistent=False)
-        self.diverged_epoch: list[int | None] = [None] * K
+        self.register_buffer("all_finite", torch.ones(model.members, dtype=torch.bool), persistent=False)
+        self.diverged_epoch: list[int | None] = [None] * model.members
         self.diverged_weights: dict[int, dict[str, Tensor]] = {}  # where a diverged member stopped
         self.epoch_metrics: dict[str, Tensor] = {}  # the last evaluated epoch's metrics, [K] each
         self.evaluated_epoch = -1
@@ -67,9 +60,8 @@ class RegLabModule(L.LightningModule):
         # What `load_from_checkpoint` needs, as plain data: the constructor's arguments are objects.
         reg: dict[str, Any] = {"name": regularizer.name, "strength": regularizer.strength.tolist()}
         reg |= {"include_bias": regularizer.include_bias, "exclude": list(regularizer.exclude)}
-        self.hparams.update(
-            model=model.hyperparameters(), regularizer=reg, task=task, sparsity_threshold=sparsity_threshold
-        )
+        hp = dict(model=model.hyperparameters(), regularizer=reg, task=task, sparsity_threshold=sparsity_threshold)
+        self.hparams.update(hp)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.model(x)
@@ -163,7 +155,6 @@ class RegLabModule(L.LightningModule):
         """Member k's final weights (a K = 1 `MLP.state_dict()`): where it stopped if it diverged."""
         return self.diverged_weights.get(k) or self.model.member_state_dict(k)
 
-    # Checkpoints: the divergence record travels with the weights ---------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["divergence"] = {"epoch": self.diverged_epoch, "weights": self.diverged_weights}
         checkpoint["members"] = self.member_hashes
@@ -184,12 +175,9 @@ class RegLabModule(L.LightningModule):
         model = MLP.from_hyperparameters(hp["model"], members=hp["model"].get("members", 1))
         weights = {n.removeprefix("model."): t for n, t in state["state_dict"].items() if n.startswith("model.")}
         model.load_state_dict(weights, assign=True)  # before binding the regularizer to its tensors
-        reg = hp["regularizer"]
-        regularizer = REGULARIZERS[reg["name"]](
-            reg["strength"], include_bias=reg["include_bias"], exclude=reg["exclude"]
-        )
-        optimizer = partial(torch.optim.Adam)
-        module = cls(model, regularizer, optimizer, hp["task"], sparsity_threshold=hp["sparsity_threshold"])
+        r = hp["regularizer"]
+        regularizer = REGULARIZERS[r["name"]](r["strength"], include_bias=r["include_bias"], exclude=r["exclude"])
+        module = cls(model, regularizer, torch.optim.Adam, hp["task"], sparsity_threshold=hp["sparsity_threshold"])
         module.load_state_dict(state["state_dict"])  # strict: the file holds nothing but the model
         return module.eval()
 

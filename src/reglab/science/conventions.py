@@ -1,10 +1,41 @@
-"""Convert a regularization strength between reglab and other libraries' conventions.
+"""What a regularization strength is: reglab's rule for λ, and its conversion to other libraries' conventions.
 
 The derivations are in the README, section "Conventions". reglab's λ multiplies the penalty
-added to the *mean* data loss over a batch, exactly as Keras' regularizers do.
+added to the *mean* data loss over a batch, exactly as Keras' regularizers do. Pure Python: the
+config layer checks λ with the rule the regularizers use, before torch is imported.
 """
 
 from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Sequence
+
+# Each regularizer class of `reglab.science.regularizers` and its config name (`regularizer=l1`):
+# the classes' `name`, and what the config layer reads without importing torch.
+REGULARIZER_NAMES = {
+    "Regularizer": "none",
+    "L1": "l1",
+    "L2": "l2",
+    "ElasticNet": "elastic_net",
+    "WeightDecay": "weight_decay",
+    "ProxL1": "prox_l1",
+    "GroupLasso": "group_lasso",
+}
+
+
+def check_strength(values: Sequence[object]) -> None:
+    """λ per member: at least one value, each a finite real number >= 0. Raises ValueError naming
+    the first bad value as the config would show it."""
+    if not values:
+        raise ValueError("regularizer.strength=[] holds no λ")
+    for v in values:
+        if not isinstance(v, numbers.Real) or isinstance(v, bool):
+            raise ValueError(f"regularizer.strength={v!r} is not a number")
+        if not (float(v) >= 0 and math.isfinite(v)):  # also refuses NaN
+            problem = "negative" if v < 0 else "not finite"
+            raise ValueError(f"regularizer.strength={float(v):g} is {problem}; λ must be a number >= 0")
+
 
 # Each entry: (regularizer, convention) -> (to reglab λ from their value, from reglab λ to theirs).
 # `n` is the number of training samples, `batch` the mini-batch size, `lr` the learning rate.

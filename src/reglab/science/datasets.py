@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
-from sklearn import datasets as skd
 
 Task = Literal["binary", "multiclass", "regression"]
 
@@ -25,6 +24,13 @@ class Dataset:
     n_classes: int = 0  # 0 for regression
     support: list[int] | None = None  # indices of the inputs that carry signal, when known
     coef: list[float] | None = None  # the true linear coefficients (sparse_regression)
+
+
+def _sklearn():  # noqa: ANN202
+    """scikit-learn's data sets, imported when one is made: a refused config never pays its second of import."""
+    from sklearn import datasets
+
+    return datasets
 
 
 COUNTS = ("n_samples", "n_features", "n_informative")  # the generators' arguments that count something
@@ -49,13 +55,13 @@ def _check_ranges(**arguments: Any) -> None:
 
 def moons(n_samples: int = 1000, noise: float = 0.2, seed: int = 0) -> Dataset:
     _check_ranges(n_samples=n_samples, noise=noise)
-    x, y = skd.make_moons(n_samples=n_samples, noise=noise, random_state=seed)
+    x, y = _sklearn().make_moons(n_samples=n_samples, noise=noise, random_state=seed)
     return Dataset(x, y, "binary", 2, support=[0, 1])
 
 
 def circles(n_samples: int = 1000, noise: float = 0.1, factor: float = 0.5, seed: int = 0) -> Dataset:
     _check_ranges(n_samples=n_samples, noise=noise)
-    x, y = skd.make_circles(n_samples=n_samples, noise=noise, factor=factor, random_state=seed)
+    x, y = _sklearn().make_circles(n_samples=n_samples, noise=noise, factor=factor, random_state=seed)
     return Dataset(x, y, "binary", 2, support=[0, 1])
 
 
@@ -91,7 +97,7 @@ def features(
     """`make_classification` without shuffling the columns: the first `n_informative + n_redundant`
     inputs carry the signal, the rest are pure noise (so the support is known)."""
     _check_ranges(n_samples=n_samples, n_features=n_features, n_informative=n_informative)
-    x, y = skd.make_classification(
+    x, y = _sklearn().make_classification(
         n_samples=n_samples,
         n_features=n_features,
         n_informative=n_informative,
@@ -108,22 +114,22 @@ def features(
 
 
 def breast_cancer(seed: int = 0) -> Dataset:
-    x, y = skd.load_breast_cancer(return_X_y=True)
+    x, y = _sklearn().load_breast_cancer(return_X_y=True)
     return Dataset(x, y, "binary", 2)
 
 
 def wine(seed: int = 0) -> Dataset:
-    x, y = skd.load_wine(return_X_y=True)
+    x, y = _sklearn().load_wine(return_X_y=True)
     return Dataset(x, y, "multiclass", 3)
 
 
 def digits(seed: int = 0) -> Dataset:
-    x, y = skd.load_digits(return_X_y=True)
+    x, y = _sklearn().load_digits(return_X_y=True)
     return Dataset(x, y, "multiclass", 10)
 
 
 def diabetes(seed: int = 0) -> Dataset:
-    x, y = skd.load_diabetes(return_X_y=True)
+    x, y = _sklearn().load_diabetes(return_X_y=True)
     return Dataset(x, y, "regression")
 
 

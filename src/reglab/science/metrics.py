@@ -1,8 +1,6 @@
 """What a run measures, per member: data loss and accuracy by task, and the state of the weights.
-
-Pure functions of an `MLP` of K members and tensors; every value is a tensor of shape [K]. Computed
-once per evaluated epoch on whole splits, on the device, never per step.
-"""
+Pure functions of an `MLP` of K members and tensors, every value of shape [K]; computed once per
+evaluated epoch on whole splits, on the device, never per step."""
 
 from __future__ import annotations
 

@@ -17,13 +17,9 @@ from typing import cast
 import torch
 from torch import Tensor, nn
 
-ACTIVATIONS: dict[str, type[nn.Module]] = {
-    "relu": nn.ReLU,
-    "tanh": nn.Tanh,
-    "gelu": nn.GELU,
-    "sigmoid": nn.Sigmoid,
-    "leaky_relu": nn.LeakyReLU,
-}
+ACTIVATIONS: dict[str, type[nn.Module]] = dict(
+    relu=nn.ReLU, tanh=nn.Tanh, gelu=nn.GELU, sigmoid=nn.Sigmoid, leaky_relu=nn.LeakyReLU
+)
 INITS = ("glorot_uniform", "torch_default")
 
 
@@ -49,8 +45,7 @@ class MLP(nn.Module):
     `hidden=[]` is a linear (or logistic) model. The output is a logit (or a regression value).
     `init="glorot_uniform"` with zero biases is Keras' `Dense` default (the article's Keras code);
     `"torch_default"` is `nn.Linear`'s. `seeds` (one per member) draws member k's initial weights
-    from its own generator, so it starts where its K = 1 run with that seed starts.
-    """
+    from its own generator, so it starts where its K = 1 run with that seed starts."""
 
     def __init__(
         self,
@@ -64,10 +59,9 @@ class MLP(nn.Module):
         seeds: Sequence[int] | None = None,
     ) -> None:
         super().__init__()
-        if activation not in ACTIVATIONS:
-            raise ValueError(f"model.activation={activation!r} is unknown; choose one of: {', '.join(ACTIVATIONS)}")
-        if init not in INITS:
-            raise ValueError(f"model.init={init!r} is unknown; choose one of: {', '.join(INITS)}")
+        for key, value, known in (("activation", activation, ACTIVATIONS), ("init", init, INITS)):
+            if value not in known:
+                raise ValueError(f"model.{key}={value!r} is unknown; choose one of: {', '.join(known)}")
         if not isinstance(dropout, numbers.Real) or isinstance(dropout, bool):
             raise ValueError(f"model.dropout={dropout!r} is not a number")
         if not 0.0 <= dropout < 1.0:
@@ -118,9 +112,8 @@ class MLP(nn.Module):
 
     def linear_layers(self) -> dict[str, StackedLinear]:
         """The affine layers by name, input first."""
-        layers = {f"hidden.{i}": cast(StackedLinear, layer) for i, layer in enumerate(self.hidden)}
-        layers["output"] = self.output
-        return layers
+        hidden = {f"hidden.{i}": cast(StackedLinear, layer) for i, layer in enumerate(self.hidden)}
+        return hidden | {"output": self.output}
 
     def forward(self, x: Tensor) -> Tensor:
         for layer in self.hidden:
@@ -147,11 +140,10 @@ class MLP(nn.Module):
     def from_hyperparameters(cls, hp_model: dict, members: int = 1) -> MLP:
         """An `MLP` of `members` members from `hyperparameters()` (its "members" unread; absent keys: the
         defaults) on the meta device, drawing and allocating nothing: load with `load_state_dict(w, assign=True)`."""
+        sizes = hp_model["in_features"], hp_model["out_features"], list(hp_model["hidden"])
         optional = {key: hp_model[key] for key in ("activation", "dropout", "init") if key in hp_model}
         with torch.device("meta"):
-            return cls(
-                hp_model["in_features"], hp_model["out_features"], list(hp_model["hidden"]), members=members, **optional
-            )
+            return cls(*sizes, members=members, **optional)
 
     def member(self, k: int) -> MLP:
         """Member k as a K = 1 `MLP` on the CPU (built on the meta device: draws no random numbers)."""

@@ -1,11 +1,8 @@
-"""The proximal maps of `reglab.science.regularizers`, as plain functions of tensors.
-
-Each function states its formula in its docstring (as `torch/optim/adamw.py` does); the classes
-that call them (`ProxL1`, `GroupLasso`) say when, with which threshold and in which metric. Every
-map acts in place on stacked weights of K members ([K, …]); a threshold comes shaped [K, 1, …], so
-that member k is shrunk by its own λ. D = √v̂ + ε is Adam's denominator (D = 1: the plain map);
-README, "Conventions", and docs/conventions.md derive the maps in its metric.
-"""
+"""The proximal maps of `reglab.science.regularizers`, as plain functions of tensors, each with its
+formula; `ProxL1` and `GroupLasso` say when, with which threshold and in which metric. Every map acts
+in place on the stacked weights of K members ([K, …]); a threshold shaped [K, 1, …] is each member's own.
+D = √v̂ + ε is Adam's denominator (D = 1: the plain map); README, "Conventions", and
+docs/conventions.md derive the maps in its metric."""
 
 from __future__ import annotations
 
@@ -21,11 +18,10 @@ ADAM_FAMILY: tuple[type[torch.optim.Optimizer], ...] = (torch.optim.Adam, torch.
 
 
 def adam_denominators(optimizer: torch.optim.Optimizer, tensors: Sequence[Tensor]) -> list[Tensor | None]:
-    """D = √v̂ + ε of each tensor, exactly as Adam (one of ADAM_FAMILY) divides by it after its latest step:
+    """D = √v̂ + ε of each tensor (None if not stepped yet), exactly as Adam (one of ADAM_FAMILY) divides
+    by it after its latest step:
 
-        D = √v / √(1 − β₂^t) + ε,   v = exp_avg_sq (AMSGrad: max_exp_avg_sq)   Adam's expression and rounding
-
-    None for a tensor the optimizer has not stepped yet."""
+        D = √v / √(1 − β₂^t) + ε,   v = exp_avg_sq (AMSGrad: max_exp_avg_sq)   Adam's expression and rounding"""
     groups = {id(p): group for group in optimizer.param_groups for p in group["params"]}
     out: list[Tensor | None] = []
     for p in tensors:

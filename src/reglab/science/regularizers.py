@@ -1,20 +1,13 @@
-"""Regularizers: where a penalty or a decoupled update touches the weights.
-
-Each class states its rule in its docstring; what λ means and how it converts to other libraries
-is in the README, section "Conventions". Bound to a model once, a regularizer is called by
-`RegLabModule._step`: `penalty()` (added to the loss only if `explicit`; else reported as
-`train/penalty`), `before_step(lr)` and `after_step(lr)` with the optimizer's current lr, so a
-scheduler scales these updates as it scales the gradient step.
-
-The rules act on the K members of an `MLP` at once: `strength` holds one λ per member, every sum
-is taken per member (`penalty()` is [K]), and each formula is written once in terms of `lam`, the
-strength shaped to broadcast over the tensor at hand ([K, 1, …]).
-"""
+"""Regularizers: where a penalty or a decoupled update touches the weights. Each class states its
+rule in its docstring; what λ means and how it converts to other libraries is in the README,
+section "Conventions". `RegLabModule._step` calls `penalty()` (added to the loss if `explicit`, else
+reported as `train/penalty`), `before_step(lr)` and `after_step(lr)` with the optimizer's current lr,
+so a scheduler scales these updates as it scales the gradient step. The rules act on the K members
+of an `MLP` at once: `strength` holds one λ per member, `penalty()` is [K], `lam` is λ shaped [K, 1, …]."""
 
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Callable, Sequence
 from typing import ClassVar, cast
 
@@ -22,6 +15,7 @@ import torch
 from torch import Tensor
 
 from reglab.science import proximal
+from reglab.science.conventions import REGULARIZER_NAMES, check_strength
 from reglab.science.model import MLP
 from reglab.science.proximal import ADAM_FAMILY
 
@@ -51,7 +45,12 @@ class Regularizer:
     """No regularization. The base class: selects the tensors a rule acts on, the weight matrices
     of every layer not in `exclude`, and their biases too if `include_bias` (default: not, as Keras)."""
 
-    name: ClassVar[str] = "none"
+    name: ClassVar[str] = REGULARIZER_NAMES["Regularizer"]  # its config name; a subclass's from the same table
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.name = REGULARIZER_NAMES.get(cls.__name__, cls.__name__.lower())
+
     explicit: ClassVar[bool] = False  # True: penalty() is added to the loss and differentiated
 
     def __init__(self, strength: Strength = 0.0, include_bias: bool = False, exclude: Sequence[str] = ()) -> None:
@@ -69,15 +68,7 @@ class Regularizer:
 
     @strength.setter
     def strength(self, value: Strength) -> None:
-        values = _values(value)
-        if not values:
-            raise ValueError("regularizer.strength=[] holds no λ")
-        for v in values:  # the first bad value, named as the config would show it
-            if not isinstance(v, numbers.Real) or isinstance(v, bool):
-                raise ValueError(f"regularizer.strength={v!r} is not a number")
-            if not (float(v) >= 0 and math.isfinite(v)):  # also refuses NaN
-                problem = "negative" if v < 0 else "not finite"
-                raise ValueError(f"regularizer.strength={float(v):g} is {problem}; λ must be a number >= 0")
+        check_strength(_values(value))
         self._strength = torch.as_tensor(value, dtype=torch.float64).detach().cpu().reshape(-1)
         self._shaped: dict[tuple, Tensor] = {}
 
@@ -124,11 +115,9 @@ class Regularizer:
         device = self.params[0].device if self.params else None
         return torch.zeros(self.members, device=device, dtype=dtype)
 
-    @torch.no_grad()
     def before_step(self, lr: float) -> None:
         """Decoupled update, applied to the weights the gradient was computed at."""
 
-    @torch.no_grad()
     def after_step(self, lr: float) -> None:
         """Proximal map, applied to the weights the optimizer produced."""
 
@@ -140,7 +129,6 @@ class L1(Regularizer):
     """Explicit L1 (lasso): objective += λ·Σ|w|; subgradient λ·sign(w). Keras' `l1(λ)`.
     Leaves weights oscillating around 0 rather than at 0: use `ProxL1` for exact zeros."""
 
-    name = "l1"
     explicit = True
 
     def penalty(self, dtype: torch.dtype | None = None) -> Tensor:
@@ -152,7 +140,6 @@ class L2(Regularizer):
     """Explicit L2 (ridge): objective += λ·Σw²; gradient 2λ·w. Keras' `l2(λ)`.
     Under plain SGD this equals `WeightDecay(2λ)` and `torch.optim.SGD(weight_decay=2λ)`."""
 
-    name = "l2"
     explicit = True
 
     def penalty(self, dtype: torch.dtype | None = None) -> Tensor:
@@ -164,7 +151,6 @@ class ElasticNet(Regularizer):
     """Explicit elastic net: objective += λ·(α·Σ|w| + (1 − α)·Σw²), α = `l1_ratio`.
     λ₁ = αλ and λ₂ = (1 − α)λ are Keras' `L1L2(l1=λ₁, l2=λ₂)`."""
 
-    name = "elastic_net"
     explicit = True
 
     def __init__(self, strength: float = 0.0, l1_ratio: float = 0.5, **kwargs) -> None:
@@ -174,8 +160,7 @@ class ElasticNet(Regularizer):
         self.l1_ratio = float(l1_ratio)
 
     def penalty(self, dtype: torch.dtype | None = None) -> Tensor:
-        a = self.l1_ratio
-        total = a * _sum_abs(self.params, dtype) + (1 - a) * _sum_squares(self.params, dtype)
+        total = self.l1_ratio * _sum_abs(self.params, dtype) + (1 - self.l1_ratio) * _sum_squares(self.params, dtype)
         return self._lam(total) * total
 
 
@@ -183,8 +168,6 @@ class WeightDecay(Regularizer):
     """Decoupled weight decay: w ← (1 − lr·λ)·w before every optimizer step. With Adam exactly
     `torch.optim.AdamW(weight_decay=λ)`, with SGD SGDW (Loshchilov & Hutter, 2019). `penalty()`
     reports (λ/2)·Σw², the objective term it equals under plain SGD."""
-
-    name = "weight_decay"
 
     def penalty(self, dtype: torch.dtype | None = None) -> Tensor:
         total = _sum_squares(self.params, dtype)
@@ -201,10 +184,8 @@ class _Proximal(Regularizer):
 
         w ← argmin_x  λR(x) + (1/(2η))·(x − z)ᵀ diag(D) (x − z),   z = the weights the optimizer produced
 
-    `preconditioned`: "auto" uses D when `use_optimizer` attaches one of ADAM_FAMILY and the plain
-    map (D = 1) otherwise; true requires it; false never uses it. README, "Conventions"; the
-    derivation is in docs/conventions.md.
-    """
+    `preconditioned`: "auto" uses D when `use_optimizer` attaches one of ADAM_FAMILY, else the plain map
+    (D = 1); true requires it; false never uses it. README, "Conventions"; derivation: docs/conventions.md."""
 
     def __init__(self, strength: Strength = 0.0, preconditioned: str | bool = "auto", **kwargs) -> None:
         super().__init__(strength, **kwargs)
@@ -241,10 +222,8 @@ class ProxL1(_Proximal):
         w ← sign(w)·max(|w| − t, 0),   t = η·λ           plain (ISTA; SGD, or preconditioned=false)
                                        t = η·λ / D,      D = √v̂ + ε   preconditioned (Adam, AdamW, NAdam)
 
-    README, "Conventions"; see `_Proximal`.
-    """
+    README, "Conventions"; see `_Proximal`."""
 
-    name = "prox_l1"
     penalty = L1.penalty  # λ·Σ|w|
 
     def after_step(self, lr: float) -> None:
@@ -268,10 +247,8 @@ class GroupLasso(_Proximal):
     and under Adam its proximal map in Adam's metric (`proximal.preconditioned_group_shrink_`,
     `newton_steps` Newton steps). A group g is one hidden unit's incoming weights (plus its bias if
     `include_bias`), p_g its size: a whole unit switches off at once. With `input_features`, the
-    first layer's columns are groups too, shrunk after the units. README, "Conventions".
-    """
+    first layer's columns are groups too, shrunk after the units. README, "Conventions"."""
 
-    name = "group_lasso"
     newton_steps: ClassVar[int] = 12  # float32 reaches its rounding error after about 8 on random groups
 
     def __init__(
@@ -283,10 +260,9 @@ class GroupLasso(_Proximal):
     def bind(self, model: MLP) -> Regularizer:
         super().bind(model)
         # (weight, bias or None, the dim along which a group's entries lie; see proximal.group_norms)
+        hidden = [layer for name, layer in self.layers.items() if name != "output"]
         self.groups: list[tuple[Tensor, Tensor | None, int]] = [
-            (layer.weight, layer.bias if self.include_bias else None, -1)
-            for name, layer in self.layers.items()
-            if name != "output"
+            (layer.weight, layer.bias if self.include_bias else None, -1) for layer in hidden
         ]
         first = next(iter(model.linear_layers()))
         if self.input_features and first in self.layers:
@@ -318,5 +294,5 @@ class GroupLasso(_Proximal):
 
 
 REGULARIZERS: dict[str, type[Regularizer]] = {
-    cls.name: cls for cls in (Regularizer, L1, L2, ElasticNet, WeightDecay, ProxL1, GroupLasso)
+    REGULARIZER_NAMES[cls.__name__]: cls for cls in (Regularizer, L1, L2, ElasticNet, WeightDecay, ProxL1, GroupLasso)
 }
