@@ -111,6 +111,17 @@ def test_chunk_memory_benchmark_prints_both_peaks_and_their_ratio(tmp_path):
 
 
 @pytest.mark.bench
+def test_cv_benchmark_prints_grid_search_beside_the_one_stack_cv(tmp_path):
+    out = run_script("bench_cv.py", tmp_path, "--quick").stdout
+    header, rows = table(out, "task")
+    times = ["GridSearchCV s", "CV estimator s", "GridSearchCV / CV"]
+    assert header == ["task", "grid", "fits (GridSearchCV)", *times, "same λ", "max Δ score"]
+    assert [r["task"] for r in rows] == ["classification", "regression"]
+    assert all(r["same λ"] == "yes" and float(r["max Δ score"]) < 1e-4 for r in rows)
+    assert all(positive(r[c]) for r in rows for c in times)
+
+
+@pytest.mark.bench
 def test_startup_benchmark_prints_each_process_beside_an_empty_interpreter(tmp_path):
     out = run_script("bench_startup.py", tmp_path, "--quick").stdout
     header, rows = table(out, "what")

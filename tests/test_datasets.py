@@ -11,7 +11,7 @@ from reglab.science import datasets
 @pytest.mark.parametrize("name", list(datasets.GENERATORS))
 def test_every_dataset_has_the_task_it_is_registered_with(name):
     data = datasets.GENERATORS[name](seed=0)
-    assert data.task == datasets.TASKS[name]
+    assert data.task == datasets.task_of(name, {})
     assert len(data.x) == len(data.y) > 100
     if data.task != "regression":
         assert set(np.unique(data.y)) == set(range(data.n_classes))

@@ -25,7 +25,10 @@ from omegaconf import DictConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
-DOCS = [README, *(ROOT / "docs" / name for name in ("wandb.md", "cluster.md", "report.md", "conventions.md"))]
+DOCS = [
+    README,
+    *(ROOT / "docs" / name for name in ("wandb.md", "cluster.md", "report.md", "conventions.md", "data.md")),
+]
 SHELL = {"bash", "sh", "console", "shell"}
 # Commands of other tools the docs show; anything else in a shell block is a command this test must learn.
 OTHER_TOOLS = {"wandb", "find", "rsync", "source", "squeue", "tensorboard"}

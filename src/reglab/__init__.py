@@ -1,6 +1,13 @@
 """reglab: see what regularization does to a neural network. Conventions: README.md."""
 
 __version__ = "0.1.0"
+# scikit-learn estimators (`reglab.estimators`), imported on first use: `import reglab` stays light.
+ESTIMATORS = (
+    "RegularizedMLPClassifier",
+    "RegularizedMLPRegressor",
+    "RegularizedMLPClassifierCV",
+    "RegularizedMLPRegressorCV",
+)
 
 
 def load_run(run_dir, checkpoint="last"):  # noqa: ANN001, ANN201 (re-exported; see reglab.runs.load_run)
@@ -16,3 +23,11 @@ def results(directory):  # noqa: ANN001, ANN201
     from reglab.runs import results_table
 
     return results_table(directory)
+
+
+def __getattr__(name):  # noqa: ANN001, ANN202
+    if name in ESTIMATORS:
+        from reglab import estimators
+
+        return getattr(estimators, name)
+    raise AttributeError(f"module 'reglab' has no attribute {name!r}")

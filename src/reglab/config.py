@@ -147,7 +147,10 @@ def _check_task_rules(cfg: DictConfig) -> None:
         sizes = f"data.split={list(split)} with data.n_samples={n}"
         require(round(split[0] * n) >= 2 or split[0] <= 0, f"{sizes} leaves fewer than 2 training samples")
         require(round(split[1] * n) >= 1 or split[1] <= 0, f"{sizes} leaves no validation sample")
-    task, loss = datasets.TASKS[data.name], cfg.loss
+    try:  # a file's task is read from it: a bad file is refused here, in one line
+        task, loss = datasets.task_of(data.name, data), cfg.loss
+    except ValueError as e:
+        raise ConfigError(one_line(e)) from None
     known = ", ".join(TASK_OF_LOSS)
     require(loss == "auto" or loss in TASK_OF_LOSS, f"loss={loss!r} is not a loss; choose one of: auto, {known}")
     require(

@@ -59,8 +59,10 @@ def member_record(stack: Stack, k: int, test: dict[str, list[float]]) -> dict[st
         "true_coef": data.coef,
         "n_weights": n_weights(model),
         "flipped_labels": data.flipped,
-        # The input transform fitted on the training split: x_std = (x − mean) / std (reglab.load_run).
-        "input_transform": {"mean": data.mean.tolist(), "std": data.std.tolist()},
+        "feature_names": data.feature_names,
+        "data_file": data.source,  # path, size and sha256 of each file read (data=file)
+        # fitted on the training split: x_std = (x − mean) / std; a file's encoding of rows and labels (reglab.load_run)
+        "input_transform": data.input_transform(),
     } | {key: value for record in monitored for key, value in record.items()}
 
 

@@ -29,8 +29,8 @@ from reglab.errors import ConfigError
 from reglab.rundir import flatten
 from reglab.tables import format_number
 
-# Keys that may hold a list: the stacked members of one run.
-MEMBER_KEYS = ("regularizer.strength", "seed")
+# Keys that may hold a list: the stacked members of one run (`data.fold`: the CV estimators' folds).
+MEMBER_KEYS = ("regularizer.strength", "seed", "data.fold")
 # Config keys (and the keys under them) that change no trained weight: a finished run is found
 # again whatever they are, the report never tells runs apart by them, W&B never names a run by
 # them, and Hydra leaves them out of a job's directory name (a test checks its `exclude_keys`).
@@ -50,8 +50,10 @@ def trains(key: str) -> bool:
 
 def trained_config(cfg: DictConfig) -> dict[str, Any]:
     """The part of a config that decides what is trained: unresolved (no run paths), without the
-    keys that change no result (`NOT_TRAINING`)."""
+    keys that change no result (`NOT_TRAINING`); for a file, `data.sha256`, its content's hash."""
     container = cast(dict[str, Any], OmegaConf.to_container(cfg, resolve=False))
+    if isinstance(container.get("data"), dict) and container["data"].get("name") == "file":
+        container["data"]["sha256"] = _file_hash(cfg.data)
     for key in NOT_TRAINING:
         *parents, leaf = key.split(".")
         node: Any = container
@@ -202,17 +204,37 @@ def regularizer_name(cfg: DictConfig) -> str:
     return REGULARIZER_NAMES[cls]
 
 
+def _file_hash(data: DictConfig) -> str:
+    """The sha256 of the file(s) `data=file` reads; the error a missing file gives is said when it is read."""
+    from reglab.science import files
+
+    try:
+        return ",".join(f["sha256"] for f in files.facts(data.get("path"), data.get("target")))
+    except ValueError:
+        return "unreadable"
+
+
 def task_of(cfg: DictConfig) -> str:
     from reglab.science import datasets
 
-    return datasets.TASKS[cfg.data.name]
+    return datasets.task_of(cfg.data.name, cfg.data)
+
+
+def dataset_name(data: DictConfig) -> str:
+    """The data set's name in records and reports: a file's own name (`iris.csv`), "memory" for data from Python."""
+    from reglab.science import files
+
+    if data.name != "file":
+        return str(data.name)
+    path = str(data.get("path") or files.EXAMPLE)
+    return "memory" if path.startswith(files.MEMORY) else Path(path).name
 
 
 def identity(cfg: DictConfig) -> dict[str, Any]:
     """What a run is, read from its (K = 1) config alone: enough for a report even if nothing was built."""
     return {
         "name": cfg.name,
-        "dataset": cfg.data.name,
+        "dataset": dataset_name(cfg.data),
         "task": task_of(cfg),
         "regularizer": regularizer_name(cfg),
         "strength": float(cfg.regularizer.strength),

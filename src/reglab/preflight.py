@@ -94,8 +94,9 @@ def _data_and_module(cfg: DictConfig, members: list[Member], seeds: list[int], i
 
     from reglab.lightning.module import RegLabModule
 
+    folds = {"fold": [m.cfg.data.fold for m in members]} if OmegaConf.is_list(cfg.data.get("fold")) else {}
     with blame("data", cfg.data, _data_probe(cfg.data, seeds)):
-        datamodule = instantiate(cfg.data, seed=seeds)
+        datamodule = instantiate(cfg.data, seed=seeds, **folds)
     sizes = {"in_features": datamodule.in_features, "out_features": datamodule.out_features}
     with blame("model", cfg.model):
         model = instantiate(cfg.model, **sizes, members=len(members), seeds=seeds)

@@ -64,6 +64,11 @@ class Run:
         return int(self.record["seed"])
 
     @property
+    def fold(self) -> Any:
+        """The fold it trained on (`data.fold`, the CV estimators' runs), or None: folds are averaged like seeds."""
+        return self.flat_config.get("data.fold")
+
+    @property
     def dataset(self) -> str:
         return self.record["dataset"]
 
@@ -170,7 +175,7 @@ def seed_groups(runs: Sequence[Run]) -> dict[tuple[str, float], list[Run]]:
         if run.status != rundir.COMPLETED:
             continue
         group = groups.setdefault((run.regularizer, run.lam), [])
-        twins = [r for r in group if r.seed == run.seed]
+        twins = [r for r in group if (r.seed, r.fold) == (run.seed, run.fold)]
         differences = {k for twin in twins for k in config_difference(twin, run)}
         if twins and run.regularizer in STRENGTH_UNUSED and differences <= {"regularizer.strength"}:
             continue
@@ -260,16 +265,23 @@ class TrainedRun:
     std: np.ndarray
     config: DictConfig
     record: dict[str, Any]
+    encoding: dict[str, Any] | None = None  # a table's columns, categories and class labels (data=file)
+    target_scale: tuple[float, float] = (0.0, 1.0)  # a regression's target mean and std on the training split
 
     @property
     def task(self) -> str:
         return self.record["task"]
 
-    def transform(self, x: np.ndarray) -> np.ndarray:
-        """Raw inputs → the standardised inputs the model was trained on."""
+    def transform(self, x: Any) -> np.ndarray:
+        """Raw inputs (for a table: rows of its columns, or a DataFrame, categories as written) →
+        the standardised inputs the model was trained on."""
+        if self.encoding is not None:
+            from reglab.science.files import encode
+
+            x = encode(x, self.encoding)
         return ((np.asarray(x, dtype=np.float64) - self.mean) / self.std).astype(np.float32)
 
-    def predict(self, x: np.ndarray) -> np.ndarray:
+    def predict(self, x: Any) -> np.ndarray:
         """On raw inputs: P(class 1) (binary, shape [n]), class probabilities (multiclass, [n, C]) or
         predicted values in the model's standardised target units (regression, [n])."""
         import torch
@@ -282,6 +294,16 @@ class TrainedRun:
             return torch.softmax(out, -1).numpy()
         return out[:, 0].numpy()
 
+    def predict_labels(self, x: Any) -> np.ndarray:
+        """On raw inputs: the predicted class as the data labelled it (a file's string labels, else
+        0..C-1), or a regression's value in the target's own units."""
+        out = self.predict(x)
+        if self.task == "regression":
+            return out.astype(np.float64) * self.target_scale[1] + self.target_scale[0]
+        index = (out > 0.5).astype(np.int64) if self.task == "binary" else out.argmax(-1)
+        classes = (self.encoding or {}).get("classes")
+        return np.asarray(classes)[index] if classes is not None else index
+
 
 def load_run(run_dir: str | Path, checkpoint: str = "last") -> TrainedRun:
     """The trained model of a finished run directory, its fitted input transform and its config.
@@ -292,7 +314,9 @@ def load_run(run_dir: str | Path, checkpoint: str = "last") -> TrainedRun:
         splits = load_splits(run)
         transform = {"mean": splits.mean.tolist(), "std": splits.std.tolist()}
     model = load_model(run, checkpoint)
-    return TrainedRun(model, np.array(transform["mean"]), np.array(transform["std"]), run.config, run.record)
+    scale = (float(transform.get("target_mean", 0.0)), float(transform.get("target_std", 1.0)))
+    mean, std = np.array(transform["mean"]), np.array(transform["std"])
+    return TrainedRun(model, mean, std, run.config, run.record, transform.get("encoding"), scale)
 
 
 def varying_keys(runs: Sequence[Run]) -> list[str]:
@@ -310,7 +334,7 @@ def study_keys(runs: Sequence[Run]) -> list[str]:
     flats = [r.flat_config for r in runs]
     keys = []
     for key in varying_keys(runs):
-        if key in ("seed", "regularizer.strength") or key.endswith("_target_"):
+        if key in ("seed", "regularizer.strength", "data.fold") or key.endswith("_target_"):
             continue
         group = key.split(".")[0]
         if group in ("regularizer", "data"):

@@ -169,7 +169,8 @@ def regularization_path(groups: Groups, path: Path) -> Path | None:
                 if j in coloured:
                     i = coloured.index(j)
                     c = palette(i % 10 if len(coloured) <= 10 else i / max(len(coloured) - 1, 1))
-                    name = f"x{j}" + (" (informative)" if support else "") if len(coloured) <= 10 else None
+                    label = (run.record.get("feature_names") or [f"x{k}" for k in range(n_features)])[j]
+                    name = label + (" (informative)" if support else "") if len(coloured) <= 10 else None
                     shape = CLASS_MARKERS[i % len(CLASS_MARKERS)]
                     ax.plot(x, norms[:, j], "-", marker=shape, ms=4, lw=2, color=c, label=name, zorder=3)
                 else:

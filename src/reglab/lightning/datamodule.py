@@ -1,7 +1,7 @@
 """The data of K members as tensors on the training device; one item per epoch: the sample orders.
 
-Members that share a seed share a data set (generated once), split and batch order; member k's
-data are exactly those its K = 1 run with its seed would see.
+Members that share a seed (and a fold, `data.fold`) share a data set (generated once), split and
+batch order; member k's data are exactly those its K = 1 run with its seed and fold would see.
 """
 
 from __future__ import annotations
@@ -57,21 +57,22 @@ def check_split(split: object) -> None:
         raise ValueError(f"data.split={fractions} leaves no validation set: the val fraction must be > 0")
 
 
-def check_label_noise(label_noise: object, name: str) -> None:
-    """Refuse a `data.label_noise` outside [0, 1), or any on a regression data set."""
+def check_label_noise(label_noise: object, name: str, task: str | None = None) -> None:
+    """Refuse a `data.label_noise` outside [0, 1), or any on a regression data set (`task`, where known)."""
     if not datasets.is_number(label_noise):
         raise ValueError(f"data.label_noise={label_noise!r} is not a number")
     value = float(label_noise)  # type: ignore[arg-type]
     if not 0 <= value < 1:
         raise ValueError(f"data.label_noise={value} must be in [0, 1)")
-    if value != 0 and datasets.TASKS.get(name) == "regression":  # an unknown name: refused by datasets.load
+    if value != 0 and (task or datasets.TASKS.get(name)) == "regression":  # an unknown name: datasets.load says
         raise ValueError(f"data.label_noise={value} needs class labels; data set {name!r} is a regression")
 
 
 class RegLabDataModule(L.LightningDataModule):
     """One data set from `reglab.science.datasets`, split, standardised and moved to the device,
-    for members with the seeds `seed` (an int for every member, or one per member). `tensors[split]`
-    holds the distinct seeds' splits stacked, x [S, n, d] and y [S, n]; `inputs(split)` per member."""
+    for members with the seeds `seed` (an int for every member, or one per member) and the folds
+    `fold` (likewise; None: `split`). `tensors[split]` holds the distinct (seed, fold) splits stacked,
+    x [S, n, d] and y [S, n]; `inputs(split)` per member."""
 
     def __init__(
         self,
@@ -80,26 +81,31 @@ class RegLabDataModule(L.LightningDataModule):
         batch_size: int | None = 32,
         label_noise: float = 0.0,
         seed: int | Sequence[int] = 0,
+        fold: int | Sequence[int] | None = None,
         **dataset_kwargs,
     ) -> None:
         super().__init__()
         check_split(split)
-        check_label_noise(label_noise, name)
+        check_label_noise(label_noise, name, None if name == "file" else datasets.TASKS.get(name))
         if batch_size is not None and (
             not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1
         ):
             raise ValueError(f"data.batch_size={batch_size!r} must be an integer >= 1, or null for full batch")
         self.name, self.split, self.label_noise, self.dataset_kwargs = name, tuple(split), label_noise, dataset_kwargs
         self.seeds = [seed] if isinstance(seed, int) else [int(s) for s in seed]
-        self.distinct = list(dict.fromkeys(self.seeds))
-        self.data = {s: datasets.load(name, self.split, label_noise, s, **dataset_kwargs) for s in self.distinct}
-        for s, splits in self.data.items():
+        folds = list(fold) if isinstance(fold, Sequence) else [fold] * len(self.seeds)
+        self.keys = list(zip(self.seeds, folds, strict=True))  # (seed, fold) of each member
+        self.distinct = list(dict.fromkeys(self.keys))
+        self.data = {key: datasets.load(name, self.split, label_noise, *key, **dataset_kwargs) for key in self.distinct}
+        for (s, f), splits in self.data.items():
+            check_label_noise(label_noise, name, splits.task)
             if not all(np.isfinite(x).all() for x in splits.x.values()):
-                raise ValueError(
-                    f"data set {name!r} with seed {s} and {dataset_kwargs} has non-finite inputs; check its arguments"
-                )
+                what = f"seed {s}" + (f", fold {f}" if f is not None else "")
+                raise ValueError(f"data set {name!r} with {what} and {dataset_kwargs} has non-finite inputs; check it")
         first = self.data[self.distinct[0]]
         sizes = {split: len(first.y[split]) for split in datasets.SPLIT_NAMES}
+        if any(len(d.y[s]) != n for d in self.data.values() for s, n in sizes.items()):
+            raise ValueError("data.fold: folds whose splits differ in size cannot be members of one stack")
         if min(sizes.values()) < 1 or sizes["train"] < 2:
             raise ValueError(
                 f"data.split={list(self.split)} of {sum(sizes.values())} samples leaves splits of {sizes}; "
@@ -107,7 +113,7 @@ class RegLabDataModule(L.LightningDataModule):
             )
         self.n_train = len(first.y["train"])
         self.batch_size = min(batch_size or self.n_train, self.n_train)
-        self.member_data = torch.tensor([self.distinct.index(s) for s in self.seeds])
+        self.member_data = torch.tensor([self.distinct.index(key) for key in self.keys])
         self.tensors = {
             s: (
                 torch.stack([torch.from_numpy(self.data[d].x[s]) for d in self.distinct]),
@@ -131,7 +137,7 @@ class RegLabDataModule(L.LightningDataModule):
 
     def member(self, k: int) -> datasets.Splits:
         """Member k's splits as NumPy arrays (standardised), with the data set's facts."""
-        return self.data[self.seeds[k]]
+        return self.data[self.keys[k]]
 
     def to(self, device: torch.device) -> None:
         self.tensors = {s: (x.to(device), y.to(device)) for s, (x, y) in self.tensors.items()}
@@ -150,7 +156,7 @@ class RegLabDataModule(L.LightningDataModule):
         if self.trainer is not None:
             self.to(self.trainer.strategy.root_device)
         # A full batch is never shuffled: the order would change nothing but float rounding.
-        return EpochOrders(self.n_train, self.batch_size < self.n_train, self.distinct)
+        return EpochOrders(self.n_train, self.batch_size < self.n_train, [s for s, _ in self.distinct])
 
     def split_arrays(self, split: str, k: int = 0) -> tuple[np.ndarray, np.ndarray]:
         return self.member(k).x[split], self.member(k).y[split]

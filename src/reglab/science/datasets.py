@@ -1,4 +1,5 @@
-"""Data sets as NumPy arrays: generated from a seed or bundled with scikit-learn; nothing is downloaded.
+"""Data sets as NumPy arrays: generated from a seed, bundled with scikit-learn, or your own table
+(`file`, read by `reglab.science.files`); nothing is downloaded.
 
 Every generator returns a `Dataset`; `prepare` then splits, adds label noise and standardises, alike for all.
 """
@@ -24,6 +25,10 @@ class Dataset:
     n_classes: int = 0  # 0 for regression
     support: list[int] | None = None  # indices of the inputs that carry signal, when known
     coef: list[float] | None = None  # the true linear coefficients (sparse_regression)
+    feature_names: list[str] | None = None  # the inputs' names, where they have some (a table's columns)
+    encoding: dict[str, Any] | None = None  # raw rows -> inputs, classes -> labels (`files.encode`), as plain data
+    folds: list[tuple[np.ndarray, np.ndarray]] | None = None  # (train rows, val rows) that `data.fold` picks
+    source: list[dict[str, Any]] | None = None  # path, size and sha256 of the files read
 
 
 def _sklearn():  # noqa: ANN202
@@ -148,9 +153,24 @@ def sparse_regression(
     return Dataset(x, y, "regression", support=support.tolist(), coef=coef.tolist())
 
 
+def file(
+    path: str | None = None,
+    target: str | int | None = None,
+    features: list[Any] | None = None,
+    task: Literal["auto", "binary", "multiclass", "regression"] = "auto",
+    drop_missing: bool = False,
+    seed: int = 0,
+) -> Dataset:
+    """Your own table (CSV, TSV, Parquet, .npz, a .npy pair, or data from Python): `reglab.science.files`.
+    `path` null: the iris table shipped with reglab; `target` null: the last column."""
+    from reglab.science import files
+
+    return files.load_table(path, target, features, task, drop_missing, strict=not str(path).startswith(files.MEMORY))
+
+
 GENERATORS: dict[str, Callable[..., Dataset]] = {
     f.__name__: f
-    for f in (moons, circles, xor, spirals, features, breast_cancer, wine, digits, diabetes, sparse_regression)
+    for f in (moons, circles, xor, spirals, features, breast_cancer, wine, digits, diabetes, sparse_regression, file)
 }
 
 # The task of each data set, known before generating it (a test checks it against the generators).
@@ -160,7 +180,15 @@ TASKS: dict[str, Task] = {
     "digits": "multiclass",
     "diabetes": "regression",
     "sparse_regression": "regression",
-}
+}  # and `file`: its `task` argument, or what its target holds (`task_of`)
+
+
+def task_of(name: str, arguments: Mapping[str, Any]) -> Task:
+    """The task of data set `name` with these arguments, before it is split: a file's is read from it."""
+    if name != "file":
+        return TASKS[name]
+    get = arguments.get
+    return file(get("path"), get("target"), get("features"), get("task", "auto"), get("drop_missing", False)).task
 
 
 def check_arguments(name: str, kwargs: dict) -> None:
@@ -187,22 +215,31 @@ class Splits:
     flipped: int = 0  # number of training labels flipped by label noise
     mean: np.ndarray = field(default_factory=lambda: np.zeros(0))
     std: np.ndarray = field(default_factory=lambda: np.ones(0))
+    y_mean: float = 0.0  # a regression's targets: y_std = (y - y_mean) / y_std
+    y_std: float = 1.0
+    feature_names: list[str] | None = None
+    encoding: dict[str, Any] | None = None
+    source: list[dict[str, Any]] | None = None
+
+    def input_transform(self) -> dict[str, Any]:
+        """What `reglab.load_run` needs to take raw rows and give back labels or values, as plain data."""
+        out: dict[str, Any] = {"mean": self.mean.tolist(), "std": self.std.tolist()}
+        if self.task == "regression":
+            out |= {"target_mean": float(self.y_mean), "target_std": float(self.y_std)}
+        return out | ({"encoding": self.encoding} if self.encoding is not None else {})
 
 
 SPLIT_NAMES = ("train", "val", "test")
 
 
-def prepare(data: Dataset, fractions: tuple[float, float, float], label_noise: float, seed: int) -> Splits:
-    """Shuffle and split by `fractions`, flip a `label_noise` fraction of training labels, and
-    standardise inputs (and regression targets) with training statistics."""
+def prepare(
+    data: Dataset, fractions: tuple[float, float, float], label_noise: float, seed: int, fold: int | None = None
+) -> Splits:
+    """Shuffle and split by `fractions` (or take the data's `fold`: its train and val rows, val again
+    as test), flip a `label_noise` fraction of training labels, and standardise inputs (and
+    regression targets) with training statistics."""
     rng = np.random.default_rng(seed)
-    n = len(data.y)
-    order = rng.permutation(n)
-    n_train = int(round(fractions[0] * n))
-    n_val = int(round(fractions[1] * n))
-    n_test = n - n_train - n_val if abs(sum(fractions) - 1.0) < 1e-9 else int(round(fractions[2] * n))
-    bounds = np.cumsum([0, n_train, n_val, n_test])
-    index = {name: order[bounds[i] : bounds[i + 1]] for i, name in enumerate(SPLIT_NAMES)}
+    index = _fold(data, fold) if fold is not None else _split(len(data.y), fractions, rng)
 
     x = {k: data.x[v].astype(np.float64) for k, v in index.items()}
     y = {k: data.y[v].copy() for k, v in index.items()}
@@ -215,21 +252,47 @@ def prepare(data: Dataset, fractions: tuple[float, float, float], label_noise: f
         y_mean, y_std = y["train"].mean(), y["train"].std() or 1.0
         y = {k: ((v - y_mean) / y_std).astype(np.float32) for k, v in y.items()}
     else:
+        y_mean, y_std = 0.0, 1.0
         y = {k: v.astype(np.int64) for k, v in y.items()}
         flipped = int(round(label_noise * len(y["train"])))
         flip = rng.choice(len(y["train"]), size=flipped, replace=False)
         # Shift each flipped label by 1..C-1 classes, so it always lands on a different class.
         shift = rng.integers(1, data.n_classes, size=flipped)
         y["train"][flip] = (y["train"][flip] + shift) % data.n_classes
-    return Splits(x, y, data.task, data.n_classes, data.support, data.coef, flipped, mean, std)
+    facts = (data.feature_names, data.encoding, data.source)
+    return Splits(x, y, data.task, data.n_classes, data.support, data.coef, flipped, mean, std, y_mean, y_std, *facts)
+
+
+def _split(n: int, fractions: tuple[float, float, float], rng: np.random.Generator) -> dict[str, np.ndarray]:
+    order = rng.permutation(n)
+    n_train = int(round(fractions[0] * n))
+    n_val = int(round(fractions[1] * n))
+    n_test = n - n_train - n_val if abs(sum(fractions) - 1.0) < 1e-9 else int(round(fractions[2] * n))
+    bounds = np.cumsum([0, n_train, n_val, n_test])
+    return {name: order[bounds[i] : bounds[i + 1]] for i, name in enumerate(SPLIT_NAMES)}
+
+
+def _fold(data: Dataset, fold: int) -> dict[str, np.ndarray]:
+    if not data.folds:
+        raise ValueError(f"data.fold={fold} needs data with folds (the CV estimators'); use data.fold=null")
+    if not (isinstance(fold, int) and 0 <= fold < len(data.folds)):
+        raise ValueError(f"data.fold={fold!r} must be an integer in [0, {len(data.folds)})")
+    train, val = data.folds[fold]
+    return {"train": train, "val": val, "test": val}
 
 
 def load(
-    name: str, split: Sequence[float] = (0.6, 0.2, 0.2), label_noise: float = 0.0, seed: int = 0, **kwargs
+    name: str,
+    split: Sequence[float] = (0.6, 0.2, 0.2),
+    label_noise: float = 0.0,
+    seed: int = 0,
+    fold: int | None = None,
+    **kwargs,
 ) -> Splits:
     """Data set `name` generated (or loaded) with `seed`, then split and standardised by `prepare`."""
     check_arguments(name, kwargs)
-    return prepare(GENERATORS[name](seed=seed, **kwargs), tuple(split), label_noise, seed)  # type: ignore[arg-type]
+    data = GENERATORS[name](seed=seed, **kwargs)
+    return prepare(data, tuple(split), label_noise, seed, fold)  # type: ignore[arg-type]
 
 
 def load_splits(data_config: Mapping[str, Any], seed: int) -> Splits:

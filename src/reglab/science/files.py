@@ -1,0 +1,280 @@
+"""Tables of your own as a `Dataset`: CSV, TSV, Parquet, `.npz` (arrays `x`, `y`), a `.npy` pair, or
+arrays and DataFrames handed over from Python (`register`, path `memory:<sha256>`).
+
+Categorical and string columns are one-hot encoded and class labels mapped to 0..C-1 (sorted). The
+`encoding` (plain data, recorded with the run's input transform) turns raw rows into the model's
+inputs again (`encode`), and class indices into the original labels. Each refusal is one line.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from reglab.science.datasets import Dataset, Task
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "data" / "iris.csv"  # data.path=null: shipped with reglab
+MEMORY = "memory:"
+TASKS = ("auto", "binary", "multiclass", "regression")
+MAX_CLASSES = 20  # task=auto: a target of integers with at most this many values is a class label
+# A string column with more distinct values than this (and than half its rows) is no category: an id or text.
+MAX_CATEGORIES = 50
+_REGISTERED: dict[str, tuple[pd.DataFrame, str, list | None]] = {}  # memory:<sha256> -> (frame, target, folds)
+_LOADED: dict[tuple, Dataset] = {}  # what `load_table` read, by the files' identity and its arguments
+_HASHES: dict[tuple, str] = {}  # a file's sha256, by (path, size, mtime)
+
+
+def _frame_of(x: Any, y: Any = None, target: Any = None) -> tuple[pd.DataFrame, str]:
+    """(one frame holding features and target, the target's column name) from `(X, y)` or a frame + column."""
+    if isinstance(x, pd.DataFrame) and y is None:
+        if target is None or target not in x.columns:
+            raise ValueError(f"target={target!r} is not a column of the DataFrame; it has: {', '.join(map(str, x))}")
+        return x.reset_index(drop=True), str(target)
+    frame = x.reset_index(drop=True) if isinstance(x, pd.DataFrame) else pd.DataFrame(np.asarray(x))
+    if not isinstance(x, pd.DataFrame):
+        frame.columns = [f"x{j}" for j in range(frame.shape[1])]
+    frame.columns = [str(c) for c in frame.columns]
+    name = str(target or "y")
+    labels = np.asarray(y)
+    if labels.ndim != 1 or len(labels) != len(frame):
+        raise ValueError(f"y has shape {labels.shape}; it must be one target per row of X ({len(frame)} rows)")
+    return frame.assign(**{name: labels}), name
+
+
+def register(x: Any, y: Any = None, target: Any = None, folds: Sequence | None = None) -> tuple[str, str]:
+    """Hold `(X, y)`, or a DataFrame `x` with its `target` column, in memory for `data=file`;
+    `folds`: (train rows, val rows) pairs for `data.fold`. Returns (data.path, data.target): the
+    path names the content's sha256, so other data is another config."""
+    frame, name = _frame_of(x, y, target)
+    digest = hashlib.sha256(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    digest.update(repr([(str(c), str(t)) for c, t in frame.dtypes.items()]).encode())
+    folds = [(np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64)) for a, b in folds] if folds else None
+    for a, b in folds or []:
+        digest.update(a.tobytes() + b"|" + b.tobytes())
+    path = MEMORY + digest.hexdigest()
+    _REGISTERED[path] = (frame, name, folds)
+    return path, name
+
+
+def unregister(path: str) -> None:
+    _REGISTERED.pop(path, None)
+    for key in [k for k in _LOADED if k[0] == path]:
+        del _LOADED[key]
+
+
+def _files(path: str, target: Any) -> list[Path]:
+    """The files `path` (and a `.npy` pair's target) names; ValueError for a missing one."""
+    found = [Path(path)] + ([Path(target)] if str(path).endswith(".npy") and target is not None else [])
+    for p in found:
+        if not p.is_file():
+            raise ValueError(f"data.path={path}: {p} is not a file" + (" (a directory)" if p.is_dir() else ""))
+    return found
+
+
+def facts(path: str | None, target: Any = None) -> list[dict[str, Any]]:
+    """Path, size and sha256 of each file the data comes from (metrics.json's `data_file`)."""
+    if str(path).startswith(MEMORY):
+        return [{"path": str(path), "size": None, "sha256": str(path).removeprefix(MEMORY)}]
+    out = []
+    for p in _files(str(path or EXAMPLE), target):
+        stat = p.stat()
+        key = (str(p.resolve()), stat.st_size, stat.st_mtime_ns)
+        if key not in _HASHES:
+            _HASHES[key] = hashlib.sha256(p.read_bytes()).hexdigest()
+        out.append({"path": key[0], "size": stat.st_size, "sha256": _HASHES[key]})
+    return out
+
+
+def read_frame(path: str, target: Any) -> tuple[pd.DataFrame, Any, list | None]:
+    """(the table, its target column, its folds) as read from `path`; a one-line ValueError otherwise."""
+    if path.startswith(MEMORY):
+        if path not in _REGISTERED:
+            raise ValueError(f"data.path={path} names data held by another process; pass the data again")
+        frame, name, folds = _REGISTERED[path]
+        return frame, name, folds
+    (source, *pair), suffix = _files(path, target), Path(path).suffix.lower()
+    try:
+        if suffix in (".csv", ".tsv", ".tab", ".txt"):
+            return pd.read_csv(source, sep="," if suffix == ".csv" else "\t"), target, None
+        if suffix in (".parquet", ".pq"):
+            return pd.read_parquet(source), target, None
+        if suffix in (".npz", ".npy"):
+            arrays = np.load(source, allow_pickle=False)
+            x, y = (arrays, np.load(pair[0], allow_pickle=False)) if pair else _npz_arrays(path, arrays, target)
+            return _frame_of(x, y)[0], "y", None
+    except ImportError as e:
+        raise ValueError(
+            f"data.path={path}: reading it needs {e.name or 'pyarrow'}: pip install 'reglab[parquet]'"
+        ) from None
+    except (OSError, ValueError, pd.errors.ParserError, UnicodeDecodeError) as e:
+        raise ValueError(f"data.path={path} is unreadable ({type(e).__name__}: {' '.join(str(e).split())})") from None
+    raise ValueError(
+        f"data.path={path}: {suffix or 'no suffix'} is not a format reglab reads; use .csv, .tsv, "
+        ".parquet, .npz (arrays x and y) or .npy (with data.target=<targets>.npy)"
+    )
+
+
+def _npz_arrays(path: str, arrays: Any, target: Any) -> tuple[np.ndarray, np.ndarray]:
+    if isinstance(arrays, np.ndarray):
+        raise ValueError(f"data.path={path} is one .npy array; give its targets as data.target=<targets>.npy")
+    y_key = "y" if target is None else str(target)
+    if "x" not in arrays.files or y_key not in arrays.files:
+        raise ValueError(f"data.path={path} holds arrays {', '.join(arrays.files)}; it needs x and {y_key}")
+    return arrays["x"], arrays[y_key]
+
+
+def _column(frame: pd.DataFrame, key: Any, what: str, path: str) -> str:
+    """The name of column `key` (a name, or an index into the columns)."""
+    names = [str(c) for c in frame.columns]
+    if str(key) in names:
+        return str(key)
+    if isinstance(key, int) and not isinstance(key, bool) and -len(names) <= key < len(names):
+        return names[key]
+    raise ValueError(f"{what}={key!r} is not a column of {path}; it has: {', '.join(names)}")
+
+
+def load_table(
+    path: str | None, target: Any, features: Sequence | None, task: str, drop_missing: bool, strict: bool = True
+) -> Dataset:
+    """The table at `path` as a Dataset, encoded (cached: members and folds read it once)."""
+    path = str(path or EXAMPLE)
+    stamp = tuple((f["path"], f["sha256"]) for f in facts(path, target))
+    key = (path, stamp, str(target), tuple(features or ()), task, drop_missing, strict)
+    if key not in _LOADED:
+        if len(_LOADED) > 8:
+            _LOADED.clear()
+        _LOADED[key] = _encoded(path, target, features, task, drop_missing, strict)
+    return _LOADED[key]
+
+
+def _encoded(path: str, target: Any, features: Sequence | None, task: str, drop_missing: bool, strict: bool) -> Dataset:
+    if task not in TASKS:
+        raise ValueError(f"data.task={task!r} is not a task; choose one of: {', '.join(TASKS)}")
+    frame, column, folds = read_frame(path, target)
+    name = _column(frame, -1 if column is None else column, "data.target", path)
+    columns = [_column(frame, c, "data.features", path) for c in features] if features else None
+    columns = columns or [str(c) for c in frame.columns if str(c) != name]
+    if name in columns:
+        raise ValueError(f"data.features holds the target {name!r}; leave it out")
+    frame = _without_missing(frame[[*columns, name]], path, drop_missing, folds is not None)
+    encoding = fit_encoding(frame, columns, path, strict)
+    x, y = encode(frame[columns], encoding), frame[name].to_numpy()
+    y, task, classes = _target(y, name, task, path)
+    encoding["classes"] = classes
+    n_classes = len(classes) if classes is not None else 0
+    data = Dataset(x, y, task, n_classes, feature_names=feature_names(encoding), encoding=encoding, folds=folds)
+    data.source = facts(path, target)
+    return data
+
+
+def _without_missing(frame: pd.DataFrame, path: str, drop: bool, has_folds: bool) -> pd.DataFrame:
+    missing = frame.isna().sum()
+    if not missing.any():
+        return frame
+    column = str(missing.idxmax())
+    if not drop or has_folds:  # rows of folds are positions: dropping some would move them
+        why = "drop those rows before making the folds" if has_folds else "or data.drop_missing=true drops those rows"
+        raise ValueError(
+            f"data.path={path}: column {column!r} has missing values in {int(missing.max())} rows; fill them in, {why}"
+        )
+    kept = frame.dropna().reset_index(drop=True)
+    if len(kept) == 0:
+        raise ValueError(f"data.path={path}: every row has a missing value; data.drop_missing=true leaves none")
+    return kept
+
+
+def fit_encoding(frame: pd.DataFrame, columns: list[str], path: str, strict: bool) -> dict[str, Any]:
+    """The raw feature `columns` and the categories of each non-numeric one (one-hot, sorted).
+    `strict` (files): a constant column is refused too, as a likely mistake."""
+    categories: dict[str, list[str]] = {}
+    if len(frame) < 2:
+        raise ValueError(f"data.path={path} has {len(frame)} sample(s); training needs at least 2")
+    if not columns:
+        raise ValueError(f"data.path={path} has no column besides the target to learn from")
+    for c in columns:
+        values = frame[c]
+        kind = values.dtype.kind
+        if kind in "mMc" or (kind == "O" and values.map(type).nunique() > 1):
+            raise ValueError(
+                f"data.path={path}: column {c!r} holds {values.dtype} values, which reglab cannot "
+                "encode; convert it to numbers or leave it out with data.features"
+            )
+        if strict and values.nunique() == 1:
+            raise ValueError(
+                f"data.path={path}: column {c!r} is constant ({_plain(values.iloc[0])!r} in every row); "
+                "leave it out with data.features"
+            )
+        if kind not in "biuf":
+            levels = sorted({str(v) for v in values})
+            if len(levels) > max(MAX_CATEGORIES, len(frame) // 2):
+                raise ValueError(
+                    f"data.path={path}: column {c!r} has {len(levels)} distinct strings in {len(frame)} "
+                    "rows, too many for categories (an id or text?); leave it out with data.features"
+                )
+            categories[c] = levels
+    width = sum(len(categories.get(c, [c])) for c in columns)
+    need, total = 40 * len(frame) * width, os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    if need > 0.8 * total:  # float64 reading and split, float32 tensors: as reglab.config estimates data
+        raise ValueError(
+            f"data.path={path} has {len(frame)} rows and {width} columns once encoded, about "
+            f"{need / 2**30:.1f} GiB of memory; this machine has {total / 2**30:.1f} GiB"
+        )
+    return {"columns": columns, "categories": categories}
+
+
+def encode(rows: Any, encoding: dict[str, Any]) -> np.ndarray:
+    """Raw rows (a DataFrame with the columns, or rows in the columns' order) → float64 model inputs:
+    numbers as they are, each category one-hot (an unseen one: all zeros)."""
+    columns, categories = encoding["columns"], encoding.get("categories") or {}
+    if not categories and not isinstance(rows, pd.DataFrame):  # numbers only: as they are
+        return np.asarray(rows, dtype=np.float64)
+    frame = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(np.asarray(rows, dtype=object), columns=columns)
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise ValueError(f"the rows lack column {missing[0]!r}; the model takes: {', '.join(columns)}")
+    parts = []
+    for c in columns:
+        if c in categories:
+            values = frame[c].astype(str).to_numpy()
+            parts.append(np.stack([values == level for level in categories[c]], axis=1).astype(np.float64))
+        else:
+            parts.append(pd.to_numeric(frame[c]).to_numpy(dtype=np.float64)[:, None])
+    return np.concatenate(parts, axis=1) if parts else np.zeros((len(frame), 0))
+
+
+def feature_names(encoding: dict[str, Any]) -> list[str]:
+    """A model input's name: its column, or `column=category` for a one-hot input."""
+    cats = encoding.get("categories") or {}
+    return [name for c in encoding["columns"] for name in ([f"{c}={v}" for v in cats[c]] if c in cats else [c])]
+
+
+def _target(y: np.ndarray, name: str, task: str, path: str) -> tuple[np.ndarray, Task, list | None]:
+    """(targets as trained: class indices or floats, the task, the original class labels or None)."""
+    numeric = y.dtype.kind in "biuf"
+    if task == "auto":
+        integral = numeric and y.dtype.kind != "f" or (numeric and bool(np.all(np.mod(y, 1) == 0)))
+        task = "regression" if numeric and not (integral and len(np.unique(y)) <= MAX_CLASSES) else "classes"
+    if task == "regression":
+        if not numeric:
+            raise ValueError(f"data.task=regression needs a numeric target; column {name!r} of {path} is not")
+        return y.astype(np.float64), "regression", None
+    labels, index = np.unique(y if numeric else y.astype(str), return_inverse=True)
+    if len(labels) < 2:
+        raise ValueError(
+            f"data.target={name} of {path} has one class ({_plain(labels[0])!r}); a classifier needs two or more"
+        )
+    kind: Task = "binary" if len(labels) == 2 else "multiclass"
+    if task not in ("classes", kind):
+        raise ValueError(f"data.task={task} does not fit the target {name!r} of {path}: it has {len(labels)} classes")
+    return index.astype(np.int64), kind, [_plain(v) for v in labels]
+
+
+def _plain(value: Any) -> Any:
+    """A NumPy scalar as the Python value it holds (for JSON, and for messages)."""
+    return value.item() if hasattr(value, "item") else value

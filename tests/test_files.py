@@ -1,0 +1,181 @@
+"""`data=file`: your own table trains like a built-in data set (same split, same numbers), its
+categories and string labels go with the run's input transform, and a bad file is one line, exit 2."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from reglab.errors import ConfigError
+from reglab.science import datasets, files
+from tests.conftest import run_cli, train_run
+
+EPOCHS = ["trainer.max_epochs=30", "model.hidden=[8]", "data.batch_size=null", "optimizer.lr=0.05"]
+
+
+def _table(n: int = 120, seed: int = 0) -> pd.DataFrame:
+    """A numeric column, a category and a string label that depends on both."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=n)
+    color = rng.choice(["red", "green", "blue"], size=n)
+    label = np.where(x + (color == "red") * 1.5 - 0.5 > 0, "yes", "no")
+    return pd.DataFrame({"size": x, "color": color, "label": label})
+
+
+def test_a_csv_with_a_category_and_string_labels_trains_and_predicts_its_labels(tmp_path):
+    import reglab
+
+    path = tmp_path / "table.csv"
+    frame = _table()
+    frame.to_csv(path, index=False)
+    record = train_run(tmp_path / "run", ["data=file", f"data.path={path}", "data.target=label", *EPOCHS])
+    assert record["status"] == "completed" and record["task"] == "binary" and record["dataset"] == "table.csv"
+    assert record["feature_names"] == ["size", "color=blue", "color=green", "color=red"]
+    (source,) = record["data_file"]
+    assert source["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest() and source["size"] == path.stat().st_size
+    trained = reglab.load_run(tmp_path / "run")
+    labels = trained.predict_labels(frame[["size", "color"]])  # raw rows: strings as written
+    assert set(labels) <= {"yes", "no"} and (labels == frame["label"]).mean() > 0.85
+    rows = [[2.0, "red"], [-2.0, "blue"]]  # rows in the columns' order, a list as well as a DataFrame
+    assert list(trained.predict_labels(rows)) == ["yes", "no"]
+    assert trained.predict(rows).shape == (2,)
+
+
+def test_the_file_data_set_equals_the_built_in_one_written_to_csv(tmp_path):
+    """Same points in a CSV: the same split, standardisation, training and metrics as `data=moons`."""
+    data = datasets.moons(n_samples=200, noise=0.2, seed=0)
+    path = tmp_path / "moons.csv"
+    pd.DataFrame({"a": data.x[:, 0], "b": data.x[:, 1], "y": data.y}).to_csv(path, index=False)
+    built_in = train_run(tmp_path / "moons", ["data=moons", "data.n_samples=200", *EPOCHS])
+    from_file = train_run(tmp_path / "file", ["data=file", f"data.path={path}", *EPOCHS])
+    assert from_file["task"] == built_in["task"] == "binary"
+    for key, value in built_in["metrics"].items():
+        assert from_file["metrics"][key] == pytest.approx(value, rel=1e-6, abs=1e-6), key
+    assert from_file["feature_names"] == ["a", "b"] and built_in["feature_names"] is None
+
+
+def test_a_regression_file_gives_values_in_its_own_units(tmp_path):
+    import reglab
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(150, 3))
+    frame = pd.DataFrame(x, columns=["u", "v", "w"]).assign(price=1000 + 300 * x[:, 0] + rng.normal(0, 5, 150))
+    path = tmp_path / ("t.parquet" if _has_pyarrow() else "t.csv")  # Parquet where pyarrow is installed
+    if path.suffix == ".parquet":
+        frame.to_parquet(path)
+    else:
+        frame.to_csv(path, index=False)
+    record = train_run(
+        tmp_path / "run",
+        ["data=file", f"data.path={path}", "model.hidden=[]", "trainer.max_epochs=100", "optimizer.lr=0.1"],
+    )
+    assert record["task"] == "regression" and record["metrics"]["val/r2"] > 0.9
+    values = reglab.load_run(tmp_path / "run").predict_labels(frame[["u", "v", "w"]])
+    assert np.abs(values - frame["price"]).mean() < 60  # the target's std is 300
+
+
+def _has_pyarrow() -> bool:
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def test_npz_npy_pairs_and_tsv_read_the_same_table(tmp_path):
+    x, y = np.random.default_rng(0).normal(size=(50, 2)), np.arange(50) % 2
+    np.savez(tmp_path / "d.npz", x=x, y=y)
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", y)
+    pd.DataFrame({"x0": x[:, 0], "x1": x[:, 1], "y": y}).to_csv(tmp_path / "d.tsv", sep="\t", index=False)
+    a = files.load_table(str(tmp_path / "d.npz"), None, None, "auto", False)
+    b = files.load_table(str(tmp_path / "x.npy"), str(tmp_path / "y.npy"), None, "auto", False)
+    c = files.load_table(str(tmp_path / "d.tsv"), "y", None, "auto", False)
+    for other in (b, c):
+        np.testing.assert_array_equal(a.x, other.x)
+        np.testing.assert_array_equal(a.y, other.y)
+    assert a.task == "binary" and a.feature_names == ["x0", "x1"]
+
+
+def test_a_relaunch_with_a_changed_file_is_refused_naming_its_hash(tmp_path):
+    path = tmp_path / "table.csv"
+    _table().to_csv(path, index=False)
+    args = ["data=file", f"data.path={path}", "data.target=label", "trainer.max_epochs=2", "model.hidden=[4]"]
+    train_run(tmp_path / "run", args)
+    assert train_run(tmp_path / "run", args)["status"] == "completed"  # the same file: found finished
+    _table(seed=1).to_csv(path, index=False)
+    with pytest.raises(ConfigError, match=r"holds a run of another config \(it differs in data.sha256\)"):
+        train_run(tmp_path / "run", args)
+
+
+def _bad_files(root: Path) -> list[tuple[list[str], str]]:
+    """(overrides, a fragment of the one line) for each kind of bad file."""
+    frame = _table(60)
+    frame.to_csv(root / "good.csv", index=False)
+    frame.assign(same=1.0).to_csv(root / "constant.csv", index=False)
+    frame.assign(label="yes").to_csv(root / "one_class.csv", index=False)
+    frame.assign(name=[f"id{i}" for i in range(60)]).to_csv(root / "ids.csv", index=False)
+    frame.assign(size=frame["size"].where(frame.index % 7 != 0)).to_csv(root / "missing.csv", index=False)
+    (root / "table.xlsx").write_bytes(b"PK")
+    np.savez(root / "arrays.npz", a=np.zeros(3))
+    wide = frame.assign(code=[f"c{i % 30}" for i in range(60)])
+    wide.to_csv(root / "wide.csv", index=False)
+    good = f"data.path={root / 'good.csv'}"
+    return [
+        ([f"data.path={root / 'nope.csv'}"], "nope.csv is not a file"),
+        ([good, "data.target=price"], "data.target='price' is not a column of"),
+        ([good, "data.target=label", "data.features=[size,weight]"], "data.features='weight' is not a column"),
+        ([good, "data.target=label", "data.task=regression"], "data.task=regression needs a numeric target"),
+        ([good, "data.target=label", "data.task=multiclass"], "data.task=multiclass does not fit the target"),
+        ([good, "data.target=label", "data.task=classes"], "data.task='classes' must be"),
+        ([f"data.path={root / 'constant.csv'}", "data.target=label"], "column 'same' is constant (1.0 in every row)"),
+        ([f"data.path={root / 'one_class.csv'}", "data.target=label"], "has one class ('yes')"),
+        ([f"data.path={root / 'ids.csv'}", "data.target=label"], "column 'name' has 60 distinct strings in 60 rows"),
+        ([f"data.path={root / 'missing.csv'}", "data.target=label"], "column 'size' has missing values in 9 rows"),
+        ([f"data.path={root / 'table.xlsx'}"], ".xlsx is not a format reglab reads"),
+        ([f"data.path={root / 'arrays.npz'}"], "holds arrays a; it needs x and y"),
+        ([good, "data.target=label", "data.fold=0"], "data.fold=0 needs data with folds"),
+        ([good, "data.target=label", "data.label_noise=0.1", "data.target=size"], "needs class labels"),
+    ]
+
+
+def test_each_bad_file_is_refused_in_one_line(tmp_path):
+    from reglab.train import command_line_error
+
+    for overrides, fragment in _bad_files(tmp_path):
+        error = command_line_error(["data=file", "logger=none", *overrides])
+        assert error is not None and fragment in error, (overrides, error)
+        assert "\n" not in error and "Traceback" not in error
+
+
+def test_missing_values_drop_with_drop_missing_and_a_table_too_large_for_memory_is_refused(tmp_path, monkeypatch):
+    from reglab.train import command_line_error
+
+    _bad_files(tmp_path)
+    missing = ["data=file", f"data.path={tmp_path / 'missing.csv'}", "data.target=label", "model.hidden=[4]"]
+    assert command_line_error([*missing, "data.drop_missing=true"]) is None
+    assert len(files.load_table(str(tmp_path / "missing.csv"), "label", None, "auto", True).y) == 60 - 9
+    wide = ["data=file", f"data.path={tmp_path / 'wide.csv'}", "data.target=label", "model.hidden=[4]"]
+    sizes = {"SC_PAGE_SIZE": 1, "SC_PHYS_PAGES": 40 * 60 * 34 // 0.8 - 1000}  # room for the model, not the data
+    monkeypatch.setattr(files.os, "sysconf", lambda name: sizes[name])
+    error = command_line_error(wide)
+    assert error is not None and "has 60 rows and 34 columns once encoded, about 0.0 GiB of memory" in error
+
+
+def test_a_bad_file_exits_2_with_one_line_and_nothing_on_disk(tmp_path):
+    result = run_cli(["data=file", "data.path=nope.csv", "logger=none"], cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert line == f"error: data.path=nope.csv: {Path('nope.csv')} is not a file"
+    assert not (tmp_path / "logs").exists()
+
+
+def test_the_shipped_example_is_small_real_and_the_default_path():
+    assert files.EXAMPLE.is_file() and files.EXAMPLE.stat().st_size < 100_000
+    data = datasets.file()
+    assert data.task == "multiclass" and data.encoding["classes"] == ["setosa", "versicolor", "virginica"]
+    assert data.feature_names == ["sepal_length", "sepal_width", "petal_length", "petal_width"]
