@@ -67,6 +67,9 @@ TYPES_AND_RANGES = [
     (["model._target_=nope.X"], "model._target_=nope.X cannot be imported: Error loading 'nope.X'"),
     (["cpu_threads=0"], "cpu_threads=0 must be an integer >= 1 or auto"),
     (["cpu_threads=abc"], "cpu_threads='abc' must be an integer >= 1 or auto"),
+    (["cpu_threads=true"], "cpu_threads=True must be an integer >= 1 or auto"),
+    (["tags=[-1]"], "tags=[-1] must be a list of strings (W&B's tags)"),
+    (["report.band=[-1]"], "report.band=[-1] must be one of: ci, minmax"),
     (["sweep.chunk=0"], "sweep.chunk=0 must be an integer >= 1, or null"),
     (["sweep.chunk=abc"], "sweep.chunk='abc' must be an integer >= 1"),
     # unknown names and keys: the valid ones are listed

@@ -114,7 +114,7 @@ def test_every_real_command_line_exits_0_2_or_3_without_a_traceback(args):
         flags = [a for a in args if a == "-m"]  # flags before the overrides, as argparse wants them
         command = [sys.executable, "-m", "reglab.train", *flags, *base, *(a for a in args if a != "-m")]
         try:
-            done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+            done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
         except subprocess.TimeoutExpired:
             return  # a long training (a huge epoch count) is not a failure
         assert done.returncode in (0, 2, 3), (args, done.stderr[-2000:])

@@ -1,17 +1,16 @@
-"""The rules of a composed config that no single constructor sees, checked before anything is built.
-
-Each fails with one line naming the key, the value and what is allowed. The constructors check
-their own arguments when the preflight builds the stack (`reglab.preflight`); unknown keys and
-group choices are refused by Hydra (struct mode, the config groups), and a `_target_` node's keys
-and their types by the target's own signature (`reglab.schema`). Light: torch and scikit-learn
-are imported only by the checks that need them.
-"""
+"""The rules of a composed config that no single constructor sees, each failing in one line that
+names the key, the value and what is allowed. Light (no torch, no scikit-learn): they run before
+Hydra makes the run directory. The constructors check their own arguments when the preflight builds
+the stack (`reglab.preflight`), and a `_target_` node's keys and types come from its signature
+(`check_targets`, `reglab.schema`)."""
 
 from __future__ import annotations
 
 import copy
 import math
+import os
 import re
+import resource
 from collections.abc import Iterable
 from pathlib import Path
 from typing import cast
@@ -38,10 +37,7 @@ TOP_LEVEL_KEYS = {
 
 def _number(cfg: DictConfig, key: str) -> float:
     value = OmegaConf.select(cfg, key)
-    require(
-        isinstance(value, (int, float)) and not isinstance(value, bool),
-        f"{key}={value!r} is not a number",
-    )
+    require(isinstance(value, (int, float)) and not isinstance(value, bool), f"{key}={value!r} is not a number")
     return float(value)
 
 
@@ -107,10 +103,7 @@ def _validate_stack(cfg: DictConfig) -> None:
 
 
 def _validate_one(cfg: DictConfig) -> None:
-    """The rules of one member's config that no single constructor sees. The constructors check
-    their own arguments when the preflight builds the stack (`reglab.preflight`): the data set's, the
-    split's and the batch size's (RegLabDataModule, `reglab.science.datasets`), the model's (MLP), λ,
-    `l1_ratio` and `exclude` (the regularizers), the optimizer's, the scheduler's and the trainer's."""
+    """The rules of one member's config that no single constructor sees."""
     _check_task_rules(cfg)
     _check_optimizer_rules(cfg)
     _check_run_settings(cfg)
@@ -202,6 +195,16 @@ def _check_run_settings(cfg: DictConfig) -> None:
     require(isinstance(cfg.get("force", False), bool), f"force={cfg.get('force')!r} must be true or false")
     threshold = _number(cfg, "sparsity_threshold")
     require(threshold >= 0, f"sparsity_threshold={threshold:g} must be >= 0")
+    threads = cfg.get("cpu_threads", "auto")
+    require(
+        threads == "auto" or (isinstance(threads, int) and not isinstance(threads, bool) and threads >= 1),
+        f"cpu_threads={threads!r} must be an integer >= 1 or auto",
+    )
+    tags = cfg.get("tags")
+    require(
+        tags is None or (OmegaConf.is_list(tags) and all(isinstance(t, str) for t in tags)),
+        f"tags={shown(tags)} must be a list of strings (W&B's tags)",
+    )
     retries = cfg.get("retries", 0)
     require(
         isinstance(retries, int) and not isinstance(retries, bool) and retries >= 0,
@@ -212,11 +215,9 @@ def _check_run_settings(cfg: DictConfig) -> None:
 # Intervals in epochs that Lightning and torch take at 0 or below and then do something else: no
 # checkpoint (so no resume and no `load_run`), an evaluation every epoch, a decay every epoch.
 INTERVALS = (
-    "callbacks.model_checkpoint.every_n_epochs",
-    "trainer.check_val_every_n_epoch",
-    "scheduler.step_size",
-    "scheduler.T_max",
-)
+    "callbacks.model_checkpoint.every_n_epochs", "trainer.check_val_every_n_epoch",
+    "scheduler.step_size", "scheduler.T_max",
+)  # fmt: skip
 
 
 def _check_intervals(cfg: DictConfig) -> None:
@@ -265,8 +266,6 @@ RUNTIME_ADDRESS_SPACE = 2**30
 def _check_memory(cfg: DictConfig) -> None:
     """Refuse a data set or model that cannot fit in this machine's memory, with the estimate: for
     the members trained in one fit (`sweep.chunk` of them at most), before anything is allocated."""
-    import os
-    import resource
 
     def count(key: str, default: int) -> int | None:  # None: not a number (the member checks say so)
         value = OmegaConf.select(cfg, key, default=default)

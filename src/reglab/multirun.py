@@ -6,8 +6,10 @@ this one grid (`grid.json`), so that two studies never share a directory and a r
 
 from __future__ import annotations
 
+import copy
 import itertools
 import json
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -38,15 +40,11 @@ def build_in_memory(cfg: DictConfig) -> None:
 
 
 class Preflight(Callback):
-    """Hydra callback: before a multirun's first job, compose and check every job of its grid (and
-    both ends of an Optuna interval), so that a bad value costs no job and leaves no directory;
-    before a single run, check its config (`reglab.config`, without importing torch) and that its
-    directory holds no run of another config, before Hydra creates it or writes its .hydra/ files."""
+    """Hydra callback. Before a multirun's first job: every job of its grid (both ends of an Optuna
+    interval) composed, checked and built, so a bad value costs no job. Before a single run, ahead of
+    Hydra's run directory and .hydra/ files: its config checks (no torch) and its directory's identity."""
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        import copy
-        import os
-
         from hydra.core.hydra_config import HydraConfig
 
         # As Hydra's run_job will: ${now:} and ${run_suffix:} resolve once per config (cached).
@@ -59,6 +57,7 @@ class Preflight(Callback):
             del task["hydra"]
         try:
             validate(task)
+            check_report_node(task)
             check_identity(members_of(task), bool(task.get("force", False)))
         except ConfigError as e:
             print(f"error: {e}", file=sys.stderr)
@@ -85,6 +84,16 @@ class Preflight(Callback):
         except Exception as e:  # Hydra would turn it into a warning and launch the jobs unchecked
             print(f"error: the multirun preflight failed ({one_line(e, with_type=True)})", file=sys.stderr)
             sys.exit(EXIT_CRASH)
+
+
+def check_report_node(cfg: DictConfig) -> None:
+    """The `report` node a command-line job's figures are drawn with (`reglab.report.report_options`)."""
+    from reglab.report import report_options
+
+    try:
+        report_options(cfg.get("report"))
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
 
 
 def sweep_grid(config: DictConfig) -> dict[str, list[str]]:
@@ -168,6 +177,8 @@ def check_jobs(
             raise ConfigError(one_line(e)) from None
         validate(cfg)
         cfgs.append(cfg)
+    for cfg in cfgs:  # the figures' settings: their checks import matplotlib, after every light check
+        check_report_node(cfg)
     if build is not None:  # everything a job needs, built in memory: the constructors' checks
         for cfg in cfgs:
             build(cfg)

@@ -268,9 +268,7 @@ def _cpu_threads(setting: Any, members: int, cfg: DictConfig) -> None:
         widths = widths or [1]
         work = members * sum(a * b for a, b in zip(widths[:-1], widths[1:])) * (cfg.data.get("batch_size") or 1000)
         setting = 1 if work < 50_000_000 else None
-    if setting is not None:
-        if not isinstance(setting, int) or setting < 1:
-            raise ConfigError(f"cpu_threads={setting!r} must be an integer >= 1 or auto")
+    if setting is not None:  # an integer >= 1 (reglab.config)
         torch.set_num_threads(setting)
 
 
@@ -288,11 +286,9 @@ def _fused(factory: Any) -> Any:
 
 
 def _one_step(module: Any, datamodule: Any, cfg: DictConfig) -> list[str]:
-    """A training step of a copy of `module` on a few samples: the optimizer, the penalty and the
-    proximal maps all run once, each error blamed on its config key; the real module is untouched.
-    Then the scheduler runs through every epoch of training on that copy's optimizer, so that a
-    schedule that fails, or leaves the learning rate negative or not finite, is refused up front.
-    Returns the names of the metrics an evaluated epoch gives (what a callback may monitor)."""
+    """A training step of a copy of `module` on a few samples (optimizer, penalty, proximal maps, each
+    error blamed on its key), then the scheduler through every epoch on that copy: a schedule that fails
+    or leaves lr negative or not finite is refused. Returns the metrics an evaluated epoch gives."""
     trial = copy.deepcopy(module)
     scheduler_cfg = cfg.get("scheduler")
     with blame("optimizer", cfg.optimizer):

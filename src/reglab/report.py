@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import io
 import math
 import re
@@ -233,8 +234,6 @@ def _study_section(directory: Path, study: str, runs: list[Run], suffix: str, si
 def figure_suffix(study: str, longest: int = 120) -> str:
     """`_<study>` for a study's figure files; a label longer than `longest` characters (many differing
     config values) is cut and given its hash, so that the name stays under the file system's 255 bytes."""
-    import hashlib
-
     label = re.sub(r"[^\w.=-]+", "_", study).strip("_")
     if len(label.encode()) > longest:
         label = f"{label.encode()[:longest].decode(errors='ignore')}_{hashlib.sha1(study.encode()).hexdigest()[:8]}"

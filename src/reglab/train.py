@@ -40,6 +40,7 @@ setup_globals()
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
 def hydra_main(cfg: DictConfig) -> float:
     from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
 
     from reglab.fit import fit
 
@@ -47,11 +48,13 @@ def hydra_main(cfg: DictConfig) -> float:
     started = getattr(sys.modules.get(__name__), "_task", None)
     if started is not None:
         started.start()
-    multirun = in_multirun()
+    multirun = HydraConfig.get().mode == RunMode.MULTIRUN
     try:  # builds every stack in memory, and takes a step, before it writes a file
         records = fit(cfg, list(HydraConfig.get().overrides.task), multirun)
     except ConfigError as e:
-        return _refuse(cfg, str(e))
+        print(f"error: {e}", file=sys.stderr)
+        _remove_unused_run_dir(Path(cfg.paths.output_dir), Path(cfg.paths.log_dir).resolve())
+        sys.exit(EXIT_CONFIG_ERROR)
     if not multirun:
         print_summary(records)
         _write_figures(Path(cfg.paths.output_dir), records, cfg.get("report"))
@@ -63,19 +66,6 @@ def hydra_main(cfg: DictConfig) -> float:
     scores = [r["metrics"].get(metric) for r in records]
     # a sweeper (Optuna) records NaN as a failed trial
     return max((float(s) for s in scores if s is not None), default=float("nan"))
-
-
-def in_multirun() -> bool:
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-
-    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
-
-
-def _refuse(cfg: DictConfig, message: str) -> float:
-    print(f"error: {message}", file=sys.stderr)
-    _remove_unused_run_dir(Path(cfg.paths.output_dir), Path(cfg.paths.log_dir).resolve())
-    sys.exit(EXIT_CONFIG_ERROR)
 
 
 def _remove_unused_run_dir(run_dir: Path, log_root: Path) -> None:
@@ -228,9 +218,8 @@ _task: _StartedTask | None = None
 
 
 def _explained(text: str) -> str:
-    """Hydra's refusal of a command line, in one line. Where Hydra's own words name no key (a group
-    set to null: "Config group override must be a string or a list"), the command line's checks say
-    which one; `command_line_error` composes it again, as Hydra parsed it, only to explain it."""
+    """Hydra's refusal of a command line, in one line. Where its words name no key (a group set to null),
+    `command_line_error` composes the command line again, as Hydra parsed it, only to say which."""
     args = sys.argv[1:]
     if "Traceback (most recent call last)" in text and all(a in ("-m", "--multirun") or "=" in a for a in args):
         try:
@@ -250,9 +239,8 @@ def main() -> None:
 
 
 def command_line_error(args: list[str]) -> str | None:
-    """The one-line error `reglab-train args` stops with before anything runs, or None: what Hydra
-    composes from `args` (one job, or every job of a `-m` sweep), checked without training. For
-    tests and tools; the command line itself is parsed by Hydra only."""
+    """The one-line error `reglab-train args` stops with before anything runs, or None: every job Hydra
+    composes from `args`, checked and built without training. For tests and tools."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
     from hydra.errors import HydraException

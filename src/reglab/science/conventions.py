@@ -14,14 +14,9 @@ from collections.abc import Sequence
 # Each regularizer class of `reglab.science.regularizers` and its config name (`regularizer=l1`):
 # the classes' `name`, and what the config layer reads without importing torch.
 REGULARIZER_NAMES = {
-    "Regularizer": "none",
-    "L1": "l1",
-    "L2": "l2",
-    "ElasticNet": "elastic_net",
-    "WeightDecay": "weight_decay",
-    "ProxL1": "prox_l1",
-    "GroupLasso": "group_lasso",
-}
+    "Regularizer": "none", "L1": "l1", "L2": "l2", "ElasticNet": "elastic_net",
+    "WeightDecay": "weight_decay", "ProxL1": "prox_l1", "GroupLasso": "group_lasso",
+}  # fmt: skip
 
 
 def check_strength(values: Sequence[object]) -> None:
