@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import atexit
+import multiprocessing
 import os
 import subprocess
 import sys
+import tempfile
+import traceback
 from pathlib import Path
 
 import pytest
@@ -50,8 +54,74 @@ def train_run(run_dir: Path, overrides: list[str] = (), fast: bool = True) -> di
     return record
 
 
+# A `reglab-train` process costs seconds of imports (torch, Lightning, matplotlib) before its first
+# line of work, and the suite starts dozens. So each pytest worker starts one fork server that has
+# imported them once, and every command line below is a child forked from it: a real process, with
+# its own argv, cwd, environment, stdout, stderr, exit code and signals, that skips only the imports.
+# (A fresh interpreter is still what tests/test_packaging.py, the import-weight checks and the
+# benchmarks run.)
+_FORK_SERVER = multiprocessing.get_context("forkserver")
+_FORK_SERVER.set_forkserver_preload(["tests.cli_preload"])
+
+
+def _cli_child(args: list[str], cwd: Path, env: dict[str, str], out: Path, err: Path) -> None:
+    """What `python -m reglab.train *args` does after its imports, in a forked child."""
+    os.chdir(cwd)
+    os.environ.clear()
+    os.environ.update(env)
+    for fd, path in ((1, out), (2, err)):
+        os.dup2(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC), fd)
+    sys.argv = [str(ROOT / "src" / "reglab" / "train.py"), *args]
+    code = 1
+    try:
+        from reglab.train import main
+
+        main()
+        code = 0
+    except SystemExit as e:  # the interpreter's own reading of an exit code
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        if not isinstance(e.code, int | None):
+            print(e.code, file=sys.stderr)
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        atexit._run_exitfuncs()  # as the interpreter does at exit: W&B, logging
+        sys.stdout.flush()
+        sys.stderr.flush()
+    os._exit(code)
+
+
+class CliProcess:
+    """`reglab-train args` running in a child of the fork server; `subprocess.Popen`'s verbs."""
+
+    def __init__(self, args: list[str], cwd: Path, env: dict[str, str] | None = None) -> None:
+        self.args = list(args)
+        self._out = tempfile.NamedTemporaryFile(prefix="reglab-cli-", suffix=".out", delete=False).name
+        self._err = self._out[: -len(".out")] + ".err"
+        env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", **(env or {})}
+        self._process = _FORK_SERVER.Process(target=_cli_child, args=(self.args, Path(cwd), env, self._out, self._err))
+        self._process.start()
+        self.pid = self._process.pid
+
+    def send_signal(self, sig: int) -> None:
+        os.kill(self.pid, sig)
+
+    def wait(self, timeout: float | None = None) -> int:
+        self._process.join(timeout)
+        if self._process.exitcode is None:
+            self._process.kill()
+            self._process.join()
+            raise subprocess.TimeoutExpired(self.args, timeout or 0)
+        return self._process.exitcode
+
+    def communicate(self, timeout: float | None = None) -> subprocess.CompletedProcess:
+        code = self.wait(timeout)
+        out, err = (Path(p).read_text(errors="replace") for p in (self._out, self._err))
+        for path in (self._out, self._err):
+            os.unlink(path)
+        return subprocess.CompletedProcess(["reglab-train", *self.args], code, out, err)
+
+
 def run_cli(args: list[str], cwd: Path, timeout: float = 120) -> subprocess.CompletedProcess:
-    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
-    return subprocess.run(
-        [sys.executable, "-m", "reglab.train", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
-    )
+    """`reglab-train args` run to its end in `cwd`, as a child of the fork server."""
+    return CliProcess(args, cwd).communicate(timeout)

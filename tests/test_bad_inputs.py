@@ -19,7 +19,7 @@ from tests.conftest import run_cli
 
 # Values of the wrong type or out of range, unknown names and keys, keys removed or set to null.
 TYPES_AND_RANGES = [
-    (["seed=-1"], "seed: -1 is not in bounds"),
+    (["seed=-1"], "seed=-1 must be an integer from 0 to 4294967295"),
     (["seed=1.5"], "seed=1.5 must be an integer"),
     (["seed=true"], "seed=True must be an integer"),
     (["seed=abc"], "seed='abc' must be an integer"),
@@ -252,7 +252,7 @@ SWEEPS_AND_OPTUNA = [
     (["-m", "model.hidden=[8],[0]"], "model.hidden=[0] must be a list of widths > 0"),
     (["-m", "optimizer.lr=0.01,0"], "optimizer.lr=0 must be > 0"),
     (["-m", "data.noise=0.1,-0.2"], "data.noise=-0.2 must be >= 0"),
-    (["-m", "seed=0,-1"], "seed: -1 is not in bounds"),
+    (["-m", "seed=0,-1"], "seed=-1 must be an integer from 0 to 4294967295"),
     (["-m", "trainer.precision=32-true,bf17"], "trainer.precision='bf17' must be one of:"),
     (["-m", "data.split=[0.6,0.2,0.2],[0.6,0.4,0.0]"], "data.split=[0.6, 0.4, 0.0] of 1000 samples leaves splits"),
     (

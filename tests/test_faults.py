@@ -3,17 +3,14 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from reglab import rundir
-from tests.conftest import train_run
+from tests.conftest import CliProcess, train_run
 
 RUN = [
     "trainer.max_epochs=150",
@@ -26,15 +23,8 @@ RUN = [
 ]
 
 
-def _launch(run_dir: Path) -> subprocess.Popen:
-    env = {**os.environ, "WANDB_MODE": "offline"}
-    return subprocess.Popen(
-        [sys.executable, "-m", "reglab.train", *RUN, f"hydra.run.dir={run_dir}"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+def _launch(run_dir: Path) -> CliProcess:
+    return CliProcess([*RUN, f"hydra.run.dir={run_dir}"], cwd=run_dir.parent)
 
 
 def _without_timing(record: dict) -> dict:

@@ -82,8 +82,14 @@ def _check_member_values(member: DictConfig) -> None:
     _check_regularizer_rules(member)
 
 
+SEED_MAX = 2**32 - 1  # numpy's seeds, and so every generator's here
+
+
 def _check_seed(seed: object) -> None:
-    require(isinstance(seed, int) and not isinstance(seed, bool), f"seed={seed!r} must be an integer")
+    require(
+        isinstance(seed, int) and not isinstance(seed, bool) and 0 <= seed <= SEED_MAX,
+        f"seed={seed!r} must be an integer from 0 to {SEED_MAX}",
+    )
 
 
 def _validate_stack(cfg: DictConfig) -> None:

@@ -223,7 +223,7 @@ def _explained(text: str) -> str:
     args = sys.argv[1:]
     if "Traceback (most recent call last)" in text and all(a in ("-m", "--multirun") or "=" in a for a in args):
         try:
-            explanation = command_line_error(args)
+            explanation = command_line_error(args, build=False)
         except Exception:  # the explanation is a courtesy: Hydra's own error stands
             explanation = None
         if explanation:
@@ -238,9 +238,9 @@ def main() -> None:
         hydra_main()
 
 
-def command_line_error(args: list[str]) -> str | None:
+def command_line_error(args: list[str], build: bool = True) -> str | None:
     """The one-line error `reglab-train args` stops with before anything runs, or None: every job Hydra
-    composes from `args`, checked and built without training. For tests and tools."""
+    composes from `args`, checked and (with `build`) built without training. For tests and tools."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
     from hydra.errors import HydraException
@@ -249,7 +249,8 @@ def command_line_error(args: list[str]) -> str | None:
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-            check_jobs(overrides, lambda job: compose("train", overrides=job), CONFIG_DIR, build_in_memory)
+            compose_job = lambda job: compose("train", overrides=job)  # noqa: E731
+            check_jobs(overrides, compose_job, CONFIG_DIR, build_in_memory if build else None)
     except ConfigError as e:
         return str(e)
     except HydraException as e:
