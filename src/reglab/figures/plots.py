@@ -249,7 +249,8 @@ def decision_boundaries(groups: Groups, path: Path) -> Path | None:
             Line2D([], [], ls="", marker="o", ms=8, color="0.5", mec="black", label="validation (large, outlined)"),
             Line2D([], [], color="black", lw=1.5, label="decision boundary (p = 0.5)"),
         ]
-        fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), fontsize=9, frameon=False)
+        per_row = max(1, min(len(handles), int(size * ncols // 2.4)))  # as many entries as fit the width
+        fig.legend(handles=handles, loc="outside lower center", ncol=per_row, fontsize=9, frameon=False)
         background = "predicted probability of class 1" if n_classes == 2 else "predicted class"
         title = f"{run.dataset}: decision boundaries (background: {background})"
         fig.suptitle(title if nrows * ncols > 1 else f"{run.dataset}: decision boundary", fontsize=12)

@@ -155,7 +155,7 @@ def save(fig: plt.Figure, path: Path) -> Path:
         for target in files:
             buffer = io.BytesIO()
             fmt = target.suffix[1:]
-            fig.savefig(buffer, format=fmt, dpi=_output.dpi, bbox_inches="tight", metadata=METADATA[fmt])
+            fig.savefig(buffer, format=fmt, dpi=_output.dpi, metadata=METADATA[fmt])
             rundir.atomic_write_bytes(target, buffer.getvalue())
     return files[0]
 
