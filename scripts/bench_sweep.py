@@ -16,7 +16,7 @@ included):
     sequential   reglab-train -m regularizer=l1 regularizer.strength=0,1e-06,… seed=0,1,2,3 …
                  (64 jobs one after another in one process: Hydra's basic launcher)
 
-Goal ≥ 30×.
+Goal (issue 19) ≥ 10× on the 2-core CPU; issue 10 asked ≥ 30×.
 
 Goal 6. In this process, the real engine (`reglab.preflight.build`: data, model, regularizer, module,
 Lightning Trainer) of K members on `--device`, evaluated every epoch as a run is, metrics kept
@@ -127,8 +127,8 @@ def sweep_part(args: argparse.Namespace, n_lambda: int, n_seed: int, epochs: int
         stack,
         sequential,
         speed_up,
-        "≥ 30",
-        "met" if speed_up >= 30 else "not met",
+        "≥ 10",
+        "met" if speed_up >= 10 else "not met",
         ", ".join(f"{t:.1f}" for t in times["stack"]),
         ", ".join(f"{t:.1f}" for t in times["sequential"]),
     )
