@@ -129,3 +129,14 @@ def test_startup_benchmark_prints_each_process_beside_an_empty_interpreter(tmp_p
     assert rows[0]["what"] == "empty interpreter (baseline)" and len(rows) == 8
     assert all(positive(r[c]) for r in rows for c in ("wall s", "peak MB", "wall / empty interpreter"))
     assert "nothing left on disk: True" in out
+
+
+@pytest.mark.bench
+def test_wandb_benchmark_prints_reglabs_wandb_cost_beside_wandbs_own(tmp_path):
+    out = run_script("bench_wandb.py", tmp_path, "--quick").stdout
+    _, sides = table(out, "side")
+    assert [r["side"] for r in sides] == ["main", "main_csv", "bare", "empty"]
+    assert all(positive(r["median s"]) for r in sides)
+    header, costs = table(out, "W&B cost of")
+    assert header == ["W&B cost of", "s", "ratio", "goal", "status"] and len(costs) == 2
+    assert all(positive(r["ratio"]) for r in costs)

@@ -203,6 +203,19 @@ def test_run_names_say_what_differs():
     assert run_name({"regularizer": "none", "strength": 0.0, "seed": 2}, {"optimizer.lr": 0.01}) == "none s2 lr=0.01"
 
 
+@pytest.mark.parametrize(
+    ("rows_every", "expected"),
+    [(1, [0, 10, 20, 30, 40, 50]), (5, [4, 14, 24, 34, 44, 54]), (10, [9, 19, 29, 39, 49, 59]), (25, [24, 49])],
+)
+def test_weight_histograms_come_every_n_epochs_whatever_the_evaluation_interval(rows_every, expected):
+    """histograms_every_n_epochs=10 over 60 epochs: one histogram per block of 10 epochs, on its first
+    metrics row (the main job evaluates every 5 epochs: rows at 4, 9, 14, …; `epoch % 10` is never 0)."""
+    from reglab.lightning.loggers import histograms_due
+
+    rows = [e for e in range(60) if (e + 1) % rows_every == 0]
+    assert [e for i, e in enumerate(rows) if histograms_due(rows[max(0, i - 1) : i + 1], 10)] == expected
+
+
 def test_single_run_has_history_by_epoch_summary_with_best_epoch_histograms_and_two_images(single):
     run_dir, record = single
     (run,) = offline_runs(run_dir)
@@ -233,6 +246,10 @@ def test_single_run_has_history_by_epoch_summary_with_best_epoch_histograms_and_
     for image in images.values():
         assert image["_type"] == "image-file" and (run.path.parent / "files" / image["path"]).is_file()
     assert ("model", f"model-{run.id}", ["last.ckpt"]) in run.artifacts  # logger.wandb.log_checkpoints=true
+    import torch
+
+    requirements = (run.path.parent / "files" / "requirements.txt").read_text().splitlines()  # scanned once a process
+    assert f"torch=={torch.__version__}" in requirements and len(requirements) > 20
 
 
 def test_stacked_run_has_a_live_run_per_member_with_histograms_and_images(stack):

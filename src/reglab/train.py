@@ -242,11 +242,17 @@ def main() -> None:
         with task:
             hydra_main()
     except SystemExit as e:
-        if task.started:
+        if _fast_exit(task):
             _exit_now(e.code)
         raise
-    if task.started:
+    if _fast_exit(task):
         _exit_now(0)
+
+
+def _fast_exit(task: _StartedTask) -> bool:
+    """After a task that ran, unless a profiler, coverage or a debugger is watching: they write their
+    results when the interpreter exits (`python -m cProfile` after the module returns)."""
+    return task.started and sys.getprofile() is None and sys.gettrace() is None
 
 
 def _exit_now(code: object) -> None:

@@ -6,6 +6,7 @@ process's other runs too. What a member's run holds: README, "W&B"."""
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import secrets
@@ -47,10 +48,27 @@ OFFLINE_INIT_TIMEOUT_S = 120.0  # an offline start waits only for the local W&B 
 def start_run(mode: str | None = None, init_timeout_s: float = 15.0, **kwargs: Any) -> Any:
     """`wandb.init(**kwargs)` in `mode`; an online start that fails (or takes longer than `init_timeout_s`)
     continues offline, with one warning. An offline start waits up to `OFFLINE_INIT_TIMEOUT_S`."""
+    run = _init(mode, init_timeout_s, **kwargs)
+    (Path(run.dir) / "requirements.txt").write_text(_requirements())  # what W&B would write, found once
+    return run
+
+
+@functools.cache
+def _requirements() -> str:
+    """The installed packages, as W&B's requirements.txt lists them. W&B scans them again for every run
+    (0.1-0.15 s each here); a process's runs share one environment, so it is scanned once."""
+    from wandb.util import working_set
+
+    return "".join(f"{d.key}=={d.version}\n" for d in working_set())
+
+
+def _init(mode: str | None, init_timeout_s: float, **kwargs: Any) -> Any:
     global _online_failed
     import wandb
 
-    settings = dict(silent=True, disable_git=True, console="off", x_disable_stats=True, save_code=False)
+    settings = dict(
+        silent=True, disable_git=True, console="off", x_disable_stats=True, save_code=False, x_save_requirements=False
+    )
     resolved = wandb_mode(mode)
     timeout = init_timeout_s if resolved == "online" else max(init_timeout_s, OFFLINE_INIT_TIMEOUT_S)
     try:
@@ -69,13 +87,22 @@ def start_run(mode: str | None = None, init_timeout_s: float = 15.0, **kwargs: A
         return wandb.init(mode="offline", reinit="create_new", settings=offline, **kwargs)
 
 
+def histograms_due(epochs: Sequence[int], every: int) -> bool:
+    """Whether the newest metrics row (at `epochs[-1]`, the one before it at `epochs[-2]`) gets weight
+    histograms: the first row, then the first row of each later block of `every` epochs. Rows come
+    every `trainer.check_val_every_n_epoch` epochs (4, 9, 14, … at 5), so `epoch % every == 0`
+    would never hold there."""
+    return len(epochs) == 1 or epochs[-1] // every != epochs[-2] // every
+
+
 def _epoch_logs(history: MetricsHistory | None, every: int, trainer: L.Trainer, pl_module: Any) -> Iterator[tuple]:
     """(k, epoch, metrics, weights) of each member with a row in `history` this epoch (a diverged member's log ends
     at its divergence); weights every `every` epochs: each linear layer's, [out·in], from one copy to the host."""
     epoch = trainer.current_epoch
     if history is None or not history.epochs or history.epochs[-1][0] != epoch:
         return
-    layers = pl_module.model.linear_layers().items() if epoch % every == 0 else []
+    recent = [row[0] for row in history.epochs[-2:]]
+    layers = pl_module.model.linear_layers().items() if histograms_due(recent, every) else []
     weights = {name: layer.weight.detach().flatten(1).cpu().numpy() for name, layer in layers}  # [K, out·in]
     last = history.values[-1].T.tolist()  # [K][metrics]
     for k, diverged in enumerate(history.diverged_epoch):
