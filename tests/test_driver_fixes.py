@@ -93,3 +93,20 @@ def test_a_members_config_does_not_grow_with_the_member_count(tmp_path):
         return {len(pickle.dumps(m.cfg)) for m in members}
 
     assert max(sizes(200)) <= max(sizes(2)) + 64  # a longer name, not a longer list
+
+
+def test_adam_steps_fused_unless_the_config_chooses_fused_or_foreach_itself():
+    """reglab asks for torch's fused kernel; `+optimizer.foreach=true` used to be refused by torch as
+    "`fused` and `foreach` cannot be `True` together", a choice the user never made."""
+    import functools
+
+    import torch
+
+    from reglab.preflight import _fused
+    from reglab.train import command_line_error
+
+    params = [torch.nn.Parameter(torch.zeros(2, 2))]
+    assert _fused(functools.partial(torch.optim.Adam, lr=1e-3))(params).defaults["fused"] is True
+    chosen = _fused(functools.partial(torch.optim.Adam, lr=1e-3, foreach=True))(params).defaults
+    assert chosen["foreach"] is True and not chosen["fused"]
+    assert command_line_error(["+optimizer.foreach=true", "data.n_samples=100", "logger=none"]) is None

@@ -274,11 +274,12 @@ def _cpu_threads(setting: Any, members: int, cfg: DictConfig) -> None:
 
 def _fused(factory: Any) -> Any:
     """The configured optimizer with PyTorch's fused kernel where it has one (Adam, AdamW, SGD on
-    the CPU or a GPU): the same update rule in one pass over the stacked tensors."""
+    the CPU or a GPU): the same update rule in one pass over the stacked tensors. A config that
+    chooses `fused` or `foreach` itself keeps its choice (torch refuses both at once)."""
     import torch
 
     cls, keywords = getattr(factory, "func", None), getattr(factory, "keywords", {})
-    if cls not in (torch.optim.Adam, torch.optim.AdamW, torch.optim.SGD) or "fused" in keywords:
+    if cls not in (torch.optim.Adam, torch.optim.AdamW, torch.optim.SGD) or {"fused", "foreach"} & keywords.keys():
         return factory
     if "fused" not in inspect.signature(cls).parameters:
         return factory
