@@ -9,6 +9,7 @@ import subprocess
 import sys
 import tempfile
 import traceback
+import weakref
 from pathlib import Path
 
 import pytest
@@ -91,6 +92,11 @@ def _cli_child(args: list[str], cwd: Path, env: dict[str, str], out: Path, err: 
     os._exit(code)
 
 
+def _remove(*paths: str) -> None:
+    for path in paths:
+        Path(path).unlink(missing_ok=True)
+
+
 class CliProcess:
     """`reglab-train args` running in a child of the fork server; `subprocess.Popen`'s verbs."""
 
@@ -102,6 +108,7 @@ class CliProcess:
         self._process = _FORK_SERVER.Process(target=_cli_child, args=(self.args, Path(cwd), env, self._out, self._err))
         self._process.start()
         self.pid = self._process.pid
+        weakref.finalize(self, _remove, self._out, self._err)  # waited for or not, its output files go
 
     def send_signal(self, sig: int) -> None:
         os.kill(self.pid, sig)
@@ -117,8 +124,6 @@ class CliProcess:
     def communicate(self, timeout: float | None = None) -> subprocess.CompletedProcess:
         code = self.wait(timeout)
         out, err = (Path(p).read_text(errors="replace") for p in (self._out, self._err))
-        for path in (self._out, self._err):
-            os.unlink(path)
         return subprocess.CompletedProcess(["reglab-train", *self.args], code, out, err)
 
 
