@@ -32,15 +32,19 @@ from process_timing import reglab_train, timed  # scripts/ is on sys.path when a
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICK = ["trainer.max_epochs=3", "seed=[0,1]", "trainer.check_val_every_n_epoch=1"]
+# reglab's own W&B settings (reglab.lightning.loggers), spelled out here so that the bare side imports
+# nothing of reglab; W&B writes each run's requirements.txt itself, as it does by default.
 SETTINGS = dict(silent=True, disable_git=True, console="off", x_disable_stats=True, save_code=False)
 
 
 def replay_plan(sweep: Path) -> dict:
     """What the main job in `sweep` wrote to W&B, read from its files: per stack, per member, the
-    metrics rows, the weight shapes and the PNGs."""
+    metrics rows, the weight shapes (from a checkpoint) and the PNGs."""
+    import torch
+
     from reglab.lightning.loggers import histograms_due
 
-    stacks = []
+    stacks, shapes = [], []
     for stack in sorted(p for p in sweep.iterdir() if p.is_dir() and p.name.startswith("regularizer=")):
         members = []
         for member in sorted(p for p in stack.iterdir() if (p / "metrics.csv").is_file()):
@@ -49,10 +53,13 @@ def replay_plan(sweep: Path) -> dict:
             epochs = [int(r["epoch"]) for r in rows]
             due = [histograms_due(epochs[max(0, i - 1) : i + 1], 10) for i in range(len(epochs))]
             pngs = [str(p) for p in sorted(member.glob("*.png"))]
+            if not shapes:
+                state = torch.load(member / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+                shapes = [list(v.shape) for k, v in state["state_dict"].items() if k.endswith(".weight")]
             members.append({"name": f"{stack.name} {member.name}", "rows": rows, "histograms": due, "pngs": pngs})
         stacks.append(members)
     report = [str(p) for p in sorted(sweep.glob("*.png"))]
-    return {"stacks": stacks, "report": report, "shapes": [[128, 2], [128, 128], [1, 128]]}
+    return {"stacks": stacks, "report": report, "shapes": shapes}
 
 
 def bare(plan_file: Path, out: Path) -> None:
