@@ -67,7 +67,7 @@ def test_the_estimator_equals_the_command_line_run_on_the_same_rows(tmp_path):
     for key in ("train/loss", "train/acc", "train/penalty", "weights/l1", "weights/small_frac"):
         assert est.record_["metrics"][key] == pytest.approx(cli["metrics"][key], rel=1e-6, abs=1e-6), key
     assert est.score(X[val], y[val]) == pytest.approx(cli["metrics"]["val/acc"], abs=1e-6)
-    probabilities = reglab.load_run(tmp_path / "cli").predict(X[val])
+    probabilities = reglab.load_run(tmp_path / "cli").predict_proba(X[val])[:, 1]
     np.testing.assert_allclose(est.predict_proba(X[val])[:, 1], probabilities, rtol=1e-6, atol=1e-6)
 
 

@@ -42,7 +42,7 @@ def test_a_csv_with_a_category_and_string_labels_trains_and_predicts_its_labels(
     assert set(labels) <= {"yes", "no"} and (labels == frame["label"]).mean() > 0.85
     rows = [[2.0, "red"], [-2.0, "blue"]]  # rows in the columns' order, a list as well as a DataFrame
     assert list(trained.predict_labels(rows)) == ["yes", "no"]
-    assert trained.predict(rows).shape == (2,)
+    assert trained.predict_proba(rows).shape == (2, 2)
 
 
 def test_the_file_data_set_equals_the_built_in_one_written_to_csv(tmp_path):

@@ -284,6 +284,7 @@ def test_the_readmes_python_blocks_run_and_its_reglab_eval_lines_evaluate_what_t
         if "# not run by tests" not in block.text:
             exec(compile(block.text, f"README.md:{block.line}", "exec"), namespace)
     assert namespace["trained"].predict([[0.0, 0.5]]).shape == (1,)
+    assert namespace["trained"].predict_proba([[0.0, 0.5]]).shape == (1, 2)
     member = Path(namespace["table"]["run_dir"].iloc[0])
     evals = [program(c.argv)[1] for c in all_commands([README]) if program(c.argv)[0] == "reglab-eval"]
     assert evals

@@ -30,9 +30,11 @@ def test_a_loaded_run_predicts_on_raw_inputs_with_its_logged_test_accuracy(finis
     run_dir, record = finished
     trained = reglab.load_run(run_dir)
     x_raw, y = _raw_test_split()
-    p = trained.predict(x_raw)
-    assert p.shape == (len(y),) and ((p >= 0) & (p <= 1)).all()
-    assert ((p > 0.5) == y).mean() == pytest.approx(record["metrics"]["test/acc"], abs=1e-7)
+    p = trained.predict_proba(x_raw)
+    assert p.shape == (len(y), 2) and ((p >= 0) & (p <= 1)).all() and np.allclose(p.sum(1), 1)
+    labels = trained.predict(x_raw)  # scikit-learn's convention: the class, not its probability
+    assert labels.shape == (len(y),) and set(labels) <= {0, 1} and (labels == p.argmax(1)).all()
+    assert (labels == y).mean() == pytest.approx(record["metrics"]["test/acc"], abs=1e-7)
     assert trained.config.regularizer.strength == 1e-3 and trained.task == "binary"
     assert trained.mean.shape == (2,) and not np.allclose(trained.transform(x_raw), x_raw)
 
@@ -104,7 +106,7 @@ def test_load_from_checkpoint_rebuilds_the_module_of_a_run_and_of_a_member(finis
     trained = reglab.load_run(run_dir)
     with torch.no_grad():
         p = torch.sigmoid(module(torch.from_numpy(trained.transform(x_raw)))[0, :, 0]).numpy()
-    np.testing.assert_allclose(p, trained.predict(x_raw), rtol=1e-6)
+    np.testing.assert_allclose(p, trained.predict_proba(x_raw)[:, 1], rtol=1e-6)
     assert module.regularizer.name == "l2" and module.regularizer.strength.tolist() == [1e-3]
     fit(make_config(tmp_path, [*SMALL, "regularizer=l1", "regularizer.strength=[0.0001,0.01]", "seed=1"]))
     member = RegLabModule.load_from_checkpoint(tmp_path / "regularizer.strength=0.01" / "checkpoints" / "last.ckpt")

@@ -151,8 +151,7 @@ class RegularizedMLPClassifier(ClassifierMixin, _Single):
     `random_state` (reglab's seed), `overrides` (any other `reglab-train` override)."""
 
     def predict_proba(self, X: Any) -> np.ndarray:
-        out = self._trained().predict(self._inputs(X)).astype(np.float64)
-        return np.stack([1 - out, out], axis=1) if out.ndim == 1 else out
+        return self._trained().predict_proba(self._inputs(X))
 
     def predict(self, X: Any) -> np.ndarray:
         index = self.predict_proba(X).argmax(1)  # first: it says NotFittedError before fit
@@ -163,7 +162,7 @@ class RegularizedMLPRegressor(RegressorMixin, _Single):
     """An MLP regressor trained by reglab (the parameters of `RegularizedMLPClassifier`)."""
 
     def predict(self, X: Any) -> np.ndarray:
-        return self._trained().predict_labels(self._inputs(X))
+        return self._trained().predict(self._inputs(X))
 
 
 class _CrossValidated(_RegularizedMLP):

@@ -281,28 +281,41 @@ class TrainedRun:
             x = encode(x, self.encoding)
         return ((np.asarray(x, dtype=np.float64) - self.mean) / self.std).astype(np.float32)
 
-    def predict(self, x: Any) -> np.ndarray:
-        """On raw inputs: P(class 1) (binary, shape [n]), class probabilities (multiclass, [n, C]) or
-        predicted values in the model's standardised target units (regression, [n])."""
+    def _outputs(self, x: Any) -> np.ndarray:
+        """The model's outputs on raw inputs: logits, or a regression's standardised value ([n, out])."""
         import torch
 
         with torch.no_grad():
-            out = self.model(torch.from_numpy(self.transform(x)))[0]
-        if self.task == "binary":
-            return torch.sigmoid(out[:, 0]).numpy()
-        if self.task == "multiclass":
-            return torch.softmax(out, -1).numpy()
-        return out[:, 0].numpy()
+            return self.model(torch.from_numpy(self.transform(x)))[0].numpy()
 
-    def predict_labels(self, x: Any) -> np.ndarray:
-        """On raw inputs: the predicted class as the data labelled it (a file's string labels, else
-        0..C-1), or a regression's value in the target's own units."""
-        out = self.predict(x)
+    def predict_proba(self, x: Any) -> np.ndarray:
+        """On raw inputs, a classifier's class probabilities, [n, C] (binary: P(class 0), P(class 1)),
+        columns in the order of `classes` (scikit-learn's `predict_proba`)."""
+        import torch
+
         if self.task == "regression":
-            return out.astype(np.float64) * self.target_scale[1] + self.target_scale[0]
-        index = (out > 0.5).astype(np.int64) if self.task == "binary" else out.argmax(-1)
+            raise AttributeError("a regression has no predict_proba; predict gives its values")
+        out = torch.from_numpy(self._outputs(x))
+        if self.task == "binary":
+            p = torch.sigmoid(out[:, 0].double())
+            return torch.stack([1 - p, p], 1).numpy()
+        return torch.softmax(out.double(), -1).numpy()
+
+    def predict(self, x: Any) -> np.ndarray:
+        """On raw inputs, as scikit-learn's `predict`: the predicted class as the data labelled it (a
+        file's own labels, else 0..C-1), or a regression's value in the target's own units ([n])."""
+        if self.task == "regression":
+            return self._outputs(x)[:, 0].astype(np.float64) * self.target_scale[1] + self.target_scale[0]
+        index = self.predict_proba(x).argmax(-1)
+        return np.asarray(self.classes)[index]
+
+    predict_labels = predict  # its name before `predict` followed scikit-learn's convention
+
+    @property
+    def classes(self) -> list:
+        """A classifier's labels by class index: a file's own, else 0..C-1."""
         classes = (self.encoding or {}).get("classes")
-        return np.asarray(classes)[index] if classes is not None else index
+        return list(classes) if classes is not None else list(range(max(2, int(self.model.out_features))))
 
 
 def load_run(run_dir: str | Path, checkpoint: str = "last") -> TrainedRun:
