@@ -15,7 +15,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "reglab"
 # Higher ranks may import lower ones, never the other way round.
 RANK = {
     "errors": 0, "tables": 0, "science": 0, "rundir": 0,
-    "members": 1, "schema": 1,
+    "members": 1, "schema": 1, "checkpoint": 1,
     "config": 2, "runs": 2, "lightning": 2,
     "preflight": 3, "figures": 3,
     "report_wandb": 3,

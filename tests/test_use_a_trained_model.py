@@ -119,3 +119,64 @@ def test_train_from_python_returns_the_records(tmp_path):
     records = run([*SMALL, "logger=none", "regularizer=l1", "regularizer.strength=[0,0.01]"], run_dir=tmp_path / "py")
     assert [r["strength"] for r in records] == [0.0, 0.01] and all(r["status"] == "completed" for r in records)
     assert reglab.load_run(tmp_path / "py" / "regularizer.strength=0.01").config.regularizer.strength == 0.01
+
+
+# Each rule's every argument, not its default: what a reload must give back (issue 28).
+NON_DEFAULT = {
+    "none": ["regularizer.include_bias=true"],
+    "l1": ["regularizer.include_bias=true", "regularizer.exclude=[output]"],
+    "l2": ["regularizer.exclude=[hidden.0]"],
+    "elastic_net": ["regularizer.l1_ratio=0.2", "regularizer.include_bias=true"],
+    "weight_decay": ["regularizer.exclude=[output]"],
+    "prox_l1": ["regularizer.preconditioned=false", "regularizer.exclude=[output]"],
+    "group_lasso": [
+        "regularizer.input_features=true",
+        "regularizer.preconditioned=false",
+        "regularizer.include_bias=true",
+    ],
+}
+
+
+@pytest.mark.parametrize("rule", list(NON_DEFAULT))
+def test_a_member_reloads_three_ways_with_every_argument_it_trained_with(rule, tmp_path):
+    import shutil
+
+    import torch
+
+    from reglab.fit import fit
+    from reglab.lightning.module import RegLabModule
+
+    tiny = ["data.n_samples=120", "model.hidden=[8]", "data.batch_size=32", f"regularizer={rule}", *NON_DEFAULT[rule]]
+    lam = 0.0 if rule == "none" else 0.01
+    tiny += [f"regularizer.strength={lam}"]
+    fit(make_config(tmp_path / "stack", [*tiny, "seed=[0,1]", "trainer.max_epochs=2"]))
+    member = tmp_path / "stack" / "seed=1"
+    configured = make_config(tmp_path / "cfg", tiny).regularizer
+    # 1. load_from_checkpoint: the rule with every configured argument, λ of this member only
+    module = RegLabModule.load_from_checkpoint(member / "checkpoints" / "last.ckpt")
+    hp = module.regularizer.hyperparameters()
+    assert hp["name"] == rule and hp["strength"] == [lam]
+    for key, value in configured.items():
+        if key not in ("_target_", "strength"):
+            assert hp[key] == (list(value) if key == "exclude" else value), key
+    # 2. load_run: the same network, predicting what the module computes
+    x = np.random.default_rng(0).normal(size=(7, 2))
+    trained = reglab.load_run(member)
+    with torch.no_grad():
+        logits = module(torch.from_numpy(trained.transform(x)))[0, :, 0].double()
+    np.testing.assert_allclose(trained.predict_proba(x)[:, 1], torch.sigmoid(logits).numpy(), rtol=1e-6)
+    assert trained.model.hyperparameters() == module.model.hyperparameters()
+    # 3. resume: the member's checkpoint continues to where its uninterrupted K = 1 run ends
+    shutil.copytree(member, tmp_path / "resumed")
+    single = [*tiny, "seed=1", "trainer.max_epochs=4"]
+    resumed = train_run(tmp_path / "resumed", [*single, "force=true"])
+    straight = train_run(tmp_path / "straight", single)
+    assert resumed["steps"] == straight["steps"] == 4 * 3
+    for key, tensor in _weights(tmp_path / "straight").items():
+        torch.testing.assert_close(_weights(tmp_path / "resumed")[key], tensor, rtol=1e-5, atol=1e-6)
+
+
+def _weights(run_dir):
+    from reglab import checkpoint
+
+    return checkpoint.read(run_dir / "checkpoints" / "last.ckpt")["state_dict"]

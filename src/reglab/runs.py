@@ -220,33 +220,13 @@ def best_strengths(groups: dict[tuple[str, float], list[Run]], key: str) -> dict
 
 def load_model(run: Run, checkpoint: str = "last") -> Any:
     """The run's trained `MLP` (K = 1, eval mode) from checkpoints/<checkpoint>.ckpt ("last" or "best")."""
-    import torch
-
-    from reglab.science.model import MLP
+    from reglab import checkpoint as checkpoints
 
     path = run.path / "checkpoints" / f"{checkpoint}.ckpt"
     if checkpoint not in ("last", "best") or not path.is_file():
         held = sorted(p.stem for p in (run.path / "checkpoints").glob("*.ckpt"))
         raise FileNotFoundError(f"{path} does not exist; this run holds: {', '.join(held) or 'no checkpoint'}")
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    weights = {k.removeprefix("model."): v for k, v in state["state_dict"].items() if k.startswith("model.")}
-    hp_model = (state.get("hyper_parameters") or {}).get("model") or _model_of_config(run, weights)
-    model = MLP.from_hyperparameters(hp_model, members=1)
-    model.load_state_dict(weights, assign=True)
-    return model.eval()
-
-
-def _model_of_config(run: Run, weights: dict[str, Any]) -> dict[str, Any]:
-    """An older checkpoint's missing model hyperparameters: sizes from the weights, the rest from the config."""
-    model = run.config.model
-    first = weights["hidden.0.weight" if "hidden.0.weight" in weights else "output.weight"]
-    return {
-        "in_features": first.shape[-1],
-        "out_features": weights["output.weight"].shape[-2],
-        "hidden": [int(w) for w in model.hidden],
-        "activation": str(model.activation),
-        "init": str(model.get("init", "glorot_uniform")),
-    }
+    return checkpoints.model(checkpoints.read(path))
 
 
 def load_splits(run: Run) -> Any:

@@ -22,10 +22,11 @@ import torch
 from lightning.pytorch.core.optimizer import LightningOptimizer
 from torch import Tensor
 
+from reglab import checkpoint
 from reglab.science.datasets import Task
 from reglab.science.metrics import data_loss, prediction_metrics, weight_metrics
 from reglab.science.model import MLP
-from reglab.science.regularizers import REGULARIZERS, Regularizer
+from reglab.science.regularizers import Regularizer
 
 
 class RegLabModule(L.LightningModule):
@@ -58,9 +59,8 @@ class RegLabModule(L.LightningModule):
         # Saved with checkpoints: a re-launch resumes only a checkpoint of the same members.
         self.member_hashes: list[str] = []
         # What `load_from_checkpoint` needs, as plain data: the constructor's arguments are objects.
-        reg: dict[str, Any] = {"name": regularizer.name, "strength": regularizer.strength.tolist()}
-        reg |= {"include_bias": regularizer.include_bias, "exclude": list(regularizer.exclude)}
-        hp = dict(model=model.hyperparameters(), regularizer=reg, task=task, sparsity_threshold=sparsity_threshold)
+        hp: dict[str, Any] = dict(model=model.hyperparameters(), regularizer=regularizer.hyperparameters())
+        hp |= dict(task=task, sparsity_threshold=sparsity_threshold)
         self.hparams.update(hp)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -170,14 +170,10 @@ class RegLabModule(L.LightningModule):
     ) -> RegLabModule:
         """The trained module of a reglab checkpoint (a run's or a member's `last.ckpt`) in eval mode, read
         with `weights_only=True` (nothing in the file is executed). Its optimizer is Adam with defaults."""
-        state = torch.load(checkpoint_path, map_location=map_location or "cpu", weights_only=True)
+        state = checkpoint.read(checkpoint_path, map_location or "cpu")
         hp = state["hyper_parameters"]
-        model = MLP.from_hyperparameters(hp["model"], members=hp["model"].get("members", 1))
-        weights = {n.removeprefix("model."): t for n, t in state["state_dict"].items() if n.startswith("model.")}
-        model.load_state_dict(weights, assign=True)  # before binding the regularizer to its tensors
-        r = hp["regularizer"]
-        regularizer = REGULARIZERS[r["name"]](r["strength"], include_bias=r["include_bias"], exclude=r["exclude"])
-        module = cls(model, regularizer, torch.optim.Adam, hp["task"], sparsity_threshold=hp["sparsity_threshold"])
+        regularizer = checkpoint.regularizer(state)  # bound to the model's loaded tensors below
+        module = cls(checkpoint.model(state), regularizer, torch.optim.Adam, hp["task"], None, hp["sparsity_threshold"])
         module.load_state_dict(state["state_dict"])  # strict: the file holds nothing but the model
         return module.eval()
 

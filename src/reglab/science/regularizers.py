@@ -7,9 +7,10 @@ of an `MLP` at once: `strength` holds one λ per member, `penalty()` is [K], `la
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable, Sequence
-from typing import ClassVar, cast
+from typing import Any, ClassVar, cast
 
 import torch
 from torch import Tensor
@@ -71,6 +72,25 @@ class Regularizer:
         check_strength(_values(value))
         self._strength = torch.as_tensor(value, dtype=torch.float64).detach().cpu().reshape(-1)
         self._shaped: dict[tuple, Tensor] = {}
+
+    def hyperparameters(self) -> dict[str, Any]:
+        """The rule's name and every argument of its constructors (this class's and its bases'), read back
+        from the attributes they set, as plain data: what a checkpoint saves to build the rule again."""
+        names = [
+            p.name
+            for cls in type(self).__mro__
+            if "__init__" in vars(cls) and issubclass(cls, Regularizer)
+            for p in inspect.signature(vars(cls)["__init__"]).parameters.values()
+            if p.kind is p.POSITIONAL_OR_KEYWORD and p.name != "self"
+        ]
+        values = {name: getattr(self, name) for name in dict.fromkeys(names)}
+        return {"name": self.name, **values, "strength": self.strength.tolist(), "exclude": list(self.exclude)}
+
+    @staticmethod
+    def from_hyperparameters(hp: dict[str, Any]) -> Regularizer:
+        """The rule of `hyperparameters()`, unbound (`bind` it to its model)."""
+        arguments = {key: value for key, value in hp.items() if key != "name"}
+        return REGULARIZERS[hp["name"]](**arguments)
 
     def bind(self, model: MLP) -> Regularizer:
         """Select the tensors the rule acts on; one λ is every member's."""
