@@ -140,3 +140,12 @@ def test_wandb_benchmark_prints_reglabs_wandb_cost_beside_wandbs_own(tmp_path):
     header, costs = table(out, "W&B cost of")
     assert header == ["W&B cost of", "s", "ratio", "goal", "status"] and len(costs) == 2
     assert all(positive(r["ratio"]) for r in costs)
+
+
+@pytest.mark.bench
+def test_step_benchmark_prints_reglab_beside_the_hand_written_step(tmp_path):
+    out = run_script("bench_step.py", tmp_path, "--quick").stdout
+    header, rows = table(out, "K")
+    assert header == ["K", "reglab ms/step", "hand ms/step", "reglab / hand", "goal", "status"]
+    assert [r["K"] for r in rows] == ["2"]
+    assert all(positive(r[c]) for r in rows for c in ("reglab ms/step", "hand ms/step", "reglab / hand"))

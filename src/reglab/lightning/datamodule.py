@@ -114,10 +114,12 @@ class RegLabDataModule(L.LightningDataModule):
         self.n_train = len(first.y["train"])
         self.batch_size = min(batch_size or self.n_train, self.n_train)
         self.member_data = torch.tensor([self.distinct.index(key) for key in self.keys])
+        # Targets in the dtype the loss reads (binary labels as floats for BCE), converted once, not every step.
+        target = torch.float32 if self.task == "binary" else None
         self.tensors = {
             s: (
                 torch.stack([torch.from_numpy(self.data[d].x[s]) for d in self.distinct]),
-                torch.stack([torch.from_numpy(self.data[d].y[s]) for d in self.distinct]),
+                torch.stack([torch.from_numpy(self.data[d].y[s]) for d in self.distinct]).to(target),
             )
             for s in datasets.SPLIT_NAMES
         }
@@ -144,9 +146,12 @@ class RegLabDataModule(L.LightningDataModule):
         self.member_data = self.member_data.to(device)
 
     def per_member(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
-        """[S, n, …] tensors of the distinct seeds → shared [n, …] (one seed) or per member [K, n, …]."""
+        """[S, n, …] tensors of the distinct seeds → shared [n, …] (one seed) or per member [K, n, …]
+        (as they are, not gathered again, where each member has a seed of its own)."""
         if len(self.distinct) == 1:
             return x[0], y[0]
+        if self.keys == self.distinct:
+            return x, y
         return x[self.member_data], y[self.member_data]
 
     def inputs(self, split: str) -> tuple[Tensor, Tensor]:

@@ -28,9 +28,12 @@ from reglab.science.metrics import data_loss, prediction_metrics, weight_metrics
 from reglab.science.model import MLP
 from reglab.science.regularizers import Regularizer
 
+# The callback hooks Lightning's optimizer and `manual_backward` call on every step.
+PER_STEP_HOOKS = ("on_before_backward", "on_after_backward", "on_before_optimizer_step")
+
 
 class RegLabModule(L.LightningModule):
-    all_finite: Tensor  # a buffer: set on the device by every step, read once per epoch (no host sync per step)
+    objective_total: Tensor  # a buffer: Σ of each member's objectives (float64), added to on the device by every step
 
     def __init__(
         self,
@@ -51,17 +54,26 @@ class RegLabModule(L.LightningModule):
         if (clip := gradient_clip_val) is not None and not (isinstance(clip, (int, float)) and clip >= 0):
             raise ValueError(f"gradient_clip_val={clip!r} must be a number >= 0 (0 or null: no clipping)")
         self.gradient_clip_val = gradient_clip_val
-        self.register_buffer("all_finite", torch.ones(model.members, dtype=torch.bool), persistent=False)
+        self.register_buffer("objective_total", torch.zeros(model.members, dtype=torch.float64), persistent=False)
         self.diverged_epoch: list[int | None] = [None] * model.members
         self.diverged_weights: dict[int, dict[str, Tensor]] = {}  # where a diverged member stopped
         self.epoch_metrics: dict[str, Tensor] = {}  # the last evaluated epoch's metrics, [K] each
         self.evaluated_epoch = -1
+        self._plain_steps = False  # set by on_train_start
         # Saved with checkpoints: a re-launch resumes only a checkpoint of the same members.
         self.member_hashes: list[str] = []
         # What `load_from_checkpoint` needs, as plain data: the constructor's arguments are objects.
         hp: dict[str, Any] = dict(model=model.hyperparameters(), regularizer=regularizer.hyperparameters())
         hp |= dict(task=task, sparsity_threshold=sparsity_threshold)
         self.hparams.update(hp)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # Lightning names the hook it runs in `_current_fx_name` around every hook call, 30 times an epoch;
+        # nn.Module's __setattr__ checks each value against parameters, buffers and submodules, ~4 µs a time.
+        if name == "_current_fx_name":
+            object.__setattr__(self, name, value)
+        else:
+            super().__setattr__(name, value)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.model(x)
@@ -74,24 +86,54 @@ class RegLabModule(L.LightningModule):
         x, y = datamodule.per_member(x[distinct, orders], y[distinct, orders])
         optimizer = cast(LightningOptimizer, self.optimizers())
         batch = datamodule.batch_size
-        for start in range(0, x.shape[-2], batch):  # x: [n, d] shared by every member, or [K, n, d]
-            self._step(x[..., start : start + batch, :], y[..., start : start + batch], optimizer)
+        progress = self.trainer.fit_loop.epoch_loop.manual_optimization.optim_step_progress
+        # x: [n, d] shared by every member, or [K, n, d]; the epoch's batches as views, cut in one op
+        for xb, yb in zip(x.split(batch, -2), y.split(batch, -1)):
+            if self._plain_steps:  # the torch optimizer itself; Lightning counts the step as its own would
+                progress.increment_ready()
+                self._step(xb, yb, optimizer.optimizer)
+                progress.increment_completed()
+            else:
+                self._step(xb, yb, cast(torch.optim.Optimizer, optimizer))
         self._check_divergence()
         epoch, every = self.current_epoch, self.trainer.check_val_every_n_epoch or 1
         if (epoch + 1) % every == 0 or epoch + 1 == self.trainer.max_epochs or self.trainer.should_stop:
             self.epoch_metrics, self.evaluated_epoch = self.evaluate("val"), epoch
 
-    def _step(self, x: Tensor, y: Tensor, optimizer: LightningOptimizer) -> None:
+    def on_train_start(self) -> None:
+        """Whether each step goes through the torch optimizer and `Tensor.backward` themselves: the same
+        arithmetic as Lightning's `optimizer.step()` and `manual_backward`, without the ten or so hook
+        dispatches they add to every step (docs/benchmarks.md, "The step"). Lightning's own path where
+        it does more than dispatch: a precision plugin that scales the loss (16-mixed), a profiler
+        that times each step, or a callback that overrides a per-step hook."""
+        from lightning.pytorch.callbacks import Callback
+        from lightning.pytorch.profilers import PassThroughProfiler
+        from lightning.pytorch.utilities.model_helpers import is_overridden
+
+        trainer: Any = self.trainer
+        hooked = any(is_overridden(hook, c, Callback) for c in trainer.callbacks for hook in PER_STEP_HOOKS)
+        scaled = getattr(trainer.precision_plugin, "scaler", None) is not None
+        self._plain_steps = not (hooked or scaled or not isinstance(trainer.profiler, PassThroughProfiler))
+
+    def _step(self, x: Tensor, y: Tensor, optimizer: torch.optim.Optimizer) -> None:
         objective = self.regularized_loss(x, y)  # [K]
         optimizer.zero_grad(set_to_none=True)
-        self.manual_backward(objective.sum())  # member k's objective only reaches member k's weights
+        if self._plain_steps:
+            objective.sum().backward()  # member k's objective only reaches member k's weights
+        else:
+            self.manual_backward(objective.sum())
         if self.gradient_clip_val:
             self.clip_member_gradients(self.gradient_clip_val)
         lr = optimizer.param_groups[0]["lr"]
         self.regularizer.before_step(lr)  # decoupled decay: on the weights the gradient saw
         optimizer.step()
         self.regularizer.after_step(lr)  # proximal maps: on the weights the optimizer produced
-        self.all_finite &= torch.isfinite(objective)
+        self.objective_total.add_(objective.detach())  # one op a step; NaN and inf stay in the sum
+
+    @property
+    def all_finite(self) -> Tensor:
+        """Whether every objective of each member was finite so far, [K] (read once per epoch: a host sync)."""
+        return torch.isfinite(self.objective_total)
 
     def regularized_loss(self, x: Tensor, y: Tensor) -> Tensor:
         """Each member's training objective on a batch: data loss, plus the penalty if explicit."""
@@ -110,9 +152,9 @@ class RegLabModule(L.LightningModule):
 
     def _check_divergence(self) -> None:
         """A member whose objective or weights became non-finite is recorded where it stopped."""
-        finite = self.all_finite.clone()
-        for p in self.model.parameters():
-            finite &= torch.isfinite(p).flatten(1).all(1)
+        # A weight's NaN or inf stays in its member's sum; float64 sums of float32 weights cannot overflow.
+        sums = [p.flatten(1).sum(1, dtype=torch.float64) for p in self.model.parameters()]
+        finite = torch.isfinite(torch.stack(sums).sum(0).add_(self.objective_total))
         for k in torch.nonzero(~finite).flatten().tolist():  # one host sync per epoch
             if self.diverged_epoch[k] is None:
                 self.diverged_epoch[k] = self.current_epoch

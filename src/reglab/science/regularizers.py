@@ -25,12 +25,14 @@ Strength = float | Sequence[float] | Tensor  # λ: one for every member, or one 
 
 def _sum_abs(tensors: list[Tensor], dtype: torch.dtype | None = None) -> Tensor:
     """Σ|w| per member over the stacked [K, …] `tensors`: shape [K]."""
-    return torch.stack([t.abs().flatten(1).sum(1, dtype=dtype) for t in tensors]).sum(0)
+    sums = [t.abs().sum(tuple(range(1, t.dim())), dtype=dtype) for t in tensors]
+    return sums[0] if len(sums) == 1 else torch.stack(sums).sum(0)
 
 
 def _sum_squares(tensors: list[Tensor], dtype: torch.dtype | None = None) -> Tensor:
     """Σw² per member: shape [K] (not a squared norm, whose backward needs a division and a mask)."""
-    return torch.stack([(t if dtype is None else t.to(dtype)).square().flatten(1).sum(1) for t in tensors]).sum(0)
+    sums = [(t if dtype is None else t.to(dtype)).square().sum(tuple(range(1, t.dim()))) for t in tensors]
+    return sums[0] if len(sums) == 1 else torch.stack(sums).sum(0)
 
 
 def _values(value: object) -> list:
@@ -115,12 +117,18 @@ class Regularizer:
         """The optimizer that steps `params` (its state may shape a proximal map; see ProxL1)."""
         self.optimizer = optimizer
 
-    def _lam(self, like: Tensor, coefficient: Callable[[Tensor], Tensor] = lambda lam: lam) -> Tensor:
-        """`coefficient(λ)` shaped [K, 1, …] over `like`, in float64 (as Python) cast to `like`'s dtype."""
+    def _lam(self, like: Tensor, coefficient: Callable[[Tensor], Tensor] | None = None) -> Tensor:
+        """`coefficient(λ)` (default λ itself) shaped [K, 1, …] over `like`, in float64 (as Python) cast to
+        `like`'s dtype. λ itself is cast once per device, shape and dtype: the penalty needs it every step."""
         key = (like.device, like.dim())
         if key not in self._shaped:
             self._shaped[key] = self.strength.to(like.device).view(-1, *[1] * (like.dim() - 1))
-        return coefficient(self._shaped[key]).to(like.dtype)
+        if coefficient is not None:
+            return coefficient(self._shaped[key]).to(like.dtype)
+        cast_key = (*key, like.dtype)
+        if cast_key not in self._shaped:
+            self._shaped[cast_key] = self._shaped[key].to(like.dtype)
+        return self._shaped[cast_key]
 
     def _each(self, coefficient: Callable[[Tensor], Tensor]) -> list[Tensor]:
         """`coefficient(λ)` for `torch._foreach_*` over `self.params`: one tensor per parameter."""
