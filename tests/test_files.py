@@ -14,6 +14,8 @@ from reglab.errors import ConfigError
 from reglab.science import datasets, files
 from tests.conftest import run_cli, train_run
 
+# scikit-learn's own copy of the wine table: a count line (178 rows, 13 features, the class names) for a header.
+WINE_DATA = Path(datasets._sklearn().__file__).parent / "data" / "wine_data.csv"
 EPOCHS = ["trainer.max_epochs=30", "model.hidden=[8]", "data.batch_size=null", "optimizer.lr=0.05"]
 
 
@@ -112,6 +114,35 @@ def test_a_relaunch_with_a_changed_file_is_refused_naming_its_hash(tmp_path):
         train_run(tmp_path / "run", args)
 
 
+def test_sklearns_wine_data_csv_is_refused_naming_line_2_and_both_field_counts():
+    """Its header has 5 fields over rows of 14: pandas made the first 9 fields the index and trained
+    on 4 of the 13 measurements, named `178`, `13`, `class_0`, `class_1`."""
+    with pytest.raises(ValueError) as refused:
+        files.load_table(str(WINE_DATA), None, None, "auto", False)
+    assert str(refused.value) == (
+        f"data.path={WINE_DATA}: line 2 has 14 fields but the header (line 1) has 5 (split at ','); "
+        "every line needs one field per column of the header"
+    )
+
+
+def test_rows_ending_in_a_comma_are_refused_as_such_not_as_missing_values(tmp_path):
+    path = tmp_path / "trailing.csv"
+    path.write_text("size,color,label\n1.5,red,yes,\n-0.5,blue,no,\n0.3,red,yes,\n")  # pandas: label NaN
+    with pytest.raises(ValueError) as refused:
+        files.load_table(str(path), "label", None, "auto", False)
+    assert str(refused.value) == (
+        f"data.path={path}: line 2 has 4 fields but the header (line 1) has 3: "
+        "it ends in ',' with nothing after it; remove that trailing ','"
+    )
+
+
+def test_a_short_row_is_refused_by_the_line_it_starts_on_counting_a_quoted_line_break(tmp_path):
+    path = tmp_path / "short.csv"
+    path.write_text('name,size,label\n"two\nlines",1.0,yes\n\nthree,2.0\nfour,3.0,no\n')
+    with pytest.raises(ValueError, match=r"short.csv: line 5 has 2 fields but the header \(line 1\) has 3"):
+        files.load_table(str(path), "label", None, "auto", False)
+
+
 def _bad_files(root: Path) -> list[tuple[list[str], str]]:
     """(overrides, a fragment of the one line) for each kind of bad file."""
     frame = _table(60)
@@ -124,6 +155,8 @@ def _bad_files(root: Path) -> list[tuple[list[str], str]]:
     np.savez(root / "arrays.npz", a=np.zeros(3))
     wide = frame.assign(code=[f"c{i % 30}" for i in range(60)])
     wide.to_csv(root / "wide.csv", index=False)
+    (root / "empty_name.csv").write_text("size,,label\n1,red,yes\n2,blue,no\n")
+    (root / "twice.csv").write_text("size,size,label\n1,2,yes\n2,3,no\n")
     good = f"data.path={root / 'good.csv'}"
     return [
         ([f"data.path={root / 'nope.csv'}"], "nope.csv is not a file"),
@@ -140,6 +173,9 @@ def _bad_files(root: Path) -> list[tuple[list[str], str]]:
         ([f"data.path={root / 'arrays.npz'}"], "holds arrays a; it needs x and y"),
         ([good, "data.target=label", "data.fold=0"], "data.fold=0 needs data with folds"),
         ([good, "data.target=label", "data.label_noise=0.1", "data.target=size"], "needs class labels"),
+        ([f"data.path={WINE_DATA}"], "wine_data.csv: line 2 has 14 fields but the header (line 1) has 5"),
+        ([f"data.path={root / 'empty_name.csv'}"], "field 2 of the header (line 1) is empty"),
+        ([f"data.path={root / 'twice.csv'}"], "the header (line 1) names column 'size' twice"),
     ]
 
 
