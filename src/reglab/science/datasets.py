@@ -291,8 +291,39 @@ def load(
 ) -> Splits:
     """Data set `name` generated (or loaded) with `seed`, then split and standardised by `prepare`."""
     check_arguments(name, kwargs)
-    data = GENERATORS[name](seed=seed, **kwargs)
+    with np.errstate(all="ignore"):  # values nothing can be learnt from are said by `check_values`, in one line
+        data = GENERATORS[name](seed=seed, **kwargs)
+    check_values(data, name)
     return prepare(data, tuple(split), label_noise, seed, fold)  # type: ignore[arg-type]
+
+
+def check_values(data: Dataset, name: str) -> None:
+    """Refuse data that nothing can be learnt from, whichever argument made it so (a noise level, a
+    scale, `turns=0`): inputs or regression targets that are NaN or infinite or too large to
+    standardise (their variance overflows), or inputs that are the same in every row."""
+    parts = {"input": (np.asarray(data.x, dtype=np.float64), data.feature_names)}
+    if data.task == "regression":
+        parts["target"] = (np.asarray(data.y, dtype=np.float64)[:, None], None)
+    for what, (values, names) in parts.items():
+        columns = [f"{what} {c!r}" for c in names] if names else [f"{what} {j}" for j in range(values.shape[1])]
+        columns = columns if len(columns) > 1 else [f"its {what}"]
+        bad = ~np.isfinite(values)
+        if bad.any():
+            j = int(bad.any(0).argmax())
+            raise ValueError(
+                f"data set {name!r} has NaN or infinite values in {columns[j]} ({int(bad[:, j].sum())} of "
+                f"{len(values)} rows); nothing can be learnt from it"
+            )
+        with np.errstate(over="ignore", invalid="ignore"):
+            std = values.std(0)
+        if not np.isfinite(std).all():
+            j = int((~np.isfinite(std)).argmax())
+            raise ValueError(
+                f"data set {name!r} has values too large to standardise in {columns[j]} (up to "
+                f"{np.abs(values[:, j]).max():.3g}: their variance overflows); nothing can be learnt from it"
+            )
+        if what == "input" and len(values) > 1 and (std == 0).all():
+            raise ValueError(f"data set {name!r} has inputs that are the same in every row; nothing can be learnt")
 
 
 def load_splits(data_config: Mapping[str, Any], seed: int) -> Splits:
