@@ -4,6 +4,7 @@ categories and string labels go with the run's input transform, and a bad file i
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +46,65 @@ def test_a_csv_with_a_category_and_string_labels_trains_and_predicts_its_labels(
     rows = [[2.0, "red"], [-2.0, "blue"]]  # rows in the columns' order, a list as well as a DataFrame
     assert list(trained.predict_labels(rows)) == ["yes", "no"]
     assert trained.predict(rows).shape == (2,)
+
+
+@pytest.fixture(scope="module")
+def categorical_run(tmp_path_factory):
+    """A run trained on `_table()`'s CSV: a numeric column, a category and string labels."""
+    root = tmp_path_factory.mktemp("categorical")
+    _table().to_csv(root / "table.csv", index=False)
+    record = train_run(root / "run", ["data=file", f"data.path={root / 'table.csv'}", "data.target=label", *EPOCHS])
+    return root, record
+
+
+def test_reglab_eval_and_predict_labels_on_a_categorical_run_give_its_own_test_metrics(categorical_run):
+    """The fitted encoding reads the raw rows once: reglab-eval re-encoded one-hot inputs ("Shape of
+    passed values is (24, 4), indices imply (24, 2)")."""
+    import reglab
+    from reglab.evaluate import main as eval_main
+
+    root, record = categorical_run
+    eval_main([str(root / "run")])
+    evaluated = json.loads((root / "run" / "eval.json").read_text())
+    assert evaluated["n"] == 24
+    for key in ("test/acc", "test/loss"):
+        assert evaluated["metrics"][key] == pytest.approx(record["metrics"][key], abs=1e-6), key
+    trained = reglab.load_run(root / "run")
+    splits = datasets.load_splits(trained.config.data, record["seed"])
+    test = splits.rows.iloc[splits.index["test"]]
+    labels = trained.predict_labels(test[["color", "size"]])  # by name, in any order
+    assert (labels == test["label"].to_numpy()).mean() == pytest.approx(record["metrics"]["test/acc"], abs=1e-7)
+
+
+def test_each_column_mistake_in_rows_to_predict_is_one_line_naming_the_column(categorical_run, capsys):
+    import reglab
+    from reglab.evaluate import main as eval_main
+
+    root, _ = categorical_run
+    trained = reglab.load_run(root / "run")
+    takes = "the model takes 2 columns: size, color"
+    mistakes = {
+        "the rows lack column 'color'; " + takes: pd.DataFrame({"size": [1.0]}),
+        "the rows have column 'weight', unknown to the model; " + takes: _table(2)[["size", "color"]].assign(weight=1),
+        "the rows have column 'label', the target: leave it out; " + takes: _table(2),
+        "the rows have column 'colour' and lack 'color'; " + takes: pd.DataFrame({"size": [1.0], "colour": ["red"]}),
+        "row 2 has 3 values; " + takes: [[1.0, "red"], [2.0, "blue", "yes"]],
+        "column 'size' holds 'strong', which is not a number": [["strong", "red"]],
+        "column 'color' holds 'purple', a category the model was not trained on; it knows: blue, green, red": [
+            [1.0, "purple"]
+        ],
+        "column 'size' has missing values in 1 of the rows": [[None, "red"]],
+    }
+    for message, rows in mistakes.items():
+        with pytest.raises(ValueError) as refused:
+            trained.predict_labels(rows)
+        assert str(refused.value) == message
+    other = _table(60, seed=1)
+    other.assign(color=other["color"].where(other.index % 2 == 0, "purple")).to_csv(root / "other.csv", index=False)
+    with pytest.raises(SystemExit) as exit_:
+        eval_main([str(root / "run"), f"data.path={root / 'other.csv'}"])
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err == f"error: {next(m for m in mistakes if 'purple' in m)}\n"
 
 
 def test_the_file_data_set_equals_the_built_in_one_written_to_csv(tmp_path):

@@ -29,6 +29,7 @@ class Dataset:
     encoding: dict[str, Any] | None = None  # raw rows -> inputs, classes -> labels (`files.encode`), as plain data
     folds: list[tuple[np.ndarray, np.ndarray]] | None = None  # (train rows, val rows) that `data.fold` picks
     source: list[dict[str, Any]] | None = None  # path, size and sha256 of the files read
+    rows: Any = None  # a table's rows as read (a DataFrame of its feature and target columns), which x and y encode
 
 
 def _sklearn():  # noqa: ANN202
@@ -220,6 +221,8 @@ class Splits:
     feature_names: list[str] | None = None
     encoding: dict[str, Any] | None = None
     source: list[dict[str, Any]] | None = None
+    rows: Any = None  # the data set's raw rows (a table's), shared, not split: `index` picks each split's
+    index: dict[str, np.ndarray] = field(default_factory=dict)  # each split's rows of the data set, in order
 
     def input_transform(self) -> dict[str, Any]:
         """What `reglab.load_run` needs to take raw rows and give back labels or values, as plain data."""
@@ -259,7 +262,7 @@ def prepare(
         # Shift each flipped label by 1..C-1 classes, so it always lands on a different class.
         shift = rng.integers(1, data.n_classes, size=flipped)
         y["train"][flip] = (y["train"][flip] + shift) % data.n_classes
-    facts = (data.feature_names, data.encoding, data.source)
+    facts = (data.feature_names, data.encoding, data.source, data.rows, index)
     return Splits(x, y, data.task, data.n_classes, data.support, data.coef, flipped, mean, std, y_mean, y_std, *facts)
 
 

@@ -12,6 +12,7 @@ import contextlib
 import csv
 import hashlib
 import io
+import numbers
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -226,11 +227,10 @@ def _encoded(path: str, target: Any, features: Sequence | None, task: str, drop_
     encoding = fit_encoding(frame, columns, path, strict)
     x, y = encode(frame[columns], encoding), frame[name].to_numpy()
     y, task, classes = _target(y, name, task, path)
-    encoding["classes"] = classes
+    encoding |= {"target": name, "classes": classes}
     n_classes = len(classes) if classes is not None else 0
-    data = Dataset(x, y, task, n_classes, feature_names=feature_names(encoding), encoding=encoding, folds=folds)
-    data.source = facts(path, target)
-    return data
+    names = feature_names(encoding)
+    return Dataset(x, y, task, n_classes, None, None, names, encoding, folds, facts(path, target), rows=frame)
 
 
 def _without_missing(frame: pd.DataFrame, path: str, drop: bool, has_folds: bool) -> pd.DataFrame:
@@ -289,23 +289,81 @@ def fit_encoding(frame: pd.DataFrame, columns: list[str], path: str, strict: boo
 
 
 def encode(rows: Any, encoding: dict[str, Any]) -> np.ndarray:
-    """Raw rows (a DataFrame with the columns, or rows in the columns' order) → float64 model inputs:
-    numbers as they are, each category one-hot (an unseen one: all zeros)."""
+    """Raw rows (a DataFrame with the columns, in any order, or rows of values in the columns' order)
+    → float64 model inputs: numbers as they are, each category one-hot. A missing, extra or misnamed
+    column, a value that is no number or a missing one, and a category the fit never saw are each
+    refused in one line that names the column."""
     columns, categories = encoding["columns"], encoding.get("categories") or {}
-    if not categories and not isinstance(rows, pd.DataFrame):  # numbers only: as they are
-        return np.asarray(rows, dtype=np.float64)
-    frame = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(np.asarray(rows, dtype=object), columns=columns)
-    missing = [c for c in columns if c not in frame.columns]
-    if missing:
-        raise ValueError(f"the rows lack column {missing[0]!r}; the model takes: {', '.join(columns)}")
+    frame = _rows_frame(rows, columns, encoding.get("target"))
     parts = []
     for c in columns:
+        values = frame[c]
+        if values.isna().any():
+            raise ValueError(f"column {c!r} has missing values in {int(values.isna().sum())} of the rows")
         if c in categories:
-            values = frame[c].astype(str).to_numpy()
-            parts.append(np.stack([values == level for level in categories[c]], axis=1).astype(np.float64))
-        else:
-            parts.append(pd.to_numeric(frame[c]).to_numpy(dtype=np.float64)[:, None])
+            text = values.astype(str).to_numpy()
+            unseen = sorted(set(text) - set(categories[c]))
+            if unseen:
+                raise ValueError(
+                    f"column {c!r} holds {unseen[0]!r}, a category the model was not trained on; "
+                    f"it knows: {', '.join(categories[c])}"
+                )
+            parts.append(np.stack([text == level for level in categories[c]], axis=1).astype(np.float64))
+            continue
+        floats = pd.to_numeric(values, errors="coerce")
+        if floats.isna().any():
+            raise ValueError(f"column {c!r} holds {_plain(values[floats.isna()].iloc[0])!r}, which is not a number")
+        floats = floats.to_numpy(dtype=np.float64)
+        if not np.isfinite(floats).all():
+            raise ValueError(f"column {c!r} has infinite values in {int((~np.isfinite(floats)).sum())} of the rows")
+        parts.append(floats[:, None])
     return np.concatenate(parts, axis=1) if parts else np.zeros((len(frame), 0))
+
+
+def _rows_frame(rows: Any, columns: list[str], target: str | None) -> pd.DataFrame:
+    """The rows as a DataFrame of exactly `columns`; a missing, extra or misnamed column said in one line."""
+    takes = f"the model takes {len(columns)} columns: {', '.join(columns)}"
+    if isinstance(rows, pd.DataFrame):
+        names = [str(c) for c in rows.columns]
+        missing, extra = [c for c in columns if c not in names], [c for c in names if c not in columns]
+        unknown = "the target: leave it out" if extra and extra[0] == target else "unknown to the model"
+        said = [f"have column {extra[0]!r}, {unknown}"] if extra and not missing else []
+        said += [f"have column {extra[0]!r} and lack {missing[0]!r}"] if extra and missing else []
+        said += [f"lack column {missing[0]!r}"] if missing and not extra else []
+        if said:
+            raise ValueError(f"the rows {said[0]}; {takes}")
+        return rows.set_axis(names, axis=1)[columns].reset_index(drop=True)
+    if isinstance(rows, np.ndarray) and rows.ndim == 2:
+        table: Any = rows
+    else:
+        try:
+            table = [list(row) for row in rows]
+        except TypeError:  # a flat list or a scalar: no rows
+            raise ValueError(f"the rows must be a DataFrame or one row of values per sample; {takes}") from None
+    for i, row in enumerate(table):
+        if len(row) != len(columns):
+            raise ValueError(f"row {i + 1} has {len(row)} values; {takes}")
+    return pd.DataFrame(table, columns=columns)
+
+
+def target_index(values: Any, encoding: dict[str, Any]) -> np.ndarray:
+    """A table's raw targets as the model was trained on them: class labels → the fit's class
+    indices (a label it never saw refused, naming the target column); a regression's values as floats."""
+    name, classes = encoding.get("target", "the target"), encoding.get("classes")
+    series = pd.Series(values).reset_index(drop=True)
+    if classes is None:
+        floats = pd.to_numeric(series, errors="coerce")
+        if floats.isna().any():
+            raise ValueError(f"column {name!r} holds {_plain(series[floats.isna()].iloc[0])!r}, which is not a number")
+        return floats.to_numpy(dtype=np.float64)
+    numeric = all(isinstance(c, numbers.Number) for c in classes)
+    index = (series if numeric else series.astype(str)).map({c: i for i, c in enumerate(classes)})
+    if index.isna().any():
+        raise ValueError(
+            f"column {name!r} holds {_plain(series[index.isna()].iloc[0])!r}, a class the model was not "
+            f"trained on; it knows: {', '.join(map(str, classes))}"
+        )
+    return index.to_numpy(dtype=np.int64)
 
 
 def feature_names(encoding: dict[str, Any]) -> list[str]:
