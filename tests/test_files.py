@@ -270,6 +270,35 @@ def test_a_bad_file_exits_2_with_one_line_and_nothing_on_disk(tmp_path):
     assert not (tmp_path / "logs").exists()
 
 
+@pytest.mark.skipif(not Path("/proc/self/mem").is_file(), reason="needs Linux's /proc")
+def test_an_unreadable_file_exits_2_with_one_line_and_no_run_directory(tmp_path):
+    """Root reads any file whatever its mode, but no one reads /proc/self/mem from offset 0: a real
+    OSError at the first read, the hash, which came before the reading errors were said (a
+    37-line traceback, exit 1, and a run directory left)."""
+    result = run_cli(["data=file", "data.path=/proc/self/mem", "logger=none"], cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr == "error: data.path=/proc/self/mem cannot be read (OSError: Input/output error)\n"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_permission_denied_file_is_refused_in_one_line_before_anything_is_written(tmp_path, monkeypatch):
+    from reglab.train import command_line_error
+
+    path = tmp_path / "table.csv"
+    _table().to_csv(path, index=False)
+    real = Path.read_bytes
+
+    def denied(self: Path) -> bytes:  # as chmod 000 would for anyone but root, which the tests run as
+        if self == path:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real(self)
+
+    monkeypatch.setattr(Path, "read_bytes", denied)
+    error = command_line_error(["data=file", f"data.path={path}", "data.target=label", "logger=none"])
+    assert error == f"data.path={path} cannot be read (PermissionError: Permission denied)"
+    assert list(tmp_path.iterdir()) == [path]
+
+
 def test_the_shipped_example_is_small_real_and_the_default_path():
     assert files.EXAMPLE.is_file() and files.EXAMPLE.stat().st_size < 100_000
     data = datasets.file()

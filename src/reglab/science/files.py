@@ -77,8 +77,10 @@ def _files(path: str, target: Any) -> list[Path]:
     """The files `path` (and a `.npy` pair's target) names; ValueError for a missing one."""
     found = [Path(path)] + ([Path(target)] if str(path).endswith(".npy") and target is not None else [])
     for p in found:
-        if not p.is_file():
-            raise ValueError(f"data.path={path}: {p} is not a file" + (" (a directory)" if p.is_dir() else ""))
+        with _reading(path):  # a directory above it that cannot be searched
+            kind = "file" if p.is_file() else "directory" if p.is_dir() else None
+        if kind != "file":
+            raise ValueError(f"data.path={path}: {p} is not a file" + (" (a directory)" if kind else ""))
     return found
 
 
@@ -88,10 +90,11 @@ def facts(path: str | None, target: Any = None) -> list[dict[str, Any]]:
         return [{"path": str(path), "size": None, "sha256": str(path).removeprefix(MEMORY)}]
     out = []
     for p in _files(str(path or EXAMPLE), target):
-        stat = p.stat()
-        key = (str(p.resolve()), stat.st_size, stat.st_mtime_ns)
-        if key not in _HASHES:
-            _HASHES[key] = hashlib.sha256(p.read_bytes()).hexdigest()
+        with _reading(str(path or EXAMPLE)):  # the first read of the file: permission denied is said here
+            stat = p.stat()
+            key = (str(p.resolve()), stat.st_size, stat.st_mtime_ns)
+            if key not in _HASHES:
+                _HASHES[key] = hashlib.sha256(p.read_bytes()).hexdigest()
         out.append({"path": key[0], "size": stat.st_size, "sha256": _HASHES[key]})
     return out
 
@@ -134,8 +137,15 @@ def _reading(path: str) -> Iterator[None]:
         raise ValueError(
             f"data.path={path}: reading it needs {e.name or 'pyarrow'}: pip install 'reglab[parquet]'"
         ) from None
-    except (OSError, EOFError, ValueError) as e:
-        raise ValueError(f"data.path={path} is unreadable ({type(e).__name__}: {' '.join(str(e).split())})") from None
+    except OSError as e:  # permission denied, a device error: the system's own words, without the path again
+        raise ValueError(f"data.path={path} cannot be read ({type(e).__name__}: {e.strerror or _flat(e)})") from None
+    except (EOFError, ValueError) as e:
+        raise ValueError(f"data.path={path} is unreadable ({type(e).__name__}: {_flat(e)})") from None
+
+
+def _flat(error: BaseException) -> str:
+    """An error message on one line: a library's may span several."""
+    return " ".join(str(error).split())
 
 
 def _text_table(text: str, sep: str, path: str) -> pd.DataFrame:
