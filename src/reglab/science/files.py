@@ -1,5 +1,6 @@
-"""Tables of your own as a `Dataset`: CSV, TSV, Parquet, `.npz` (arrays `x`, `y`), a `.npy` pair, or
-arrays and DataFrames handed over from Python (`register`, path `memory:<sha256>`).
+"""Tables of your own as a `Dataset`: CSV, TSV (read strictly by `reglab.science.reading`),
+Parquet, `.npz` (arrays `x`, `y`), a `.npy` pair, or arrays and DataFrames handed over from
+Python (`register`, path `memory:<sha256>`).
 
 Categorical and string columns are one-hot encoded and class labels mapped to 0..C-1 (sorted). The
 `encoding` (plain data, recorded with the run's input transform) turns raw rows into the model's
@@ -8,13 +9,10 @@ inputs again (`encode`), and class indices into the original labels. Each refusa
 
 from __future__ import annotations
 
-import contextlib
-import csv
 import hashlib
-import io
 import numbers
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +20,10 @@ import numpy as np
 import pandas as pd
 
 from reglab.science.datasets import Dataset, Task
+from reglab.science.reading import TEXT, reading, text_table
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "data" / "iris.csv"  # data.path=null: shipped with reglab
 MEMORY = "memory:"
-TEXT = {".csv": ",", ".tsv": "\t", ".tab": "\t", ".txt": "\t"}  # a text table's suffix and its delimiter
 TASKS = ("auto", "binary", "multiclass", "regression")
 MAX_CLASSES = 20  # task=auto: a target of integers with at most this many values is a class label
 # A string column with more distinct values than this (and than half its rows) is no category: an id or text.
@@ -77,7 +75,7 @@ def _files(path: str, target: Any) -> list[Path]:
     """The files `path` (and a `.npy` pair's target) names; ValueError for a missing one."""
     found = [Path(path)] + ([Path(target)] if str(path).endswith(".npy") and target is not None else [])
     for p in found:
-        with _reading(path):  # a directory above it that cannot be searched
+        with reading(path):  # a directory above it that cannot be searched
             kind = "file" if p.is_file() else "directory" if p.is_dir() else None
         if kind != "file":
             raise ValueError(f"data.path={path}: {p} is not a file" + (" (a directory)" if kind else ""))
@@ -90,7 +88,7 @@ def facts(path: str | None, target: Any = None) -> list[dict[str, Any]]:
         return [{"path": str(path), "size": None, "sha256": str(path).removeprefix(MEMORY)}]
     out = []
     for p in _files(str(path or EXAMPLE), target):
-        with _reading(str(path or EXAMPLE)):  # the first read of the file: permission denied is said here
+        with reading(str(path or EXAMPLE)):  # the first read of the file: permission denied is said here
             stat = p.stat()
             key = (str(p.resolve()), stat.st_size, stat.st_mtime_ns)
             if key not in _HASHES:
@@ -108,87 +106,24 @@ def read_frame(path: str, target: Any) -> tuple[pd.DataFrame, Any, list | None]:
         return frame, name, folds
     (source, *pair), suffix = _files(path, target), Path(path).suffix.lower()
     if suffix in TEXT:
-        with _reading(path):
+        with reading(path):
             text = source.read_text(encoding="utf-8")
-        return _text_table(text, TEXT[suffix], path), target, None
+        return text_table(text, TEXT[suffix], path), target, None
     if suffix in (".parquet", ".pq"):
-        with _reading(path):
+        with reading(path):
             return pd.read_parquet(source), target, None
     if suffix in (".npz", ".npy"):
-        with _reading(path):
+        with reading(path):
             arrays = np.load(source, allow_pickle=False)
             targets = np.load(pair[0], allow_pickle=False) if pair else None
         keys = None if pair else _npz_keys(path, arrays, target)
-        with _reading(path):  # an .npz's arrays are read when they are taken
+        with reading(path):  # an .npz's arrays are read when they are taken
             x, y = (arrays, targets) if keys is None else (arrays[keys[0]], arrays[keys[1]])
         return _frame_of(x, y)[0], "y", None
     raise ValueError(
         f"data.path={path}: {suffix or 'no suffix'} is not a format reglab reads; use .csv, .tsv, "
         ".parquet, .npz (arrays x and y) or .npy (with data.target=<targets>.npy)"
     )
-
-
-@contextlib.contextmanager
-def _reading(path: str) -> Iterator[None]:
-    """A library's error while reading `path`, said in one line (reglab's own checks run outside it)."""
-    try:
-        yield
-    except ImportError as e:
-        raise ValueError(
-            f"data.path={path}: reading it needs {e.name or 'pyarrow'}: pip install 'reglab[parquet]'"
-        ) from None
-    except OSError as e:  # permission denied, a device error: the system's own words, without the path again
-        raise ValueError(f"data.path={path} cannot be read ({type(e).__name__}: {e.strerror or _flat(e)})") from None
-    except (EOFError, ValueError) as e:
-        raise ValueError(f"data.path={path} is unreadable ({type(e).__name__}: {_flat(e)})") from None
-
-
-def _flat(error: BaseException) -> str:
-    """An error message on one line: a library's may span several."""
-    return " ".join(str(error).split())
-
-
-def _text_table(text: str, sep: str, path: str) -> pd.DataFrame:
-    """A delimited table, read strictly: every row has the header's fields, and no column becomes the
-    index (pandas makes the first fields of longer rows the index, and names the data by the rest)."""
-    reader = csv.reader(io.StringIO(text), delimiter=sep)
-    header: list[str] | None = None
-    line = top = 1  # where the next record starts, and the header's line (1-based)
-    try:
-        for fields in reader:
-            if fields and header is None:
-                header, top = fields, line
-                _check_header(header, top, sep, path)
-            elif fields and header is not None and len(fields) != len(header):
-                _refuse_fields(fields, len(header), line, top, sep, path)
-            line = reader.line_num + 1
-    except csv.Error as e:  # a field past Python's size limit, a stray carriage return
-        raise ValueError(f"data.path={path}: line {line} is unreadable ({e})") from None
-    with _reading(path):
-        return pd.read_csv(io.StringIO(text), sep=sep, index_col=False)
-
-
-def _refuse_fields(fields: list[str], width: int, line: int, top: int, sep: str, path: str) -> None:
-    said = f"data.path={path}: line {line} has {_fields(len(fields))} but the header (line {top}) has {width}"
-    if len(fields) == width + 1 and fields[-1] == "":
-        raise ValueError(f"{said}: it ends in {sep!r} with nothing after it; remove that trailing {sep!r}")
-    raise ValueError(f"{said} (split at {sep!r}); every line needs one field per column of the header")
-
-
-def _check_header(header: list[str], line: int, sep: str, path: str) -> None:
-    """Each column has a name of its own: pandas would call an empty one `Unnamed: 3` and a second `a` `a.1`."""
-    seen: set[str] = set()
-    for i, name in enumerate(header):
-        if not name.strip():
-            end = f": it ends in {sep!r}; remove it" if i == len(header) - 1 else ""
-            raise ValueError(f"data.path={path}: field {i + 1} of the header (line {line}) is empty{end}")
-        if name in seen:
-            raise ValueError(f"data.path={path}: the header (line {line}) names column {name!r} twice")
-        seen.add(name)
-
-
-def _fields(n: int) -> str:
-    return f"{n} field" + ("s" if n != 1 else "")
 
 
 def _npz_keys(path: str, arrays: Any, target: Any) -> tuple[str, str]:

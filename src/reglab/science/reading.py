@@ -1,0 +1,77 @@
+"""Reading a data file: each library's error said in one line (`reading`), and delimited text
+tables read strictly (`text_table`): every line has the header's field count, every column a name
+of its own, and no column becomes pandas' implicit index. Each refusal names the line."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+from collections.abc import Iterator
+
+import pandas as pd
+
+TEXT = {".csv": ",", ".tsv": "\t", ".tab": "\t", ".txt": "\t"}  # a text table's suffix and its delimiter
+
+
+@contextlib.contextmanager
+def reading(path: str) -> Iterator[None]:
+    """A library's error while reading `path`, said in one line (reglab's own checks run outside it)."""
+    try:
+        yield
+    except ImportError as e:
+        raise ValueError(
+            f"data.path={path}: reading it needs {e.name or 'pyarrow'}: pip install 'reglab[parquet]'"
+        ) from None
+    except OSError as e:  # permission denied, a device error: the system's own words, without the path again
+        raise ValueError(f"data.path={path} cannot be read ({type(e).__name__}: {e.strerror or _flat(e)})") from None
+    except (EOFError, ValueError) as e:
+        raise ValueError(f"data.path={path} is unreadable ({type(e).__name__}: {_flat(e)})") from None
+
+
+def _flat(error: BaseException) -> str:
+    """An error message on one line: a library's may span several."""
+    return " ".join(str(error).split())
+
+
+def text_table(text: str, sep: str, path: str) -> pd.DataFrame:
+    """A delimited table, read strictly: every row has the header's fields, and no column becomes the
+    index (pandas makes the first fields of longer rows the index, and names the data by the rest)."""
+    reader = csv.reader(io.StringIO(text), delimiter=sep)
+    header: list[str] | None = None
+    line = top = 1  # where the next record starts, and the header's line (1-based)
+    try:
+        for fields in reader:
+            if fields and header is None:
+                header, top = fields, line
+                _check_header(header, top, sep, path)
+            elif fields and header is not None and len(fields) != len(header):
+                _refuse_fields(fields, len(header), line, top, sep, path)
+            line = reader.line_num + 1
+    except csv.Error as e:  # a field past Python's size limit, a stray carriage return
+        raise ValueError(f"data.path={path}: line {line} is unreadable ({e})") from None
+    with reading(path):
+        return pd.read_csv(io.StringIO(text), sep=sep, index_col=False)
+
+
+def _refuse_fields(fields: list[str], width: int, line: int, top: int, sep: str, path: str) -> None:
+    said = f"data.path={path}: line {line} has {_fields(len(fields))} but the header (line {top}) has {width}"
+    if len(fields) == width + 1 and fields[-1] == "":
+        raise ValueError(f"{said}: it ends in {sep!r} with nothing after it; remove that trailing {sep!r}")
+    raise ValueError(f"{said} (split at {sep!r}); every line needs one field per column of the header")
+
+
+def _check_header(header: list[str], line: int, sep: str, path: str) -> None:
+    """Each column has a name of its own: pandas would call an empty one `Unnamed: 3` and a second `a` `a.1`."""
+    seen: set[str] = set()
+    for i, name in enumerate(header):
+        if not name.strip():
+            end = f": it ends in {sep!r}; remove it" if i == len(header) - 1 else ""
+            raise ValueError(f"data.path={path}: field {i + 1} of the header (line {line}) is empty{end}")
+        if name in seen:
+            raise ValueError(f"data.path={path}: the header (line {line}) names column {name!r} twice")
+        seen.add(name)
+
+
+def _fields(n: int) -> str:
+    return f"{n} field" + ("s" if n != 1 else "")
