@@ -180,8 +180,8 @@ def test_sklearns_wine_data_csv_is_refused_naming_line_2_and_both_field_counts()
     with pytest.raises(ValueError) as refused:
         files.load_table(str(WINE_DATA), None, None, "auto", False)
     assert str(refused.value) == (
-        f"data.path={WINE_DATA}: line 2 has 14 fields but the header (line 1) has 5 (split at ','); "
-        "every line needs one field per column of the header"
+        f"data.path={WINE_DATA}: line 2 has 14 fields but the header (line 1) has 5 (split at ','; data.sep sets "
+        "the delimiter); every line needs one field per column of the header"
     )
 
 
@@ -203,6 +203,44 @@ def test_a_short_row_is_refused_by_the_line_it_starts_on_counting_a_quoted_line_
         files.load_table(str(path), "label", None, "auto", False)
 
 
+def test_the_delimiter_is_sniffed_from_the_first_lines_or_given_by_data_sep(tmp_path):
+    frame = _table(30)
+    frame.to_csv(tmp_path / "comma.csv", index=False)
+    frame.to_csv(tmp_path / "semicolon.csv", index=False, sep=";")
+    frame.to_csv(tmp_path / "pipe.txt", index=False, sep="|")
+    frame.to_csv(tmp_path / "tab.csv", index=False, sep="\t")
+    comma = files.load_table(str(tmp_path / "comma.csv"), "label")
+    assert comma.feature_names == ["size", "color=blue", "color=green", "color=red"]
+    for name, sep in [("semicolon.csv", None), ("pipe.txt", None), ("pipe.txt", "|"), ("tab.csv", "\\t")]:
+        other = files.load_table(str(tmp_path / name), "label", sep=sep)  # '\\t': a tab, as a shell passes it
+        np.testing.assert_array_equal(other.x, comma.x)
+        np.testing.assert_array_equal(other.y, comma.y)
+    with pytest.raises(ValueError) as refused:
+        files.load_table(str(tmp_path / "comma.csv"), "label", sep="::")
+    assert (
+        str(refused.value)
+        == "data.sep='::' must be one character, such as ',', ';', '|' or '\\t' (a tab); null sniffs it"
+    )
+
+
+def test_a_latin1_file_reads_with_data_encoding_and_is_refused_as_not_utf8_without(tmp_path):
+    frame = _table(30).assign(color=lambda f: f["color"].map({"red": "rouge", "green": "vert", "blue": "bleu é"}))
+    frame.to_csv(tmp_path / "latin1.csv", index=False, encoding="latin-1")
+    frame.to_csv(tmp_path / "utf16.csv", index=False, encoding="utf-16")
+    with pytest.raises(ValueError) as refused:
+        files.load_table(str(tmp_path / "latin1.csv"), "label")
+    line = 2 + int(np.flatnonzero(frame["color"] == "bleu é")[0])
+    assert str(refused.value) == (
+        f"data.path={tmp_path / 'latin1.csv'} is not UTF-8 text (line {line} holds byte 0xe9); the file must be "
+        "UTF-8, or set data.encoding to its encoding (data.encoding=latin-1, cp1252, utf-16, ...)"
+    )
+    for name, encoding in [("latin1.csv", "latin-1"), ("utf16.csv", "utf-16")]:
+        data = files.load_table(str(tmp_path / name), "label", encoding=encoding)
+        assert data.feature_names == ["size", "color=bleu é", "color=rouge", "color=vert"]
+    with pytest.raises(ValueError, match="^data.encoding='klingon' is not a text encoding Python knows"):
+        files.load_table(str(tmp_path / "latin1.csv"), "label", encoding="klingon")
+
+
 def _bad_files(root: Path) -> list[tuple[list[str], str]]:
     """(overrides, a fragment of the one line) for each kind of bad file."""
     frame = _table(60)
@@ -217,6 +255,7 @@ def _bad_files(root: Path) -> list[tuple[list[str], str]]:
     wide.to_csv(root / "wide.csv", index=False)
     (root / "empty_name.csv").write_text("size,,label\n1,red,yes\n2,blue,no\n")
     (root / "twice.csv").write_text("size,size,label\n1,2,yes\n2,3,no\n")
+    frame.assign(color="é" + frame["color"]).to_csv(root / "latin1.csv", index=False, encoding="latin-1")
     good = f"data.path={root / 'good.csv'}"
     return [
         ([f"data.path={root / 'nope.csv'}"], "nope.csv is not a file"),
@@ -236,6 +275,10 @@ def _bad_files(root: Path) -> list[tuple[list[str], str]]:
         ([f"data.path={WINE_DATA}"], "wine_data.csv: line 2 has 14 fields but the header (line 1) has 5"),
         ([f"data.path={root / 'empty_name.csv'}"], "field 2 of the header (line 1) is empty"),
         ([f"data.path={root / 'twice.csv'}"], "the header (line 1) names column 'size' twice"),
+        ([f"data.path={root / 'latin1.csv'}"], "latin1.csv is not UTF-8 text (line 2 holds byte 0xe9); the file must"),
+        ([good, "data.target=label", "data.encoding=klingon"], "data.encoding='klingon' is not a text encoding"),
+        ([good, "data.target=label", "data.sep=abc"], "data.sep='abc' must be one character"),
+        ([f"data.path={root / 'arrays.npz'}", "data.sep=';'"], "data.sep=';': only a text table (.csv, .tsv) has one"),
     ]
 
 

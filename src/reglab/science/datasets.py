@@ -160,13 +160,17 @@ def file(
     features: list[Any] | None = None,
     task: Literal["auto", "binary", "multiclass", "regression"] = "auto",
     drop_missing: bool = False,
+    sep: str | None = None,
+    encoding: str = "utf-8",
     seed: int = 0,
 ) -> Dataset:
     """Your own table (CSV, TSV, Parquet, .npz, a .npy pair, or data from Python): `reglab.science.files`.
-    `path` null: the iris table shipped with reglab; `target` null: the last column."""
+    `path` null: the iris table shipped with reglab; `target` null: the last column; `sep` null: a
+    text table's delimiter sniffed from its first lines; `encoding`: its characters'."""
     from reglab.science import files
 
-    return files.load_table(path, target, features, task, drop_missing, strict=not str(path).startswith(files.MEMORY))
+    strict = not str(path).startswith(files.MEMORY)
+    return files.load_table(path, target, features, task, drop_missing, sep, encoding, strict)
 
 
 GENERATORS: dict[str, Callable[..., Dataset]] = {
@@ -188,8 +192,8 @@ def task_of(name: str, arguments: Mapping[str, Any]) -> Task:
     """The task of data set `name` with these arguments, before it is split: a file's is read from it."""
     if name != "file":
         return TASKS[name]
-    get = arguments.get
-    return file(get("path"), get("target"), get("features"), get("task", "auto"), get("drop_missing", False)).task
+    keys = inspect.signature(file).parameters.keys() - {"seed"}
+    return file(**{k: arguments[k] for k in keys if k in arguments}).task
 
 
 def check_arguments(name: str, kwargs: dict) -> None:

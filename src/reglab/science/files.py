@@ -97,18 +97,26 @@ def facts(path: str | None, target: Any = None) -> list[dict[str, Any]]:
     return out
 
 
-def read_frame(path: str, target: Any) -> tuple[pd.DataFrame, Any, list | None]:
-    """(the table, its target column, its folds) as read from `path`; a one-line ValueError otherwise."""
+def read_frame(
+    path: str, target: Any, sep: str | None = None, encoding: str = "utf-8"
+) -> tuple[pd.DataFrame, Any, list | None]:
+    """(the table, its target column, its folds) as read from `path`; a one-line ValueError otherwise.
+    `sep` and `encoding`: a text table's delimiter (None: sniffed) and character encoding."""
+    suffix = Path(path).suffix.lower()
+    text_only = [f"data.sep={sep!r}"] * (sep is not None)
+    text_only += [f"data.encoding={encoding!r}"] * (str(encoding).lower().replace("_", "-") not in ("utf-8", "utf8"))
+    if suffix not in TEXT and text_only:
+        raise ValueError(f"{' and '.join(text_only)}: only a text table (.csv, .tsv) has one; data.path={path} is none")
     if path.startswith(MEMORY):
         if path not in _REGISTERED:
             raise ValueError(f"data.path={path} names data held by another process; pass the data again")
         frame, name, folds = _REGISTERED[path]
         return frame, name, folds
-    (source, *pair), suffix = _files(path, target), Path(path).suffix.lower()
+    source, *pair = _files(path, target)
     if suffix in TEXT:
         with reading(path):
-            text = source.read_text(encoding="utf-8")
-        return text_table(text, TEXT[suffix], path), target, None
+            raw = source.read_bytes()
+        return text_table(raw, path, sep, encoding), target, None
     if suffix in (".parquet", ".pq"):
         with reading(path):
             return pd.read_parquet(source), target, None
@@ -146,23 +154,34 @@ def _column(frame: pd.DataFrame, key: Any, what: str, path: str) -> str:
 
 
 def load_table(
-    path: str | None, target: Any, features: Sequence | None, task: str, drop_missing: bool, strict: bool = True
+    path: str | None,
+    target: Any = None,
+    features: Sequence | None = None,
+    task: str = "auto",
+    drop_missing: bool = False,
+    sep: str | None = None,
+    encoding: str = "utf-8",
+    strict: bool = True,
 ) -> Dataset:
     """The table at `path` as a Dataset, encoded (cached: members and folds read it once)."""
     path = str(path or EXAMPLE)
     stamp = tuple((f["path"], f["sha256"]) for f in facts(path, target))
-    key = (path, stamp, str(target), tuple(features or ()), task, drop_missing, strict)
+    key = (path, stamp, str(target), tuple(features or ()), task, drop_missing, sep, encoding, strict)
     if key not in _LOADED:
         if len(_LOADED) > 8:
             _LOADED.clear()
-        _LOADED[key] = _encoded(path, target, features, task, drop_missing, strict)
+        _LOADED[key] = _encoded(
+            path, target, features, task, drop_missing, strict, read_frame(path, target, sep, encoding)
+        )
     return _LOADED[key]
 
 
-def _encoded(path: str, target: Any, features: Sequence | None, task: str, drop_missing: bool, strict: bool) -> Dataset:
+def _encoded(
+    path: str, target: Any, features: Sequence | None, task: str, drop_missing: bool, strict: bool, read: tuple
+) -> Dataset:
     if task not in TASKS:
         raise ValueError(f"data.task={task!r} is not a task; choose one of: {', '.join(TASKS)}")
-    frame, column, folds = read_frame(path, target)
+    frame, column, folds = read
     name = _column(frame, -1 if column is None else column, "data.target", path)
     columns = [_column(frame, c, "data.features", path) for c in features] if features else None
     columns = columns or [str(c) for c in frame.columns if str(c) != name]

@@ -4,10 +4,13 @@ of its own, and no column becomes pandas' implicit index. Each refusal names the
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import csv
 import io
+import itertools
 from collections.abc import Iterator
+from pathlib import Path
 
 import pandas as pd
 
@@ -34,9 +37,13 @@ def _flat(error: BaseException) -> str:
     return " ".join(str(error).split())
 
 
-def text_table(text: str, sep: str, path: str) -> pd.DataFrame:
-    """A delimited table, read strictly: every row has the header's fields, and no column becomes the
-    index (pandas makes the first fields of longer rows the index, and names the data by the rest)."""
+def text_table(raw: bytes, path: str, sep: str | None = None, encoding: str = "utf-8") -> pd.DataFrame:
+    """The delimited table `raw` (the bytes of the file at `path`), decoded with `encoding`, split
+    at `sep` or at the delimiter sniffed from its first lines, and read strictly: every row has the
+    header's fields, and no column becomes the index (pandas makes the first fields of longer rows
+    the index, and names the data by the rest)."""
+    text = _decoded(raw, path, encoding)
+    sep = _delimiter(text, sep, TEXT.get(_suffix(path), ","))
     reader = csv.reader(io.StringIO(text), delimiter=sep)
     header: list[str] | None = None
     line = top = 1  # where the next record starts, and the header's line (1-based)
@@ -54,11 +61,57 @@ def text_table(text: str, sep: str, path: str) -> pd.DataFrame:
         return pd.read_csv(io.StringIO(text), sep=sep, index_col=False)
 
 
+def _suffix(path: str) -> str:
+    return Path(path).suffix.lower()
+
+
+def _decoded(raw: bytes, path: str, encoding: str) -> str:
+    """`raw` as text; a byte the encoding does not know is said with its line (UTF-8: a BOM is no field)."""
+    try:
+        utf8 = codecs.lookup(encoding).name == "utf-8"
+        return raw.decode("utf-8-sig" if utf8 else encoding)
+    except LookupError:  # no codec of that name, or one of bytes, not text (base64)
+        raise ValueError(
+            f"data.encoding={encoding!r} is not a text encoding Python knows; use one such as utf-8, latin-1, "
+            "cp1252 or utf-16"
+        ) from None
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        where = f"line {line} holds byte 0x{raw[e.start]:02x}"
+        if utf8:
+            raise ValueError(
+                f"data.path={path} is not UTF-8 text ({where}); the file must be UTF-8, or set "
+                "data.encoding to its encoding (data.encoding=latin-1, cp1252, utf-16, ...)"
+            ) from None
+        raise ValueError(
+            f"data.path={path} is not {encoding} text ({where}); set data.encoding to its encoding"
+        ) from None
+
+
+def _delimiter(text: str, sep: str | None, default: str) -> str:
+    """`sep` (`\\t` as written on a command line: a tab), or the delimiter csv.Sniffer finds in the
+    first lines among , tab ; |, or else the suffix's own (`default`): the field counts then say which line differs."""
+    if sep is not None:
+        sep = "\t" if sep == "\\t" else sep
+        if not isinstance(sep, str) or len(sep) != 1 or sep in '"\r\n':
+            raise ValueError(
+                f"data.sep={sep!r} must be one character, such as ',', ';', '|' or '\\t' (a tab); null sniffs it"
+            )
+        return sep
+    sample = "".join(itertools.islice(io.StringIO(text), 50))
+    try:
+        return csv.Sniffer().sniff(sample, delimiters=",\t;|").delimiter
+    except csv.Error:  # one column, or lines of other field counts
+        return default
+
+
 def _refuse_fields(fields: list[str], width: int, line: int, top: int, sep: str, path: str) -> None:
     said = f"data.path={path}: line {line} has {_fields(len(fields))} but the header (line {top}) has {width}"
     if len(fields) == width + 1 and fields[-1] == "":
         raise ValueError(f"{said}: it ends in {sep!r} with nothing after it; remove that trailing {sep!r}")
-    raise ValueError(f"{said} (split at {sep!r}); every line needs one field per column of the header")
+    raise ValueError(
+        f"{said} (split at {sep!r}; data.sep sets the delimiter); every line needs one field per column of the header"
+    )
 
 
 def _check_header(header: list[str], line: int, sep: str, path: str) -> None:
