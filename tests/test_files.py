@@ -3,6 +3,7 @@ categories and string labels go with the run's input transform, and a bad file i
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 from pathlib import Path
@@ -239,6 +240,32 @@ def test_a_latin1_file_reads_with_data_encoding_and_is_refused_as_not_utf8_witho
         assert data.feature_names == ["size", "color=bleu é", "color=rouge", "color=vert"]
     with pytest.raises(ValueError, match="^data.encoding='klingon' is not a text encoding Python knows"):
         files.load_table(str(tmp_path / "latin1.csv"), "label", encoding="klingon")
+
+
+def test_compressed_text_tables_read_as_their_plain_table_and_other_compressed_files_are_refused(tmp_path):
+    frame = _table(30)
+    frame.to_csv(tmp_path / "plain.csv", index=False)
+    plain = files.load_table(str(tmp_path / "plain.csv"), "label")
+    for name in ("t.csv.gz", "t.tsv.gz", "t.csv.bz2", "t.csv.xz", "t.csv.zip"):
+        frame.to_csv(tmp_path / name, index=False, sep="\t" if ".tsv" in name else ",")  # compressed by pandas
+        data = files.load_table(str(tmp_path / name), "label")
+        np.testing.assert_array_equal(data.x, plain.x)
+        np.testing.assert_array_equal(data.y, plain.y)
+    (tmp_path / "t.csv.zst").write_bytes(b"(\xb5/\xfd")  # a zstandard frame's magic number
+    try:
+        import zstandard  # noqa: F401
+    except ImportError:  # Python reads .zst itself only from 3.14 on: the module is not a dependency
+        with pytest.raises(ValueError, match=r"t.csv.zst: reading .zst needs the zstandard module: pip install"):
+            files.load_table(str(tmp_path / "t.csv.zst"), "label")
+    else:
+        with pytest.raises(ValueError, match=r"t.csv.zst is not .zst data"):
+            files.load_table(str(tmp_path / "t.csv.zst"), "label")
+    (tmp_path / "t.parquet.gz").write_bytes(gzip.compress(b"PAR1"))
+    with pytest.raises(ValueError, match=r"t.parquet.gz: only a text table is read compressed, named for its format"):
+        files.load_table(str(tmp_path / "t.parquet.gz"), "label")
+    (tmp_path / "truncated.csv.gz").write_bytes((tmp_path / "t.csv.gz").read_bytes()[:-20])
+    with pytest.raises(ValueError, match=r"truncated.csv.gz is not .gz data \(EOFError: Compressed file ended"):
+        files.load_table(str(tmp_path / "truncated.csv.gz"), "label")
 
 
 def _bad_files(root: Path) -> list[tuple[list[str], str]]:

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from reglab.science.datasets import Dataset, Task
-from reglab.science.reading import TEXT, reading, text_table
+from reglab.science.reading import TEXT, decompressed, formats, reading, text_table
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "data" / "iris.csv"  # data.path=null: shipped with reglab
 MEMORY = "memory:"
@@ -102,7 +102,7 @@ def read_frame(
 ) -> tuple[pd.DataFrame, Any, list | None]:
     """(the table, its target column, its folds) as read from `path`; a one-line ValueError otherwise.
     `sep` and `encoding`: a text table's delimiter (None: sniffed) and character encoding."""
-    suffix = Path(path).suffix.lower()
+    suffix, compression = formats(path)
     text_only = [f"data.sep={sep!r}"] * (sep is not None)
     text_only += [f"data.encoding={encoding!r}"] * (str(encoding).lower().replace("_", "-") not in ("utf-8", "utf8"))
     if suffix not in TEXT and text_only:
@@ -116,7 +116,12 @@ def read_frame(
     if suffix in TEXT:
         with reading(path):
             raw = source.read_bytes()
-        return text_table(raw, path, sep, encoding), target, None
+        return text_table(decompressed(raw, path), path, sep, encoding), target, None
+    if compression:
+        raise ValueError(
+            f"data.path={path}: only a text table is read compressed, named for its format before the "
+            f"compression (.csv{compression}, .tsv{compression})"
+        )
     if suffix in (".parquet", ".pq"):
         with reading(path):
             return pd.read_parquet(source), target, None
@@ -129,8 +134,9 @@ def read_frame(
             x, y = (arrays, targets) if keys is None else (arrays[keys[0]], arrays[keys[1]])
         return _frame_of(x, y)[0], "y", None
     raise ValueError(
-        f"data.path={path}: {suffix or 'no suffix'} is not a format reglab reads; use .csv, .tsv, "
-        ".parquet, .npz (arrays x and y) or .npy (with data.target=<targets>.npy)"
+        f"data.path={path}: {suffix or 'no suffix'} is not a format reglab reads; use .csv or .tsv (either also "
+        "compressed: .csv.gz, .bz2, .xz, .zip, .zst), .parquet, .npz (arrays x and y) or .npy (with "
+        "data.target=<targets>.npy)"
     )
 
 

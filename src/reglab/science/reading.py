@@ -4,17 +4,23 @@ of its own, and no column becomes pandas' implicit index. Each refusal names the
 
 from __future__ import annotations
 
+import bz2
 import codecs
 import contextlib
 import csv
+import gzip
 import io
 import itertools
+import lzma
+import zipfile
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
 
 TEXT = {".csv": ",", ".tsv": "\t", ".tab": "\t", ".txt": "\t"}  # a text table's suffix and its delimiter
+COMPRESSIONS = (".gz", ".bz2", ".xz", ".zip", ".zst")  # a text table's, after its own suffix: t.csv.gz
 
 
 @contextlib.contextmanager
@@ -37,13 +43,49 @@ def _flat(error: BaseException) -> str:
     return " ".join(str(error).split())
 
 
+def formats(path: str) -> tuple[str, str]:
+    """(the format's suffix, the compression's or ""): `t.csv.gz` → (".csv", ".gz")."""
+    suffixes = [s.lower() for s in Path(path).suffixes][-2:]
+    if suffixes and suffixes[-1] in COMPRESSIONS:
+        return (suffixes[0] if len(suffixes) == 2 else ""), suffixes[-1]
+    return (suffixes[-1] if suffixes else ""), ""
+
+
+def decompressed(raw: bytes, path: str) -> bytes:
+    """The bytes of a compressed file as pandas would read them (a .zip: the one file it holds)."""
+    compression = formats(path)[1]
+    try:
+        if compression == ".zip":
+            with zipfile.ZipFile(io.BytesIO(raw)) as archive:
+                names = [n for n in archive.namelist() if not n.endswith("/")]
+                if len(names) != 1:
+                    raise ValueError(f"data.path={path} holds {len(names)} files; a .zip table holds one, the table")
+                return archive.read(names[0])
+        if compression == ".zst":
+            return _unzstd(raw, path)
+        return {".gz": gzip.decompress, ".bz2": bz2.decompress, ".xz": lzma.decompress}.get(compression, bytes)(raw)
+    except (OSError, EOFError, RuntimeError, NotImplementedError, zlib.error, lzma.LZMAError, zipfile.BadZipFile) as e:
+        raise ValueError(f"data.path={path} is not {compression} data ({type(e).__name__}: {_flat(e)})") from None
+
+
+def _unzstd(raw: bytes, path: str) -> bytes:
+    try:
+        import zstandard  # not a dependency: Python reads .zst itself only from 3.14 on
+    except ImportError:
+        raise ValueError(f"data.path={path}: reading .zst needs the zstandard module: pip install zstandard") from None
+    try:
+        return zstandard.ZstdDecompressor().stream_reader(io.BytesIO(raw)).read()
+    except zstandard.ZstdError as e:
+        raise ValueError(f"data.path={path} is not .zst data ({_flat(e)})") from None
+
+
 def text_table(raw: bytes, path: str, sep: str | None = None, encoding: str = "utf-8") -> pd.DataFrame:
-    """The delimited table `raw` (the bytes of the file at `path`), decoded with `encoding`, split
-    at `sep` or at the delimiter sniffed from its first lines, and read strictly: every row has the
-    header's fields, and no column becomes the index (pandas makes the first fields of longer rows
-    the index, and names the data by the rest)."""
+    """The delimited table `raw` (the bytes of the file at `path`, decompressed), decoded with
+    `encoding`, split at `sep` or at the delimiter sniffed from its first lines, and read strictly:
+    every row has the header's fields, and no column becomes the index (pandas makes the first
+    fields of longer rows the index, and names the data by the rest)."""
     text = _decoded(raw, path, encoding)
-    sep = _delimiter(text, sep, TEXT.get(_suffix(path), ","))
+    sep = _delimiter(text, sep, TEXT.get(formats(path)[0], ","))
     reader = csv.reader(io.StringIO(text), delimiter=sep)
     header: list[str] | None = None
     line = top = 1  # where the next record starts, and the header's line (1-based)
@@ -59,10 +101,6 @@ def text_table(raw: bytes, path: str, sep: str | None = None, encoding: str = "u
         raise ValueError(f"data.path={path}: line {line} is unreadable ({e})") from None
     with reading(path):
         return pd.read_csv(io.StringIO(text), sep=sep, index_col=False)
-
-
-def _suffix(path: str) -> str:
-    return Path(path).suffix.lower()
 
 
 def _decoded(raw: bytes, path: str, encoding: str) -> str:
