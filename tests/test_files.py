@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -268,6 +269,32 @@ def test_compressed_text_tables_read_as_their_plain_table_and_other_compressed_f
         files.load_table(str(tmp_path / "truncated.csv.gz"), "label")
 
 
+def test_inf_and_nan_are_named_by_column_and_row_count_before_numpy_warns(tmp_path):
+    frame = _table(30).assign(price=np.linspace(1.0, 2.0, 30))
+    frame.assign(size=frame["size"].where(frame.index % 10 != 3, np.inf)).to_csv(tmp_path / "inf.csv", index=False)
+    frame.assign(price=frame["price"].where(frame.index != 5, -np.inf)).to_csv(tmp_path / "target.csv", index=False)
+    x = np.random.default_rng(0).normal(size=(30, 2))
+    x[[4, 7], 1] = np.nan
+    np.savez(tmp_path / "nan.npz", x=x, y=np.arange(30) % 2)
+    cases = {
+        ("inf.csv", "label"): "column 'size' has infinite values (inf or -inf) in 3 rows; replace them with numbers",
+        (
+            "target.csv",
+            "price",
+        ): "column 'price' has infinite values (inf or -inf) in 1 row; replace them with numbers",
+        (
+            "nan.npz",
+            None,
+        ): "column 'x1' has missing values (empty or NaN) in 2 rows; fill them in, or data.drop_missing",
+    }
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy's "invalid value encountered" would be raised instead
+        for (name, target), message in cases.items():
+            with pytest.raises(ValueError) as refused:
+                datasets.load("file", path=str(tmp_path / name), target=target)
+            assert str(refused.value).startswith(f"data.path={tmp_path / name}: {message}"), refused.value
+
+
 def _bad_files(root: Path) -> list[tuple[list[str], str]]:
     """(overrides, a fragment of the one line) for each kind of bad file."""
     frame = _table(60)
@@ -294,7 +321,10 @@ def _bad_files(root: Path) -> list[tuple[list[str], str]]:
         ([f"data.path={root / 'constant.csv'}", "data.target=label"], "column 'same' is constant (1.0 in every row)"),
         ([f"data.path={root / 'one_class.csv'}", "data.target=label"], "has one class ('yes')"),
         ([f"data.path={root / 'ids.csv'}", "data.target=label"], "column 'name' has 60 distinct strings in 60 rows"),
-        ([f"data.path={root / 'missing.csv'}", "data.target=label"], "column 'size' has missing values in 9 rows"),
+        (
+            [f"data.path={root / 'missing.csv'}", "data.target=label"],
+            "column 'size' has missing values (empty or NaN) in 9 rows",
+        ),
         ([f"data.path={root / 'table.xlsx'}"], ".xlsx is not a format reglab reads"),
         ([f"data.path={root / 'arrays.npz'}"], "holds arrays a; it needs x and y"),
         ([good, "data.target=label", "data.fold=0"], "data.fold=0 needs data with folds"),

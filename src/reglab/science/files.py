@@ -194,6 +194,7 @@ def _encoded(
     if name in columns:
         raise ValueError(f"data.features holds the target {name!r}; leave it out")
     frame = _without_missing(frame[[*columns, name]], path, drop_missing, folds is not None)
+    _check_finite(frame, path)
     encoding = fit_encoding(frame, columns, path, strict)
     x, y = encode(frame[columns], encoding), frame[name].to_numpy()
     y, task, classes = _target(y, name, task, path)
@@ -211,12 +212,29 @@ def _without_missing(frame: pd.DataFrame, path: str, drop: bool, has_folds: bool
     if not drop or has_folds:  # rows of folds are positions: dropping some would move them
         why = "drop those rows before making the folds" if has_folds else "or data.drop_missing=true drops those rows"
         raise ValueError(
-            f"data.path={path}: column {column!r} has missing values in {int(missing.max())} rows; fill them in, {why}"
+            f"data.path={path}: column {column!r} has missing values (empty or NaN) in {_rows(int(missing.max()))}; "
+            f"fill them in, {why}"
         )
     kept = frame.dropna().reset_index(drop=True)
     if len(kept) == 0:
         raise ValueError(f"data.path={path}: every row has a missing value; data.drop_missing=true leaves none")
     return kept
+
+
+def _rows(n: int) -> str:
+    return f"{n} row" + ("s" if n != 1 else "")
+
+
+def _check_finite(frame: pd.DataFrame, path: str) -> None:
+    """inf and -inf, numbers to pandas: refused by column here, before numpy warns about them."""
+    numeric = frame.select_dtypes("number")
+    infinite = np.isinf(numeric.to_numpy(dtype=np.float64)).sum(0)
+    if infinite.any():
+        column = str(numeric.columns[int(infinite.argmax())])
+        raise ValueError(
+            f"data.path={path}: column {column!r} has infinite values (inf or -inf) in {_rows(int(infinite.max()))}; "
+            "replace them with numbers"
+        )
 
 
 def fit_encoding(frame: pd.DataFrame, columns: list[str], path: str, strict: bool) -> dict[str, Any]:
