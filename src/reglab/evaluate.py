@@ -13,7 +13,7 @@ import pickle
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import yaml
@@ -22,6 +22,9 @@ from omegaconf import OmegaConf
 from reglab import rundir
 from reglab.errors import one_line
 from reglab.runs import load_run
+
+if TYPE_CHECKING:
+    from reglab.science.data import Task
 
 EXIT_BAD_INPUT = 2
 
@@ -58,7 +61,7 @@ def evaluate(run_dir: str | Path, overrides: Sequence[str] = ()) -> dict[str, An
             raise ValueError(f"{key} cannot be changed for an evaluation; use data=…, data.KEY=… or seed=…")
     splits = datasets.load(seed=seed, **data)  # type: ignore[arg-type]
     if run.encoding is not None and splits.rows is not None:  # a table: its rows as read, as `predict` takes them
-        (x, y), task = _table_test_split(run, splits), run.task
+        (x, y), task = _table_test_split(run, splits), cast("Task", run.task)
     else:
         raw = splits.x["test"].astype(np.float64) * splits.std + splits.mean  # undo this data set's transform
         if raw.shape[1] != len(run.mean):
