@@ -8,6 +8,7 @@ import torch
 
 from reglab.lightning.datamodule import EpochOrders, RegLabDataModule
 from reglab.science import datasets
+from reglab.science.data import SPLIT_NAMES, Dataset
 
 
 @pytest.mark.parametrize("name", list(datasets.GENERATORS))
@@ -22,7 +23,7 @@ def test_every_dataset_has_the_task_it_is_registered_with(name):
 def test_split_fractions_and_training_only_standardisation():
     data = datasets.moons(n_samples=1000, noise=0.2, seed=0)
     splits = datasets.prepare(data, (0.6, 0.2, 0.2), label_noise=0.0, seed=0)
-    assert [len(splits.y[s]) for s in datasets.SPLIT_NAMES] == [600, 200, 200]
+    assert [len(splits.y[s]) for s in SPLIT_NAMES] == [600, 200, 200]
     np.testing.assert_allclose(splits.x["train"].mean(0), 0, atol=1e-6)
     np.testing.assert_allclose(splits.x["train"].std(0), 1, atol=1e-5)
     # Held-out splits use the training statistics, so they are close to, not exactly, standard.
@@ -99,10 +100,10 @@ def test_a_noise_so_large_that_the_variance_overflows_is_refused_naming_the_key_
 
 
 def test_inputs_the_same_in_every_row_are_refused_but_one_constant_input_among_others_is_not():
-    same = datasets.Dataset(np.full((50, 2), 3.0), np.arange(50) % 2, "binary", 2)
+    same = Dataset(np.full((50, 2), 3.0), np.arange(50) % 2, "binary", 2)
     with pytest.raises(ValueError, match="data set 'x' has inputs that are the same in every row"):
         datasets.check_values(same, "x")
-    one = datasets.Dataset(np.c_[np.full(50, 3.0), np.arange(50.0)], np.arange(50) % 2, "binary", 2)
+    one = Dataset(np.c_[np.full(50, 3.0), np.arange(50.0)], np.arange(50) % 2, "binary", 2)
     datasets.check_values(one, "x")
 
 

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from reglab.science.datasets import Dataset, Task
+from reglab.science.data import Dataset, Task
 from reglab.science.reading import TEXT, decompressed, formats, reading, text_table
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "data" / "iris.csv"  # data.path=null: shipped with reglab
