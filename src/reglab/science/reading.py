@@ -115,7 +115,7 @@ def _decoded(raw: bytes, path: str, encoding: str) -> str:
         ) from None
     except UnicodeDecodeError as e:
         line = raw[: e.start].count(b"\n") + 1
-        where = f"line {line} holds byte 0x{raw[e.start]:02x}"
+        where = f"line {line} holds byte 0x{raw[e.start : e.start + 1].hex()}"
         if utf8:
             raise ValueError(
                 f"data.path={path} is not UTF-8 text ({where}); the file must be UTF-8, or set "
