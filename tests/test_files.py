@@ -241,6 +241,10 @@ def test_a_latin1_file_reads_with_data_encoding_and_is_refused_as_not_utf8_witho
         assert data.feature_names == ["size", "color=bleu é", "color=rouge", "color=vert"]
     with pytest.raises(ValueError, match="^data.encoding='klingon' is not a text encoding Python knows"):
         files.load_table(str(tmp_path / "latin1.csv"), "label", encoding="klingon")
+    from reglab.train import command_line_error
+
+    latin1 = ["data=file", f"data.path={tmp_path / 'latin1.csv'}", "data.target=label", "data.encoding=latin-1"]
+    assert command_line_error([*latin1, "logger=none", "model.hidden=[4]"]) is None  # it can train
 
 
 def test_compressed_text_tables_read_as_their_plain_table_and_other_compressed_files_are_refused(tmp_path):
