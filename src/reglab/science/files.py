@@ -25,6 +25,7 @@ from reglab.science.reading import TEXT, decompressed, formats, reading, text_ta
 EXAMPLE = Path(__file__).resolve().parents[1] / "data" / "iris.csv"  # data.path=null: shipped with reglab
 MEMORY = "memory:"
 TASKS = ("auto", "binary", "multiclass", "regression")
+UTF8 = ("utf-8", "utf8", "utf_8")  # data.encoding's default, spelt as Python accepts it
 MAX_CLASSES = 20  # task=auto: a target of integers with at most this many values is a class label
 # A string column with more distinct values than this (and than half its rows) is no category: an id or text.
 MAX_CATEGORIES = 50
@@ -103,10 +104,10 @@ def read_frame(
     """(the table, its target column, its folds) as read from `path`; a one-line ValueError otherwise.
     `sep` and `encoding`: a text table's delimiter (None: sniffed) and character encoding."""
     suffix, compression = formats(path)
-    text_only = [f"data.sep={sep!r}"] * (sep is not None)
-    text_only += [f"data.encoding={encoding!r}"] * (str(encoding).lower().replace("_", "-") not in ("utf-8", "utf8"))
-    if suffix not in TEXT and text_only:
-        raise ValueError(f"{' and '.join(text_only)}: only a text table (.csv, .tsv) has one; data.path={path} is none")
+    if suffix not in TEXT:  # the keys of a text table, set for another file: an error, not ignored
+        text_only = {"data.sep": sep, "data.encoding": encoding if str(encoding).lower() not in UTF8 else None}
+        if said := [f"{key}={value!r}" for key, value in text_only.items() if value is not None]:
+            raise ValueError(f"{' and '.join(said)}: only a text table (.csv, .tsv) has one; data.path={path} is none")
     if path.startswith(MEMORY):
         if path not in _REGISTERED:
             raise ValueError(f"data.path={path} names data held by another process; pass the data again")
@@ -314,13 +315,17 @@ def _rows_frame(rows: Any, columns: list[str], target: str | None) -> pd.DataFra
     if isinstance(rows, pd.DataFrame):
         names = [str(c) for c in rows.columns]
         missing, extra = [c for c in columns if c not in names], [c for c in names if c not in columns]
-        unknown = "the target: leave it out" if extra and extra[0] == target else "unknown to the model"
-        said = [f"have column {extra[0]!r}, {unknown}"] if extra and not missing else []
-        said += [f"have column {extra[0]!r} and lack {missing[0]!r}"] if extra and missing else []
-        said += [f"lack column {missing[0]!r}"] if missing and not extra else []
-        if said:
-            raise ValueError(f"the rows {said[0]}; {takes}")
-        return rows.set_axis(names, axis=1)[columns].reset_index(drop=True)
+        if not missing and not extra:
+            return rows.set_axis(names, axis=1)[columns].reset_index(drop=True)
+        if extra and missing:  # a misnamed column
+            problem = f"have column {extra[0]!r} and lack {missing[0]!r}"
+        elif extra:
+            problem = f"have column {extra[0]!r}, " + (
+                "the target: leave it out" if extra[0] == target else "unknown to the model"
+            )
+        else:
+            problem = f"lack column {missing[0]!r}"
+        raise ValueError(f"the rows {problem}; {takes}")
     if isinstance(rows, np.ndarray) and rows.ndim == 2:
         table: Any = rows
     else:

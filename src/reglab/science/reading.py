@@ -54,6 +54,8 @@ def formats(path: str) -> tuple[str, str]:
 def decompressed(raw: bytes, path: str) -> bytes:
     """The bytes of a compressed file as pandas would read them (a .zip: the one file it holds)."""
     compression = formats(path)[1]
+    if not compression:
+        return raw
     try:
         if compression == ".zip":
             with zipfile.ZipFile(io.BytesIO(raw)) as archive:
@@ -63,7 +65,7 @@ def decompressed(raw: bytes, path: str) -> bytes:
                 return archive.read(names[0])
         if compression == ".zst":
             return _unzstd(raw, path)
-        return {".gz": gzip.decompress, ".bz2": bz2.decompress, ".xz": lzma.decompress}.get(compression, bytes)(raw)
+        return {".gz": gzip.decompress, ".bz2": bz2.decompress, ".xz": lzma.decompress}[compression](raw)
     except (OSError, EOFError, RuntimeError, NotImplementedError, zlib.error, lzma.LZMAError, zipfile.BadZipFile) as e:
         raise ValueError(f"data.path={path} is not {compression} data ({type(e).__name__}: {_flat(e)})") from None
 
