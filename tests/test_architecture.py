@@ -1,6 +1,7 @@
 """The layers show in the imports: science never imports Lightning or Hydra, and no module imports
 one above it (`../shared/STYLE.md`: train (the Hydra entry point) -> multirun, fit (the driver) ->
-preflight -> config, members, rundir, lightning/, science/; report -> runs <- figures). errors and
+preflight -> config, members, rundir, lightning/, science/; report -> runs <- figures), nor, inside
+science/, one of its own rank or above. No import cycle, inside a function or not. errors and
 tables import nothing from reglab, and the light modules (what a refusal or `--cfg job` needs)
 import neither torch nor Lightning at module level."""
 
@@ -60,6 +61,90 @@ def test_no_module_imports_a_layer_above_its_own(path):
             assert not name.startswith(("lightning", "hydra", "omegaconf", "wandb")), f"science imports {name}"
         if layer in ("figures", "runs"):
             assert not name.startswith(("lightning", "reglab.lightning", "reglab.report", "hydra")), name
+
+
+# Ranks inside science/, the same rule one level down: `data` holds the plain types (Task, Dataset,
+# Splits) that the generators (`datasets`) and the file reader (`files`) both use, so that neither
+# imports the other for them; `datasets.file` reads files.
+SCIENCE_RANK = {
+    "conventions": 0, "data": 0, "model": 0, "proximal": 0, "reading": 0,
+    "files": 1, "metrics": 1, "regularizers": 1,
+    "datasets": 2,
+}  # fmt: skip
+SCIENCE = sorted((SRC / "science").glob("*.py"))
+
+
+def _module(path: Path) -> str:
+    """`reglab.science.files` for src/reglab/science/files.py; a package's `__init__.py` is the package."""
+    parts = path.relative_to(SRC.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {_module(p): p for p in SRC.rglob("*.py")}
+
+
+def _reglab_imports(path: Path) -> set[str]:
+    """The reglab modules `path` imports anywhere, inside functions too: `from reglab.science import
+    files` is `reglab.science.files`, `from reglab.science.datasets import Task` `reglab.science.datasets`."""
+    me = _module(path)
+    package = me if path.name == "__init__.py" else me.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name.split(".")[0] == "reglab"}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:  # `from . import x`, `from ..science import y`
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*anchor, *([base] if base else [])])
+            if base.split(".")[0] == "reglab":
+                found |= {f"{base}.{a.name}" if f"{base}.{a.name}" in MODULES else base for a in node.names}
+    return found - {me}
+
+
+def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """An import cycle of `graph` (module -> the modules it imports) as [a, b, ..., a], or None."""
+    done: set[str] = set()
+    path: list[str] = []
+
+    def visit(module: str) -> list[str] | None:
+        path.append(module)
+        for other in sorted(graph.get(module, ())):
+            if other in path:
+                return path[path.index(other) :] + [other]
+            if other not in done and (found := visit(other)):
+                return found
+        done.add(path.pop())
+        return None
+
+    return next((c for m in sorted(graph) if m not in done and (c := visit(m))), None)
+
+
+@pytest.mark.parametrize("path", SCIENCE, ids=[p.name for p in SCIENCE])
+def test_science_modules_import_only_lower_ranks_of_science(path):
+    if path.name == "__init__.py":
+        return
+    assert path.stem in SCIENCE_RANK, f"science/{path.name} has no rank; add it to SCIENCE_RANK"
+    for name in _reglab_imports(path):
+        assert name.startswith("reglab.science."), f"science/{path.name} imports {name}"
+        other = name.split(".")[2]
+        assert SCIENCE_RANK[other] < SCIENCE_RANK[path.stem], f"science/{path.name} imports {name}, not below it"
+
+
+def test_no_import_cycle_anywhere_in_src_function_level_imports_included():
+    graph = {module: _reglab_imports(path) for module, path in MODULES.items()}
+    assert graph["reglab.science.datasets"] >= {"reglab.science.data", "reglab.science.files"}  # the reader sees both
+    cycle = _cycle(graph)
+    assert cycle is None, "import cycle: " + " -> ".join(cycle or [])
+
+
+def test_the_cycle_finder_finds_a_circle_of_two_and_a_longer_one_and_none_in_a_tree():
+    """datasets <-> files was such a circle: files took Dataset and Task from datasets, whose
+    `file()` imported files inside the function."""
+    circle = {"datasets": {"files", "data"}, "files": {"datasets", "data"}, "data": set()}
+    assert _cycle(circle) == ["datasets", "files", "datasets"]
+    assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == ["a", "b", "c", "a"]
+    assert _cycle({"a": {"b", "c"}, "b": {"c"}, "c": set()}) is None
 
 
 def _top_level_imports(path: Path) -> set[str]:

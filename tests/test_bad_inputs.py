@@ -139,7 +139,7 @@ CONSTRUCTORS = [
     (["data=circles", "data.noise=-1"], "data.noise=-1 must be >= 0"),
     (["data=moons", "data.n_samples=-5"], "data.n_samples=-5 must be an integer >= 1"),
     (["data=xor", "data.noise=-0.1"], "data.noise=-0.1 must be >= 0"),
-    (["data=spirals", "data.turns=0"], "data.turns=0: data set 'spirals' with seed 0"),  # NaN inputs
+    (["data=spirals", "data.turns=0"], "data.turns=0: data set 'spirals' has NaN or infinite values in input 0"),
     (["data=spirals", "data.turns=abc"], "data.turns='abc' must be a number (from data set 'spirals')"),
     (["data=features", "data.n_informative=40"], "data.n_informative=40: Number of informative, redundant"),
     (["data=features", "data.n_features=3"], "data.n_features=3: Number of informative, redundant"),

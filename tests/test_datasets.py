@@ -1,11 +1,14 @@
 """Data sets: generated or bundled, split with a seed, standardised on the training split only."""
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
 
 from reglab.lightning.datamodule import EpochOrders, RegLabDataModule
 from reglab.science import datasets
+from reglab.science.data import SPLIT_NAMES, Dataset
 
 
 @pytest.mark.parametrize("name", list(datasets.GENERATORS))
@@ -20,7 +23,7 @@ def test_every_dataset_has_the_task_it_is_registered_with(name):
 def test_split_fractions_and_training_only_standardisation():
     data = datasets.moons(n_samples=1000, noise=0.2, seed=0)
     splits = datasets.prepare(data, (0.6, 0.2, 0.2), label_noise=0.0, seed=0)
-    assert [len(splits.y[s]) for s in datasets.SPLIT_NAMES] == [600, 200, 200]
+    assert [len(splits.y[s]) for s in SPLIT_NAMES] == [600, 200, 200]
     np.testing.assert_allclose(splits.x["train"].mean(0), 0, atol=1e-6)
     np.testing.assert_allclose(splits.x["train"].std(0), 1, atol=1e-5)
     # Held-out splits use the training statistics, so they are close to, not exactly, standard.
@@ -64,6 +67,44 @@ def test_unknown_dataset_and_argument_are_named():
         datasets.check_arguments("mnist", {})
     with pytest.raises(ValueError, match="data.noize is not an argument of data set 'moons'"):
         datasets.check_arguments("moons", {"noize": 0.1})
+
+
+def test_spirals_with_zero_turns_are_refused_in_one_line_before_numpy_warns():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy's "invalid value encountered in divide" would be raised
+        with pytest.raises(ValueError) as refused:
+            datasets.load("spirals", n_samples=100, turns=0)
+    assert str(refused.value) == (
+        "data set 'spirals' has NaN or infinite values in input 0 (100 of 100 rows); nothing can be learnt from it"
+    )
+
+
+def test_a_noise_so_large_that_the_variance_overflows_is_refused_naming_the_key_not_trained_at_chance():
+    """`data.noise=1e300` once standardised every input to 0 and trained at chance, saying `completed`."""
+    from reglab.train import command_line_error
+
+    overflows = "their variance overflows); nothing can be learnt from it"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # numpy's "overflow encountered in square" would be raised
+        with pytest.raises(ValueError) as inputs:
+            datasets.load("moons", n_samples=100, noise=1e300)
+        with pytest.raises(ValueError) as targets:
+            datasets.load("sparse_regression", n_samples=100, noise=1e300)
+    assert (
+        str(inputs.value)
+        == f"data set 'moons' has values too large to standardise in input 0 (up to 2.22e+300: {overflows}"
+    )
+    assert str(targets.value).endswith(f"in its target (up to 2.86e+300: {overflows}")
+    error = command_line_error(["data=moons", "data.noise=1e300", "logger=none"])
+    assert error is not None and error.startswith("data.noise=1e+300: data set 'moons' has values too large"), error
+
+
+def test_inputs_the_same_in_every_row_are_refused_but_one_constant_input_among_others_is_not():
+    same = Dataset(np.full((50, 2), 3.0), np.arange(50) % 2, "binary", 2)
+    with pytest.raises(ValueError, match="data set 'x' has inputs that are the same in every row"):
+        datasets.check_values(same, "x")
+    one = Dataset(np.c_[np.full(50, 3.0), np.arange(50.0)], np.arange(50) % 2, "binary", 2)
+    datasets.check_values(one, "x")
 
 
 def test_epoch_orders_are_permutations_fixed_by_seed_and_epoch():

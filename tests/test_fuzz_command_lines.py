@@ -3,18 +3,23 @@ and a refusal (exit 2) leaves nothing on disk.
 
 Generated command lines set one to three of the composed config's scalar leaves (and lists) to
 values of every kind: zero, negative, huge, NaN, ±inf, empty strings, null, wrong types; or set a
-config group to null or to an unknown name; sometimes as a `-m` sweep. `make test` checks a bounded,
+config group to null or to an unknown name; sometimes as a `-m` sweep. `data=file` command lines
+read bad tables (a short header, a trailing comma, not UTF-8, inf, an empty file, a broken .gz, ...)
+and good ones, with their keys (sep, encoding, target, features, ...) set. `make test` checks a bounded,
 derandomized sample in process (`command_line_error`: the checks and the in-memory build that the
 command line runs before training); `make fuzz` runs thousands, and real `reglab-train` processes.
 """
 
 from __future__ import annotations
 
+import gzip
+import io
 import logging
 import os
 import subprocess
 import sys
 import tempfile
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -61,6 +66,57 @@ def command_lines(draw) -> list[str]:
     return args
 
 
+def _zipped(name: str, text: str) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr(name, text)
+    return buffer.getvalue()
+
+
+# Tables, bad and good, for `data=file` command lines: each is read and refused in one line, or trains.
+GOOD = "a,b,y\n" + "".join(f"{i % 7 / 3:.3f},{'red' if i % 3 else 'blue'},{i % 2}\n" for i in range(40))
+TABLES: dict[str, bytes] = {
+    "good.csv": GOOD.encode(),
+    "short_header.csv": b"3,2\n" + GOOD.split("\n", 1)[1].encode(),  # sklearn's wine_data.csv: a count line
+    "trailing_comma.csv": GOOD.replace("\n", ",\n").replace("y,\n", "y\n", 1).encode(),
+    "latin1.csv": GOOD.replace("red", "rouge é").encode("latin-1"),
+    "utf16.csv": GOOD.encode("utf-16"),
+    "inf.csv": GOOD.replace(",1\n", ",inf\n", 1).replace("0.333", "-inf").encode(),
+    "nan.csv": GOOD.replace("0.333", "nan").encode(),
+    "semicolon.csv": GOOD.replace(",", ";").encode(),
+    "empty.csv": b"",
+    "header_only.csv": b"a,b,y\n",
+    "one_column.csv": b"y\n0\n1\n0\n",
+    "quote.csv": b'a,b,y\n"1,2\n',
+    "good.csv.gz": gzip.compress(GOOD.encode()),
+    "not_gzip.csv.gz": b"a,b,y\n",
+    "good.tsv.zip": _zipped("good.tsv", GOOD.replace(",", "\t")),
+}
+FILE_VALUES = {
+    "data.sep": ["null", "','", "';'", "'\\t'", "'|'", "''", "abc", "1"],
+    "data.encoding": ["utf-8", "latin-1", "utf-16", "rot13", "''", "klingon", "1"],
+    "data.target": ["null", "y", "a", "0", "-1", "5", "nope"],
+    "data.features": ["null", "[a]", "[b]", "[y]", "[]", "[nope]", "[0,1]"],
+    "data.task": ["auto", "binary", "multiclass", "regression", "nope"],
+    "data.drop_missing": ["true", "false"],
+}
+
+
+@pytest.fixture(scope="module")
+def tables(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("tables")
+    for name, content in TABLES.items():
+        (root / name).write_bytes(content)
+    return root
+
+
+@st.composite
+def file_command_lines(draw) -> list[str]:
+    """`data=file` on one of `TABLES`, with zero to two of its keys set."""
+    keys = draw(st.lists(st.sampled_from(sorted(FILE_VALUES)), max_size=2, unique=True))
+    return [draw(st.sampled_from(sorted(TABLES))), *(f"{k}={draw(st.sampled_from(FILE_VALUES[k]))}" for k in keys)]
+
+
 def _is_one_clean_line(text: str) -> bool:
     return "\n" not in text.strip() and not any(s in text for s in ("Traceback", "site-packages", 'File "'))
 
@@ -75,6 +131,10 @@ def _is_one_clean_line(text: str) -> bool:
 )
 @given(args=command_lines())
 def test_every_command_line_is_refused_in_one_line_or_passes_the_preflight(args):
+    _refused_in_one_line_or_passes(args)
+
+
+def _refused_in_one_line_or_passes(args: list[str]) -> None:
     logged = _Records()  # a refusal prints its one line only: nothing logged at WARNING or above
     logging.getLogger().addHandler(logged)
     with tempfile.TemporaryDirectory() as cwd:
@@ -88,6 +148,22 @@ def test_every_command_line_is_refused_in_one_line_or_passes_the_preflight(args)
         assert error is None or (error.strip() and _is_one_clean_line(error)), (args, error)
         assert error is None or not logged.records, (args, error, logged.records[:1])
         assert list(Path(cwd).iterdir()) == [], (args, error)
+
+
+@settings(
+    max_examples=max(EXAMPLES // 2, 1),
+    deadline=None,
+    derandomize=not FUZZING,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow],
+    phases=[Phase.explicit, Phase.generate],
+)
+@given(table_and_args=file_command_lines())
+def test_every_file_command_line_is_refused_in_one_line_or_passes_the_preflight(tables, table_and_args):
+    """A bad table (a short header, a trailing comma, not UTF-8, inf, ...) or a key that does not fit
+    it: one clean line, nothing written; else the run can start."""
+    name, *args = table_and_args
+    _refused_in_one_line_or_passes(["data=file", f"data.path={tables / name}", *args])
 
 
 class _Records(logging.Handler):
@@ -107,7 +183,19 @@ BASE = {"trainer.max_epochs": "2", "data.n_samples": "120", "model.hidden": "[8]
 @settings(max_examples=max(EXAMPLES // 10, 1), deadline=None, database=None, phases=[Phase.generate])
 @given(args=command_lines())
 def test_every_real_command_line_exits_0_2_or_3_without_a_traceback(args):
-    keys = {a.split("=")[0] for a in args}
+    _real_command_line(args)
+
+
+@pytest.mark.skipif(not FUZZING, reason="a process per example: `make fuzz`")
+@settings(max_examples=max(EXAMPLES // 20, 1), deadline=None, database=None, phases=[Phase.generate])
+@given(table_and_args=file_command_lines())
+def test_every_real_file_command_line_exits_0_2_or_3_without_a_traceback(tables, table_and_args):
+    name, *args = table_and_args
+    _real_command_line(["data=file", f"data.path={tables / name}", *args], without=("data.n_samples",))
+
+
+def _real_command_line(args: list[str], without: tuple[str, ...] = ()) -> None:
+    keys = {a.split("=")[0] for a in args} | set(without)
     base = [f"{k}={v}" for k, v in BASE.items() if k not in keys and not any(x.startswith(k) for x in keys)]
     env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"}
     with tempfile.TemporaryDirectory() as cwd:

@@ -13,7 +13,7 @@ import pickle
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import yaml
@@ -22,6 +22,9 @@ from omegaconf import OmegaConf
 from reglab import rundir
 from reglab.errors import one_line
 from reglab.runs import load_run
+
+if TYPE_CHECKING:
+    from reglab.science.data import Task
 
 EXIT_BAD_INPUT = 2
 
@@ -57,16 +60,36 @@ def evaluate(run_dir: str | Path, overrides: Sequence[str] = ()) -> dict[str, An
         else:
             raise ValueError(f"{key} cannot be changed for an evaluation; use data=…, data.KEY=… or seed=…")
     splits = datasets.load(seed=seed, **data)  # type: ignore[arg-type]
-    x = splits.x["test"].astype(np.float64) * splits.std + splits.mean  # raw: undo this data set's transform
-    if x.shape[1] != len(run.mean):
-        raise ValueError(f"data set {data['name']!r} has {x.shape[1]} inputs; the run was trained on {len(run.mean)}")
+    if run.encoding is not None and splits.rows is not None:  # a table: its rows as read, as `predict` takes them
+        (x, y), task = _table_test_split(run, splits), cast("Task", run.task)
+    else:
+        raw = splits.x["test"].astype(np.float64) * splits.std + splits.mean  # undo this data set's transform
+        if raw.shape[1] != len(run.mean):
+            raise ValueError(
+                f"data set {data['name']!r} has {raw.shape[1]} inputs; the run was trained on {len(run.mean)}"
+            )
+        x, y, task = run.transform(raw), splits.y["test"], splits.task
     with torch.no_grad():
-        logits = run.model(torch.from_numpy(run.transform(x)))
-    metrics = prediction_metrics(logits, torch.from_numpy(splits.y["test"]), splits.task)
+        logits = run.model(torch.from_numpy(x))
+    metrics = prediction_metrics(logits, torch.from_numpy(y), task)
     result: dict[str, Any] = {"run_dir": str(run_dir), "data": {**data, "seed": seed}, "split": "test"}
     result |= {"n": len(splits.y["test"]), "metrics": {f"test/{k}": float(v[0]) for k, v in metrics.items()}}
     rundir.atomic_write_text(Path(run_dir) / "eval.json", json.dumps(result, indent=2, sort_keys=True) + "\n")
     return result
+
+
+def _table_test_split(run: Any, splits: Any) -> tuple[np.ndarray, np.ndarray]:
+    """A table's test rows through the run's own fitted encoding, once (the table's own one-hot
+    columns may differ: another file, other categories): the model's inputs, and the targets as
+    it trained on them (class indices of its labels, or values in its standardised units)."""
+    from reglab.science import files
+
+    rows = splits.rows.iloc[splits.index["test"]]
+    x = run.transform(rows[splits.encoding["columns"]])
+    y = files.target_index(rows[splits.encoding["target"]], run.encoding)
+    if run.task == "regression":
+        y = (y - run.target_scale[0]) / run.target_scale[1]
+    return x, y.astype(np.float32 if run.task == "regression" else np.int64)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from reglab.science import datasets
+from reglab.science import data, datasets
 
 
 class EpochOrders:
@@ -103,7 +103,7 @@ class RegLabDataModule(L.LightningDataModule):
                 what = f"seed {s}" + (f", fold {f}" if f is not None else "")
                 raise ValueError(f"data set {name!r} with {what} and {dataset_kwargs} has non-finite inputs; check it")
         first = self.data[self.distinct[0]]
-        sizes = {split: len(first.y[split]) for split in datasets.SPLIT_NAMES}
+        sizes = {split: len(first.y[split]) for split in data.SPLIT_NAMES}
         if any(len(d.y[s]) != n for d in self.data.values() for s, n in sizes.items()):
             raise ValueError("data.fold: folds whose splits differ in size cannot be members of one stack")
         if min(sizes.values()) < 1 or sizes["train"] < 2:
@@ -121,11 +121,11 @@ class RegLabDataModule(L.LightningDataModule):
                 torch.stack([torch.from_numpy(self.data[d].x[s]) for d in self.distinct]),
                 torch.stack([torch.from_numpy(self.data[d].y[s]) for d in self.distinct]).to(target),
             )
-            for s in datasets.SPLIT_NAMES
+            for s in data.SPLIT_NAMES
         }
 
     @property
-    def task(self) -> datasets.Task:
+    def task(self) -> data.Task:
         return self.data[self.distinct[0]].task
 
     @property
@@ -137,7 +137,7 @@ class RegLabDataModule(L.LightningDataModule):
         n_classes = self.data[self.distinct[0]].n_classes
         return n_classes if self.task == "multiclass" else 1
 
-    def member(self, k: int) -> datasets.Splits:
+    def member(self, k: int) -> data.Splits:
         """Member k's splits as NumPy arrays (standardised), with the data set's facts."""
         return self.data[self.keys[k]]
 

@@ -9,26 +9,11 @@ from __future__ import annotations
 import inspect
 import numbers
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
 
-Task = Literal["binary", "multiclass", "regression"]
-
-
-@dataclass
-class Dataset:
-    x: np.ndarray  # (n, d) float32
-    y: np.ndarray  # (n,) int64 class labels, or float32 targets for regression
-    task: Task
-    n_classes: int = 0  # 0 for regression
-    support: list[int] | None = None  # indices of the inputs that carry signal, when known
-    coef: list[float] | None = None  # the true linear coefficients (sparse_regression)
-    feature_names: list[str] | None = None  # the inputs' names, where they have some (a table's columns)
-    encoding: dict[str, Any] | None = None  # raw rows -> inputs, classes -> labels (`files.encode`), as plain data
-    folds: list[tuple[np.ndarray, np.ndarray]] | None = None  # (train rows, val rows) that `data.fold` picks
-    source: list[dict[str, Any]] | None = None  # path, size and sha256 of the files read
+from reglab.science.data import SPLIT_NAMES, Dataset, Splits, Task
 
 
 def _sklearn():  # noqa: ANN202
@@ -159,13 +144,17 @@ def file(
     features: list[Any] | None = None,
     task: Literal["auto", "binary", "multiclass", "regression"] = "auto",
     drop_missing: bool = False,
+    sep: str | None = None,
+    encoding: str = "utf-8",
     seed: int = 0,
 ) -> Dataset:
     """Your own table (CSV, TSV, Parquet, .npz, a .npy pair, or data from Python): `reglab.science.files`.
-    `path` null: the iris table shipped with reglab; `target` null: the last column."""
+    `path` null: the iris table shipped with reglab; `target` null: the last column; `sep` null: a
+    text table's delimiter sniffed from its first lines; `encoding`: its characters'."""
     from reglab.science import files
 
-    return files.load_table(path, target, features, task, drop_missing, strict=not str(path).startswith(files.MEMORY))
+    strict = not str(path).startswith(files.MEMORY)
+    return files.load_table(path, target, features, task, drop_missing, sep, encoding, strict)
 
 
 GENERATORS: dict[str, Callable[..., Dataset]] = {
@@ -187,8 +176,8 @@ def task_of(name: str, arguments: Mapping[str, Any]) -> Task:
     """The task of data set `name` with these arguments, before it is split: a file's is read from it."""
     if name != "file":
         return TASKS[name]
-    get = arguments.get
-    return file(get("path"), get("target"), get("features"), get("task", "auto"), get("drop_missing", False)).task
+    keys = inspect.signature(file).parameters.keys() - {"seed"}
+    return file(**{k: arguments[k] for k in keys if k in arguments}).task
 
 
 def check_arguments(name: str, kwargs: dict) -> None:
@@ -200,36 +189,6 @@ def check_arguments(name: str, kwargs: dict) -> None:
     if unknown:
         takes = ", ".join(sorted(allowed)) or "nothing"
         raise ValueError(f"data.{unknown[0]} is not an argument of data set {name!r}; it takes: {takes}")
-
-
-@dataclass
-class Splits:
-    """Standardised train/val/test arrays; statistics from the training split only."""
-
-    x: dict[str, np.ndarray]
-    y: dict[str, np.ndarray]
-    task: Task
-    n_classes: int
-    support: list[int] | None = None
-    coef: list[float] | None = None
-    flipped: int = 0  # number of training labels flipped by label noise
-    mean: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    std: np.ndarray = field(default_factory=lambda: np.ones(0))
-    y_mean: float = 0.0  # a regression's targets: y_std = (y - y_mean) / y_std
-    y_std: float = 1.0
-    feature_names: list[str] | None = None
-    encoding: dict[str, Any] | None = None
-    source: list[dict[str, Any]] | None = None
-
-    def input_transform(self) -> dict[str, Any]:
-        """What `reglab.load_run` needs to take raw rows and give back labels or values, as plain data."""
-        out: dict[str, Any] = {"mean": self.mean.tolist(), "std": self.std.tolist()}
-        if self.task == "regression":
-            out |= {"target_mean": float(self.y_mean), "target_std": float(self.y_std)}
-        return out | ({"encoding": self.encoding} if self.encoding is not None else {})
-
-
-SPLIT_NAMES = ("train", "val", "test")
 
 
 def prepare(
@@ -259,7 +218,7 @@ def prepare(
         # Shift each flipped label by 1..C-1 classes, so it always lands on a different class.
         shift = rng.integers(1, data.n_classes, size=flipped)
         y["train"][flip] = (y["train"][flip] + shift) % data.n_classes
-    facts = (data.feature_names, data.encoding, data.source)
+    facts = (data.feature_names, data.encoding, data.source, data.rows, index)
     return Splits(x, y, data.task, data.n_classes, data.support, data.coef, flipped, mean, std, y_mean, y_std, *facts)
 
 
@@ -291,8 +250,39 @@ def load(
 ) -> Splits:
     """Data set `name` generated (or loaded) with `seed`, then split and standardised by `prepare`."""
     check_arguments(name, kwargs)
-    data = GENERATORS[name](seed=seed, **kwargs)
+    with np.errstate(all="ignore"):  # values nothing can be learnt from are said by `check_values`, in one line
+        data = GENERATORS[name](seed=seed, **kwargs)
+    check_values(data, name)
     return prepare(data, tuple(split), label_noise, seed, fold)  # type: ignore[arg-type]
+
+
+def check_values(data: Dataset, name: str) -> None:
+    """Refuse data that nothing can be learnt from, whichever argument made it so (a noise level, a
+    scale, `turns=0`): inputs or regression targets that are NaN or infinite or too large to
+    standardise (their variance overflows), or inputs that are the same in every row."""
+    parts = {"input": (np.asarray(data.x, dtype=np.float64), data.feature_names)}
+    if data.task == "regression":
+        parts["target"] = (np.asarray(data.y, dtype=np.float64)[:, None], None)
+    for what, (values, names) in parts.items():
+        columns = [f"{what} {c!r}" for c in names] if names else [f"{what} {j}" for j in range(values.shape[1])]
+        columns = columns if len(columns) > 1 else [f"its {what}"]
+        bad = ~np.isfinite(values)
+        if bad.any():
+            j = int(bad.any(0).argmax())
+            raise ValueError(
+                f"data set {name!r} has NaN or infinite values in {columns[j]} ({int(bad[:, j].sum())} of "
+                f"{len(values)} rows); nothing can be learnt from it"
+            )
+        with np.errstate(over="ignore", invalid="ignore"):
+            std = values.std(0)
+        if not np.isfinite(std).all():
+            j = int((~np.isfinite(std)).argmax())
+            raise ValueError(
+                f"data set {name!r} has values too large to standardise in {columns[j]} (up to "
+                f"{np.abs(values[:, j]).max():.3g}: their variance overflows); nothing can be learnt from it"
+            )
+        if what == "input" and len(values) > 1 and (std == 0).all():
+            raise ValueError(f"data set {name!r} has inputs that are the same in every row; nothing can be learnt")
 
 
 def load_splits(data_config: Mapping[str, Any], seed: int) -> Splits:

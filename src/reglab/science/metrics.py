@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from reglab.science.datasets import Task
+from reglab.science.data import Task
 from reglab.science.model import MLP
 
 
