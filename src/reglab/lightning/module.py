@@ -23,7 +23,7 @@ from lightning.pytorch.core.optimizer import LightningOptimizer
 from torch import Tensor
 
 from reglab import checkpoint
-from reglab.science.datasets import Task
+from reglab.science.data import Task
 from reglab.science.metrics import data_loss, prediction_metrics, weight_metrics
 from reglab.science.model import MLP
 from reglab.science.regularizers import Regularizer
