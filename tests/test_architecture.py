@@ -22,7 +22,7 @@ RANK = {
     "report_wandb": 3,
     "member_files": 4, "report": 4, "evaluate": 4,
     "fit": 5, "multirun": 5,
-    "train": 6,
+    "train": 6, "api": 6,
     "estimators": 7,  # scikit-learn's API over train.run
 }  # fmt: skip
 # Modules whose own top-level imports stay light: a refusal, `--help` and `--cfg job` load only these.

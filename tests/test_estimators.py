@@ -12,13 +12,13 @@ from sklearn.model_selection import GridSearchCV, KFold
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 import reglab
+from reglab.api import run
 from reglab.estimators import (
     RegularizedMLPClassifier,
     RegularizedMLPClassifierCV,
     RegularizedMLPRegressor,
     RegularizedMLPRegressorCV,
 )
-from reglab.train import run
 
 TINY = {"hidden": (8,), "epochs": 15, "lr": 0.02, "batch_size": 32}
 # Checks scikit-learn's estimators must pass that these fail by design, each with its reason.

@@ -409,7 +409,7 @@ def test_a_sweep_it_cannot_run_is_refused_before_training(tmp_path, overrides, m
 
 @pytest.mark.slow
 def test_command_line_lists_write_one_run_per_member(tmp_path):
-    from reglab.train import run
+    from reglab.api import run
 
     run(
         ["regularizer=l2", "regularizer.strength=[0,1e-3]", "seed=[0,1]", *SMALL, "logger=none"],

@@ -114,7 +114,7 @@ def test_load_from_checkpoint_rebuilds_the_module_of_a_run_and_of_a_member(finis
 
 
 def test_train_from_python_returns_the_records(tmp_path):
-    from reglab.train import run
+    from reglab.api import run
 
     records = run([*SMALL, "logger=none", "regularizer=l1", "regularizer.strength=[0,0.01]"], run_dir=tmp_path / "py")
     assert [r["strength"] for r in records] == [0.0, 0.01] and all(r["status"] == "completed" for r in records)
@@ -180,3 +180,23 @@ def _weights(run_dir):
     from reglab import checkpoint
 
     return checkpoint.read(run_dir / "checkpoints" / "last.ckpt")["state_dict"]
+
+
+def test_training_in_memory_writes_nothing_and_gives_what_the_run_directory_holds(tmp_path, monkeypatch):
+    from reglab.api import run, train_in_memory
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(120, 3))
+    y = (x[:, 0] + 0.5 * x[:, 1] > 0).astype(int)
+    args = ["model.hidden=[8]", "trainer.max_epochs=4", "logger=none", "callbacks.progress_bar=null"]
+    args += ["trainer.enable_progress_bar=false", "regularizer=l1", "regularizer.strength=[0,0.01]"]
+    monkeypatch.chdir(tmp_path)
+    trained = train_in_memory(args, data=(x, y))
+    assert list(tmp_path.rglob("*")) == []  # no run directory, checkpoint, metrics file or log
+    records = run(args, tmp_path / "run", data=(x, y))
+    for member, record in zip(trained, records):
+        assert member.record["metrics"] == pytest.approx(record["metrics"], rel=1e-6)
+        on_disk = reglab.load_run(tmp_path / "run" / f"regularizer.strength={record['strength']:g}")
+        np.testing.assert_allclose(member.predict_proba(x), on_disk.predict_proba(x), rtol=1e-6)
+    with pytest.raises(Exception, match="a run in memory logs nothing: use logger=none"):
+        train_in_memory([*args, "logger=tensorboard"], data=(x, y))

@@ -18,6 +18,13 @@ def load_run(run_dir, checkpoint="last"):  # noqa: ANN001, ANN201 (re-exported; 
     return _load_run(run_dir, checkpoint)
 
 
+def run(overrides=(), run_dir=None, data=None, target=None):  # noqa: ANN001, ANN201
+    """Train as `reglab-train <overrides>` would and return each member's metrics.json record: `reglab.api.run`."""
+    from reglab.api import run as _run
+
+    return _run(overrides, run_dir, data, target)
+
+
 def results(directory):  # noqa: ANN001, ANN201
     """A pandas DataFrame of the runs under `directory`: `reglab.runs.results_table`."""
     from reglab.runs import results_table

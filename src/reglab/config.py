@@ -11,6 +11,7 @@ import math
 import os
 import re
 import resource
+import secrets
 from collections.abc import Iterable
 from pathlib import Path
 from typing import cast
@@ -28,6 +29,8 @@ LOSS_OF_TASK = {task: loss for loss, task in TASK_OF_LOSS.items()}
 
 # The package's own configs: a link to the repository's configs/, shipped in the wheel as package data.
 CONFIG_DIR = str(Path(__file__).resolve().parent / "configs")
+# A short random suffix (hydra.run.dir): two runs started in the same second get different directories.
+OmegaConf.register_new_resolver("run_suffix", lambda: secrets.token_hex(3), use_cache=True, replace=True)
 TOP_LEVEL_KEYS = {
     *("data", "model", "regularizer", "optimizer", "scheduler", "trainer", "logger", "callbacks", "paths", "sweep"),
     *("name", "seed", "loss", "sparsity_threshold", "optimized_metric", "force", "retries", "tags", "cpu_threads"),

@@ -1,5 +1,5 @@
 """scikit-learn estimators on reglab's one engine: `fit` composes the config `reglab-train` would
-run (`reglab.train.run`), hands it the arrays as `data=file` data held in memory, and loads the
+run (`reglab.api.run`), hands it the arrays as `data=file` data held in memory, and loads the
 trained member back (`reglab.load_run`). `Pipeline`, `clone`, `GridSearchCV` and `cross_val_score`
 hold them like any estimator.
 
@@ -27,9 +27,9 @@ from sklearn.model_selection import check_cv
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, check_random_state, validate_data
 
+from reglab.api import run
 from reglab.runs import load_run
 from reglab.science import files
-from reglab.train import run
 
 __all__ = [
     "RegularizedMLPClassifier",

@@ -80,6 +80,48 @@ def fit(cfg: DictConfig, overrides: Sequence[str] = (), multirun: bool = False) 
     return [records[m.name] for m in members]
 
 
+def fit_in_memory(cfg: DictConfig) -> list[dict[str, Any]]:
+    """Train every member of `cfg` and write nothing: no run directory, checkpoint or metrics file.
+    Returns each member's metrics.json record with two more keys, `model` (its K = 1 `MLP` at its
+    final weights, eval mode) and `best_model` (at the best weights, where a BestCheckpoint kept
+    them, else None). A crash is raised: there is no record on disk to keep it in."""
+    from reglab.lightning.callbacks import BestCheckpoint
+
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+    validate(cfg)
+    members = members_of(cfg)
+    if cfg.sweep.get("path"):
+        raise ConfigError("sweep.path=true trains its λ stages from checkpoints on disk; give the run a directory")
+    chunk = cfg.sweep.get("chunk") or len(members)
+    units = [members[i : i + chunk] for i in range(0, len(members), chunk)]
+    stacks = [preflight(cfg, unit, None) for unit in units[:1]]  # the others differ only in λ and seed
+    records = []
+    for j, unit in enumerate(units):
+        stack = stacks.pop() if stacks else build(cfg, unit, None)
+        stack.trainer.fit(stack.module, datamodule=stack.datamodule)
+        test = {k: v.cpu().tolist() for k, v in stack.module.evaluate("test").items() if k.startswith("test/")}
+        best = next((c for c in stack.trainer.callbacks if isinstance(c, BestCheckpoint)), None)
+        for k in range(len(unit)):
+            record = member_record(stack, k, test) | identity_fields(unit[k]) | {"environment": environment()}
+            models = [stack.module.member_weights(k), best.member_weights(k) if best else None]
+            for key, weights in zip(("model", "best_model"), models):
+                record[key] = None if weights is None else _member_model(stack, weights)
+            records.append(record)
+        del stack
+        if j + 1 < len(units):
+            gc.collect()  # as `fit`: the trainer's reference cycles hold the chunk's tensors
+    return records
+
+
+def _member_model(stack: Stack, weights: dict[str, Any]) -> Any:
+    """A K = 1 `MLP` of the stack's model with these weights, eval mode."""
+    from reglab.science.model import MLP
+
+    model = MLP.from_hyperparameters(stack.module.model.hyperparameters(), members=1)
+    model.load_state_dict(weights, assign=True)
+    return model.eval()
+
+
 def _unit_checkpoint(checkpoints: Path, unit: list[Member], members: list[Member], stacked: bool) -> Path:
     if not stacked:
         return checkpoints / "last.ckpt"
@@ -152,15 +194,17 @@ def train_stack(cfg: DictConfig, stack: Stack, multirun: bool = False) -> list[d
 def _fit_with_retries(cfg: DictConfig, stack: Stack, hashes: list[str]) -> tuple[Stack, dict, Exception | None, int]:
     """(the stack that ran last, its test metrics, the last error or None, the attempts made)."""
     error: Exception | None = None
+    checkpoint = stack.checkpoint
+    assert checkpoint is not None  # a stack built in memory trains in `fit_in_memory`
     for attempt in range(1, cfg.retries + 2):
         try:
             if attempt > 1:  # a fresh stack, from the weights the failed one started from: its state is unknown
                 origin, stack = stack.origin, build(cfg, stack.members, stack.checkpoint, stack.init)
                 stack.origin = origin
             stack.module.member_hashes = hashes
-            ckpt = None if cfg.force and attempt == 1 else _resumable(stack.checkpoint, hashes)
+            ckpt = None if cfg.force and attempt == 1 else _resumable(checkpoint, hashes)
             stack.trainer.fit(stack.module, datamodule=stack.datamodule, ckpt_path=ckpt, weights_only=True)
-            stack.trainer.save_checkpoint(stack.checkpoint)
+            stack.trainer.save_checkpoint(checkpoint)
             test = {k: v.cpu().tolist() for k, v in stack.module.evaluate("test").items() if k.startswith("test/")}
             return stack, test, None, attempt
         except Exception as e:  # recorded in every member's metrics.json
@@ -180,6 +224,7 @@ def _write_members(stack: Stack, test: dict[str, list[float]], error: Exception 
         return [failed | identity(m.cfg) for m in stack.members]
     best = next((c for c in stack.trainer.callbacks if isinstance(c, BestCheckpoint)), None)
     cut = best is not None or any(m.values for m in stack.members)  # a member's own checkpoint is cut from it
+    assert stack.checkpoint is not None
     state = torch.load(stack.checkpoint, map_location="cpu", weights_only=True) if cut else None
     records = []
     for k, m in enumerate(stack.members):

@@ -36,12 +36,12 @@ class Stack:
     trainer: Any  # lightning.Trainer
     history: Any  # MetricsHistory
     loggers: list[Any]  # WandbRuns, TensorBoardRuns: `finish` with the members' records
-    checkpoint: Path  # the stack's last.ckpt
+    checkpoint: Path | None  # the stack's last.ckpt; None: trained in memory, nothing written
     init: list[dict] | None = None  # the members' initial weights, where not drawn from their seeds (λ paths)
     origin: str = ""  # what came before (a λ path's earlier stages): a checkpoint resumes only the same
 
 
-def preflight(cfg: DictConfig, members: list[Member], checkpoint: Path) -> Stack:
+def preflight(cfg: DictConfig, members: list[Member], checkpoint: Path | None) -> Stack:
     """`build`, with what a constructor or the first step refuses said as a ConfigError in one line."""
     from hydra.errors import InstantiationException
     from omegaconf.errors import OmegaConfBaseException
@@ -62,9 +62,10 @@ def preflight(cfg: DictConfig, members: list[Member], checkpoint: Path) -> Stack
         ) from None
 
 
-def build(cfg: DictConfig, members: list[Member], checkpoint: Path, init: list[dict] | None = None) -> Stack:
+def build(cfg: DictConfig, members: list[Member], checkpoint: Path | None, init: list[dict] | None = None) -> Stack:
     """Instantiate the stack of `members` (from `init` weights if given) and take one training
-    step on a copy of its module: any error a constructor or the first step raises, raises here."""
+    step on a copy of its module: any error a constructor or the first step raises, raises here.
+    `checkpoint` None: a stack that writes nothing (no checkpoint, metrics.csv or logger)."""
     import lightning as L
 
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)  # no "GPU available" banners
@@ -75,8 +76,10 @@ def build(cfg: DictConfig, members: list[Member], checkpoint: Path, init: list[d
             L.seed_everything(seed, workers=True, verbose=False)
     datamodule, module = _data_and_module(cfg, members, seeds, init)
     named = _callbacks(cfg, checkpoint)
-    history = _history(cfg, members)
+    history = _history(cfg, members, on_disk=checkpoint is not None)
     loggers = _loggers(cfg, members)
+    if checkpoint is None and loggers:
+        raise ConfigError(f"logger={', '.join(cfg.logger)} writes files; a run in memory logs nothing: use logger=none")
     trainer = _trainer(cfg, [history, *named.values(), *loggers])
     metrics = _one_step(module, datamodule, cfg)
     for key, c in named.items():
@@ -117,8 +120,9 @@ def _data_and_module(cfg: DictConfig, members: list[Member], seeds: list[int], i
     return datamodule, module
 
 
-def _callbacks(cfg: DictConfig, checkpoint: Path) -> dict[str, Any]:
-    """The configured callbacks by key; a ModelCheckpoint writes the stack's `checkpoint`."""
+def _callbacks(cfg: DictConfig, checkpoint: Path | None) -> dict[str, Any]:
+    """The configured callbacks by key; a ModelCheckpoint writes the stack's `checkpoint` (None: in
+    memory, where there is no checkpoint to write and it is left out)."""
     from hydra.utils import instantiate
     from lightning.pytorch.callbacks import ProgressBar
 
@@ -129,18 +133,22 @@ def _callbacks(cfg: DictConfig, checkpoint: Path) -> dict[str, Any]:
                 named[key] = instantiate(c)
     if cfg.trainer.get("enable_progress_bar") is False:  # Lightning would refuse a bar it was told not to show
         named = {key: c for key, c in named.items() if not isinstance(c, ProgressBar)}
-    for c in named.values():
-        if hasattr(c, "dirpath") and hasattr(c, "save_last"):  # ModelCheckpoint: the stack's checkpoint
-            c.dirpath, c.filename = str(checkpoint.parent), checkpoint.stem
+    writers = [key for key, c in named.items() if hasattr(c, "dirpath") and hasattr(c, "save_last")]  # ModelCheckpoint
+    for key in writers:
+        if checkpoint is None:
+            del named[key]
+        else:
+            named[key].dirpath, named[key].filename = str(checkpoint.parent), checkpoint.stem
     return named
 
 
-def _history(cfg: DictConfig, members: list[Member]) -> Any:
+def _history(cfg: DictConfig, members: list[Member], on_disk: bool) -> Any:
     from reglab.lightning.callbacks import MetricsHistory
 
     history_cfg = (cfg.callbacks or {}).get("metrics_history") or {}
     with blame("callbacks.metrics_history", history_cfg):
-        return MetricsHistory([m.run_dir for m in members], history_cfg.get("write_every_n_epochs", 50))
+        every = history_cfg.get("write_every_n_epochs", 50)
+        return MetricsHistory([m.run_dir for m in members], every, on_disk)
 
 
 def _loggers(cfg: DictConfig, members: list[Member]) -> list[Any]:

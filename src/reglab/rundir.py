@@ -15,6 +15,7 @@ import csv
 import json
 import math
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -83,3 +84,13 @@ def flatten(node: Any, prefix: str = "") -> dict[str, Any]:
     if isinstance(node, dict):
         return {k: v for key, value in node.items() for k, v in flatten(value, f"{prefix}{key}.").items()}
     return {prefix.rstrip("."): node}
+
+
+def remove_unused(run_dir: Path, log_root: Path) -> None:
+    """A refused config leaves nothing behind that looks like a run: not even the empty folders above it."""
+    if run_dir.is_dir() and all(p.name in (".hydra", "train.log") for p in run_dir.iterdir()):
+        shutil.rmtree(run_dir)
+        parent = run_dir.parent.resolve()
+        while parent != log_root.parent and log_root in (parent, *parent.parents) and not any(parent.iterdir()):
+            parent.rmdir()
+            parent = parent.parent

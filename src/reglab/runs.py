@@ -247,6 +247,15 @@ class TrainedRun:
     record: dict[str, Any]
     encoding: dict[str, Any] | None = None  # a table's columns, categories and class labels (data=file)
     target_scale: tuple[float, float] = (0.0, 1.0)  # a regression's target mean and std on the training split
+    best: TrainedRun | None = None  # trained in memory (`reglab.api.train_in_memory`): at its best weights, if kept
+
+    @classmethod
+    def of(cls, model: Any, config: DictConfig, record: dict[str, Any]) -> TrainedRun:
+        """The trained run of a K = 1 `model` with its config and metrics.json record (its input transform)."""
+        transform = record["input_transform"]
+        scale = (float(transform.get("target_mean", 0.0)), float(transform.get("target_std", 1.0)))
+        mean, std = np.array(transform["mean"]), np.array(transform["std"])
+        return cls(model, mean, std, config, record, transform.get("encoding"), scale)
 
     @property
     def task(self) -> str:
@@ -302,14 +311,11 @@ def load_run(run_dir: str | Path, checkpoint: str = "last") -> TrainedRun:
     """The trained model of a finished run directory, its fitted input transform and its config.
     `checkpoint`: "last" (the final weights) or "best" (callbacks=best_checkpoint)."""
     run = read_run(Path(run_dir), Path(run_dir).name)
-    transform = run.record.get("input_transform")
-    if transform is None:  # written by a reglab before the transform was recorded: fit it again
+    record = run.record
+    if record.get("input_transform") is None:  # written by a reglab before the transform was recorded: fit it again
         splits = load_splits(run)
-        transform = {"mean": splits.mean.tolist(), "std": splits.std.tolist()}
-    model = load_model(run, checkpoint)
-    scale = (float(transform.get("target_mean", 0.0)), float(transform.get("target_std", 1.0)))
-    mean, std = np.array(transform["mean"]), np.array(transform["std"])
-    return TrainedRun(model, mean, std, run.config, run.record, transform.get("encoding"), scale)
+        record = {**record, "input_transform": {"mean": splits.mean.tolist(), "std": splits.std.tolist()}}
+    return TrainedRun.of(load_model(run, checkpoint), run.config, record)
 
 
 def varying_keys(runs: Sequence[Run]) -> list[str]:

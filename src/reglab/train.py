@@ -8,33 +8,27 @@ crashes or diverges is recorded and a multirun goes on.
 from __future__ import annotations
 
 import atexit
-import gc
 import io
 import logging
 import os
-import secrets
-import shutil
 import sys
 import threading
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import hydra
 from hydra.core.utils import setup_globals
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from reglab import rundir
 from reglab.config import CONFIG_DIR
 from reglab.errors import ConfigError, one_line
 from reglab.multirun import build_in_memory, check_jobs
 
-__all__ = ["CONFIG_DIR", "command_line_error", "main", "run"]
+__all__ = ["CONFIG_DIR", "command_line_error", "main"]
 log = logging.getLogger("reglab.train")
 EXIT_CONFIG_ERROR, EXIT_DIVERGED = 2, 3  # a crash exits 1, with its traceback
 
-# A short random suffix: two runs started in the same second get different directories.
-OmegaConf.register_new_resolver("run_suffix", lambda: secrets.token_hex(3), use_cache=True, replace=True)
 # Hydra registers ${hydra:…} and ${now:…} when it composes a config; `--experimental-rerun` skips
 # composing, and the config it unpickles still holds them (paths.output_dir).
 setup_globals()
@@ -56,7 +50,7 @@ def hydra_main(cfg: DictConfig) -> float:
         records = fit(cfg, list(HydraConfig.get().overrides.task), multirun)
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
-        _remove_unused_run_dir(Path(cfg.paths.output_dir), Path(cfg.paths.log_dir).resolve())
+        rundir.remove_unused(Path(cfg.paths.output_dir), Path(cfg.paths.log_dir).resolve())
         sys.exit(EXIT_CONFIG_ERROR)
     if not multirun:
         print_summary(records)
@@ -69,16 +63,6 @@ def hydra_main(cfg: DictConfig) -> float:
     scores = [r["metrics"].get(metric) for r in records]
     # a sweeper (Optuna) records NaN as a failed trial
     return max((float(s) for s in scores if s is not None), default=float("nan"))
-
-
-def _remove_unused_run_dir(run_dir: Path, log_root: Path) -> None:
-    """A rejected config leaves nothing behind that looks like a run: not even the empty folders above it."""
-    if run_dir.is_dir() and all(p.name in (".hydra", "train.log") for p in run_dir.iterdir()):
-        shutil.rmtree(run_dir)
-        parent = run_dir.parent.resolve()
-        while parent != log_root.parent and log_root in (parent, *parent.parents) and not any(parent.iterdir()):
-            parent.rmdir()
-            parent = parent.parent
 
 
 def _write_figures(run_dir: Path, records: list[dict[str, Any]], options: Any = None) -> None:
@@ -104,83 +88,6 @@ def print_summary(records: list[dict[str, Any]]) -> None:
     ]
     title = f"{records[0]['regularizer']} on {records[0]['dataset']}: {len(records)} run(s)"
     print(f"\n{title}\n{markdown_table(['regularizer', 'λ', 'seed', 'status', *keys], rows)}\n")
-
-
-def run(
-    overrides: Sequence[str] = (), run_dir: str | Path | None = None, data: Any = None, target: Any = None
-) -> list[dict[str, Any]]:
-    """Train from Python, as `reglab-train <overrides>` would, and return each member's metrics.json
-    record: `reglab.train.run(["regularizer=l1", "regularizer.strength=[0,1e-3]"])`. The run is
-    written to `run_dir` (default: a new directory under `logs/runs/`). One job: use the command line
-    for `-m`. `data`: `(X, y)` arrays, or a DataFrame with its `target` column, trained on as
-    `data=file` reads a table (held in memory, `data.path=memory:<its sha256>`)."""
-    if data is not None:
-        from reglab.science import files
-
-        x, y = data if isinstance(data, tuple) else (data, None)
-        path, _ = files.register(x, y, target)
-        try:
-            return run(["data=file", f"data.path={path}", *overrides], run_dir)
-        finally:
-            files.unregister(path)
-    from hydra.core.hydra_config import HydraConfig
-    from omegaconf import open_dict
-
-    from reglab.fit import fit
-
-    cfg = _compose(list(overrides), cached=run_dir is not None)
-    output = Path(run_dir) if run_dir is not None else Path(cfg.hydra.run.dir)
-    cfg.hydra.runtime.output_dir = str(output.resolve())
-    HydraConfig.instance().set_config(cfg)  # `${hydra:…}` values resolve as in a job
-    with open_dict(cfg):
-        del cfg["hydra"]
-    (output / ".hydra").mkdir(parents=True, exist_ok=True)
-    OmegaConf.save(cfg, output / ".hydra" / "config.yaml")
-    # fit's gc.collect() after each chunk scans every object of the process, half a second in a
-    # notebook with torch and scikit-learn loaded; frozen, the objects that were there are skipped.
-    freeze = gc.get_freeze_count() == 0
-    if freeze:
-        gc.freeze()
-    try:
-        return fit(cfg, list(overrides))
-    except ConfigError:  # refused before any work: no directory that looks like a run is left
-        _remove_unused_run_dir(Path(cfg.paths.output_dir), Path(cfg.paths.log_dir).resolve())
-        raise
-    finally:
-        if freeze:
-            gc.unfreeze()
-
-
-# Data from Python into a given run directory (the estimators): composed once per other overrides.
-_COMPOSED: dict[tuple[str, ...], DictConfig] = {}
-MEMORY_PATH = "data.path=memory:"  # reglab.science.files.MEMORY: a new path for every array handed over
-
-
-def _compose(overrides: list[str], cached: bool) -> DictConfig:
-    """Hydra's composition of `overrides`; with data from Python and `cached`, composed once for
-    every path of the data (the only override that differs between such fits), set afterwards."""
-    import copy
-
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
-    memory = [o for o in overrides if o.startswith(MEMORY_PATH)] if cached else []
-    key = tuple(o for o in overrides if o not in memory)
-    if memory and key in _COMPOSED:
-        cfg = copy.deepcopy(_COMPOSED[key])
-        cfg.data.path = memory[-1].split("=", 1)[1]
-        return cfg
-    GlobalHydra.instance().clear()
-    try:
-        with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-            cfg = compose("train", overrides=overrides, return_hydra_config=True)
-    finally:
-        GlobalHydra.instance().clear()
-    if memory:
-        if len(_COMPOSED) > 32:
-            _COMPOSED.clear()
-        _COMPOSED[key] = copy.deepcopy(cfg)
-    return cfg
 
 
 class _StartedTask:

@@ -25,12 +25,16 @@ if TYPE_CHECKING:
 class MetricsHistory(Callback):
     """One row per evaluated epoch and member, kept on the host (one transfer per epoch) and written as each
     member's `metrics.csv` every `write_every_n_epochs` epochs, at the end and on an exception; a diverged
-    member's rows end at its divergence. Saved in checkpoints: a resumed run's CSV continues the interrupted one's."""
+    member's rows end at its divergence. Saved in checkpoints: a resumed run's CSV continues the interrupted one's.
+    `on_disk=False` (a run trained in memory, `reglab.api.train_in_memory`): the rows are kept, never written."""
 
-    def __init__(self, run_dirs: Sequence[str | Path] = (), write_every_n_epochs: int = 50) -> None:
+    def __init__(
+        self, run_dirs: Sequence[str | Path] = (), write_every_n_epochs: int = 50, on_disk: bool = True
+    ) -> None:
         if not isinstance(write_every_n_epochs, int) or write_every_n_epochs < 1:
             raise ValueError(f"write_every_n_epochs={write_every_n_epochs!r} must be an integer >= 1")
         self.run_dirs, self.write_every_n_epochs = [Path(d) for d in run_dirs], write_every_n_epochs
+        self.on_disk = on_disk
         self.names: list[str] = []
         self.epochs: list[tuple[int, int]] = []  # (epoch, global step) of each row
         self.values: list[torch.Tensor] = []  # per row, [metrics, K] float64 on the CPU
@@ -59,7 +63,7 @@ class MetricsHistory(Callback):
         ]
 
     def write(self) -> None:
-        if not self.values:
+        if not self.values or not self.on_disk:
             return
         per_member = torch.stack(self.values).permute(2, 0, 1).tolist()  # [K][rows][metrics], one copy for all
         for k, run_dir in enumerate(self.run_dirs):
