@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from sklearn.datasets import make_classification, make_regression
 from sklearn.model_selection import GridSearchCV, KFold
-from sklearn.utils.estimator_checks import parametrize_with_checks
+from sklearn.utils.estimator_checks import check_param_validation, parametrize_with_checks
 
 import reglab
 from reglab.estimators import (
@@ -43,6 +43,126 @@ def test_import_reglab_stays_light_and_exports_the_estimators_lazily():
 )
 def test_scikit_learn_estimator_checks(estimator, check):
     check(estimator)
+
+
+ESTIMATORS = [RegularizedMLPClassifier, RegularizedMLPRegressor, RegularizedMLPClassifierCV, RegularizedMLPRegressorCV]
+
+
+@pytest.mark.parametrize("cls", ESTIMATORS)
+def test_every_parameter_has_a_constraint_and_a_wrong_type_is_refused_under_its_own_name(cls):
+    """scikit-learn's own check: `_parameter_constraints` covers every parameter of `__init__`, and a
+    value of no allowed type raises InvalidParameterError naming that parameter, before training."""
+    check_param_validation(cls.__name__, cls(hidden=(4,), epochs=2))
+
+
+@pytest.mark.parametrize(
+    ("cls", "params", "named"),
+    [
+        (RegularizedMLPClassifier, {"strength": -1}, "strength"),
+        (RegularizedMLPRegressor, {"strength": float("nan")}, "strength"),
+        (RegularizedMLPClassifier, {"epochs": 0}, "epochs"),
+        (RegularizedMLPClassifier, {"batch_size": 0}, "batch_size"),
+        (RegularizedMLPClassifier, {"lr": float("inf")}, "lr"),
+        (RegularizedMLPClassifier, {"hidden": (8, 0)}, "hidden"),
+        (RegularizedMLPClassifier, {"validation_fraction": 1.0}, "validation_fraction"),
+        (RegularizedMLPClassifierCV, {"strengths": [0.0, -1e-3]}, "strengths"),
+        (RegularizedMLPRegressorCV, {"strengths": []}, "strengths"),
+        (RegularizedMLPClassifierCV, {"epochs": 0}, "epochs"),
+    ],
+)
+def test_a_bad_value_is_one_line_naming_the_parameter_not_its_config_key(cls, params, named):
+    X, y = make_classification(40, 3, n_informative=2, n_redundant=0, random_state=0)
+    with pytest.raises(ValueError, match=f"^The '{named}' parameter of {cls.__name__} must be") as refused:
+        cls(**TINY | params).fit(X, y)
+    said = str(refused.value)
+    assert "\n" not in said and not any(key in said for key in ("regularizer.", "trainer.", "model.", "data."))
+
+
+def test_an_unknown_regularizer_is_one_value_error_line_listing_every_rule():
+    from reglab.science.conventions import REGULARIZER_NAMES
+
+    X, y = make_classification(40, 3, n_informative=2, n_redundant=0, random_state=0)
+    with pytest.raises(ValueError, match="^The 'regularizer' parameter") as refused:
+        RegularizedMLPClassifier(regularizer="nope", **TINY).fit(X, y)
+    said = str(refused.value)
+    assert "\n" not in said and all(f"'{name}'" in said for name in REGULARIZER_NAMES.values())
+
+
+@pytest.mark.parametrize(
+    ("override", "said"),
+    [
+        ("nope=1", "overrides: nope is not a key of the config"),
+        ("regularizer=l3", "overrides: regularizer=l3 is not a regularizer config; choose one of: elastic_net"),
+        ("trainer.max_epochs=0", "trainer.max_epochs=0 must be an integer >= 1"),
+    ],
+)
+def test_a_bad_override_is_one_value_error_line_in_the_words_of_the_override(override, said):
+    X, y = make_classification(40, 3, n_informative=2, n_redundant=0, random_state=0)
+    with pytest.raises(ValueError) as refused:
+        RegularizedMLPClassifier(overrides=[override], **TINY).fit(X, y)
+    assert str(refused.value).startswith(said) and "\n" not in str(refused.value)
+
+
+NOISY = {"hidden": (16,), "epochs": 60, "lr": 0.05, "batch_size": 32, "strength": 0.0}
+
+
+def test_early_stopping_watches_held_out_rows_not_training_rows():
+    """With `early_stopping`, a stratified `validation_fraction` of the rows (drawn from `random_state`)
+    is held out: the scores watched are theirs, the standardisation is fitted on the rest, training
+    stops 10 epochs after the best score, and the weights kept are that epoch's."""
+    from sklearn.model_selection import train_test_split
+
+    X, y = make_classification(120, 5, n_informative=3, n_redundant=0, flip_y=0.2, random_state=0)
+    est = RegularizedMLPClassifier(early_stopping=True, validation_fraction=0.25, random_state=1, **NOISY).fit(X, y)
+    train, val = train_test_split(np.arange(120), test_size=0.25, random_state=1, stratify=y)
+    np.testing.assert_allclose(est.run_.mean, X[train].mean(0), rtol=1e-12)  # fitted on the 90 training rows
+    best = int(np.argmax(est.validation_scores_))
+    assert len(est.validation_scores_) == len(est.loss_curve_) == est.n_iter_ == best + 1 + 10 < NOISY["epochs"]
+    assert est.best_validation_score_ == max(est.validation_scores_) == pytest.approx(est.score(X[val], y[val]))
+    assert est.score(X[train], y[train]) > est.best_validation_score_ + 0.1  # the training rows score far higher
+    assert est.best_loss_ is None
+
+
+def test_early_stopping_of_a_regressor_watches_r2_on_unstratified_held_out_rows():
+    from sklearn.metrics import r2_score
+    from sklearn.model_selection import train_test_split
+
+    X, y = make_regression(100, 4, noise=20.0, random_state=0)
+    est = RegularizedMLPRegressor(early_stopping=True, random_state=2, **NOISY).fit(X, y)
+    _, val = train_test_split(np.arange(100), test_size=0.1, random_state=2)
+    assert est.best_validation_score_ == pytest.approx(r2_score(y[val], est.predict(X[val])), abs=1e-5)
+
+
+def test_without_early_stopping_every_row_trains_and_no_validation_score_is_kept():
+    X, y = make_classification(120, 5, n_informative=3, n_redundant=0, flip_y=0.2, random_state=0)
+    est = RegularizedMLPClassifier(**NOISY).fit(X, y)
+    np.testing.assert_allclose(est.run_.mean, X.mean(0), rtol=1e-12)
+    assert est.n_iter_ == len(est.loss_curve_) == NOISY["epochs"]
+    assert est.validation_scores_ is None and est.best_validation_score_ is None
+    assert est.best_loss_ == min(est.loss_curve_)
+
+
+def test_early_stopping_by_override_without_early_stopping_is_refused_as_watching_training_rows():
+    X, y = make_classification(40, 3, n_informative=2, n_redundant=0, random_state=0)
+    with pytest.raises(ValueError, match="early stopping would watch the training rows.*early_stopping=True"):
+        RegularizedMLPClassifier(overrides=["callbacks=early_stopping"], **TINY).fit(X, y)
+    patient = RegularizedMLPClassifier(early_stopping=True, overrides=["callbacks.early_stopping.patience=2"], **NOISY)
+    X, y = make_classification(120, 5, n_informative=3, n_redundant=0, flip_y=0.2, random_state=0)
+    assert patient.fit(X, y).n_iter_ == int(np.argmax(patient.validation_scores_)) + 1 + 2  # the override holds
+
+
+def test_loss_curve_holds_the_training_objective_after_each_epoch():
+    """One value per epoch: a fit of 4 epochs gives the first 4 values of a fit of 8 (same seed), and its
+    last is the log loss of its own predictions on all of X (λ = 0: the objective is the data loss)."""
+    from sklearn.metrics import log_loss
+
+    X, y = make_classification(80, 4, n_informative=3, n_redundant=0, random_state=0)
+    short = RegularizedMLPClassifier(**TINY | {"epochs": 4, "strength": 0.0}).fit(X, y)
+    long = RegularizedMLPClassifier(**TINY | {"epochs": 8, "strength": 0.0}).fit(X, y)
+    assert short.n_iter_ == len(short.loss_curve_) == 4 and long.n_iter_ == len(long.loss_curve_) == 8
+    np.testing.assert_allclose(long.loss_curve_[:4], short.loss_curve_, rtol=1e-6)
+    assert short.loss_curve_[-1] == pytest.approx(log_loss(y, short.predict_proba(X)), rel=1e-5)
+    assert long.loss_curve_[-1] < long.loss_curve_[0]
 
 
 @pytest.mark.slow
@@ -111,6 +231,7 @@ def test_the_cv_estimator_equals_grid_search_over_the_plain_one(cv_class):
     for column in ("mean_test_score", "std_test_score", *(f"split{i}_test_score" for i in range(3))):
         np.testing.assert_allclose(ours.cv_results_[column], grid.cv_results_[column], rtol=1e-5, atol=1e-5)
     assert ours.best_strength_ == grid.best_params_["strength"]
+    assert ours.best_score_ == pytest.approx(grid.best_score_, abs=1e-5)
     np.testing.assert_allclose(ours.predict(X), grid.predict(X), rtol=1e-6, atol=1e-6)
     assert list(ours.path_["strength"]) == lams and ours.path_.shape[1] == 4 + X.shape[1]
 
