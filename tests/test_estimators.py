@@ -4,6 +4,8 @@ estimator, fold by fold."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -163,6 +165,18 @@ def test_loss_curve_holds_the_training_objective_after_each_epoch():
     np.testing.assert_allclose(long.loss_curve_[:4], short.loss_curve_, rtol=1e-6)
     assert short.loss_curve_[-1] == pytest.approx(log_loss(y, short.predict_proba(X)), rel=1e-5)
     assert long.loss_curve_[-1] < long.loss_curve_[0]
+
+
+def test_the_cv_stack_is_evaluated_once_and_the_refit_after_every_epoch(tmp_path):
+    """The CV members need only their final validation score; the refit's loss_curve_ needs every epoch."""
+    X, y = make_classification(60, 3, n_informative=2, n_redundant=0, random_state=0)
+    cv = RegularizedMLPClassifierCV(strengths=[0.0, 1e-3], cv=2, log_dir=str(tmp_path), **TINY).fit(X, y)
+    members = sorted(p.parent for p in Path(cv.run_dir_).glob("*/metrics.csv"))
+    assert len(members) == 4 and all(len(pd.read_csv(m / "metrics.csv")) == 1 for m in members)
+    assert len(pd.read_csv(Path(cv.best_estimator_.run_dir_) / "metrics.csv")) == TINY["epochs"] == cv.n_iter_
+    assert (
+        cv.best_score_ == cv.cv_results_["mean_test_score"].max() == cv.cv_results_["mean_test_score"][cv.best_index_]
+    )
 
 
 @pytest.mark.slow

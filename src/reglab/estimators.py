@@ -5,7 +5,8 @@ hold them like any estimator.
 
 Parameters are checked under their own names before anything is composed (`_parameter_constraints`,
 as scikit-learn's `MLPClassifier` checks its own): `strength=-1` is refused as `strength`, in one
-line.
+line. A plain fit evaluates every epoch (`loss_curve_`, `validation_scores_`: one value per epoch);
+the CV stack evaluates once, at its end.
 
 The CV variants train every λ × fold as members of one stack (folds of equal size; folds of other
 sizes get a stack each), pick the λ of the best mean validation score (`best_strength_`) and
@@ -46,7 +47,13 @@ __all__ = [
     "RegularizedMLPRegressor",
     "RegularizedMLPRegressorCV",
 ]
-QUIET = ["logger=none", "callbacks.progress_bar=null", "trainer.enable_progress_bar=false"]
+# No progress bar; no periodic checkpoint: nothing resumes an estimator's run (its last.ckpt is still written).
+QUIET = [
+    "logger=none",
+    "callbacks.progress_bar=null",
+    "trainer.enable_progress_bar=false",
+    "callbacks.model_checkpoint=null",
+]
 TARGET = "__target__"  # the target's column in the table handed over: no feature is named so
 
 
@@ -105,9 +112,9 @@ class _RegularizedMLP(BaseEstimator):
         if any(not isinstance(o, str) for o in self.overrides):
             _refuse(self, "overrides", "a sequence of str (reglab-train overrides)", self.overrides)
 
-    def _config(self, strength: Any, task: str, seed: int, extra: Sequence[str] = ()) -> list[str]:
-        """The overrides of `reglab-train` that train this estimator (`strength`: one λ or a list);
-        `extra` before the user's `overrides`."""
+    def _config(self, strength: Any, task: str, seed: int, every_epoch: bool, extra: Sequence[str] = ()) -> list[str]:
+        """The overrides of `reglab-train` that train this estimator (`strength`: one λ or a list),
+        evaluated after every epoch or only after the last; `extra` before the user's `overrides`."""
         lam = f"[{','.join(repr(float(s)) for s in strength)}]" if isinstance(strength, list) else repr(float(strength))
         batch = "null" if self.batch_size is None else self.batch_size
         return [
@@ -115,6 +122,7 @@ class _RegularizedMLP(BaseEstimator):
             f"regularizer.strength={lam}",
             f"model.hidden=[{','.join(str(int(w)) for w in self.hidden)}]",
             f"trainer.max_epochs={self.epochs}",
+            f"trainer.check_val_every_n_epoch={1 if every_epoch else self.epochs}",
             f"data.batch_size={batch}",
             f"optimizer.lr={self.lr!r}",
             f"seed={seed}",
@@ -237,7 +245,7 @@ class _Single(_RegularizedMLP):
         else:
             train = val = rows  # evaluated on the training rows: only loss_curve_ reads them
         extra = _early_stopping(task) if self.early_stopping else []
-        overrides = self._config(self.strength, task, seed, extra=extra)
+        overrides = self._config(self.strength, task, seed, every_epoch=True, extra=extra)
         (record,), trained, history = self._train(
             X, y, [(train, val)], overrides, "fit", load="best" if self.early_stopping else "last"
         )
@@ -327,7 +335,8 @@ class _CrossValidated(_RegularizedMLP):
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X: Any, y: Any) -> _CrossValidated:
-        """Score every λ on every fold (one stack per size of fold), then refit at the best λ on all of (X, y)."""
+        """Score every λ on every fold (one stack per size of fold, evaluated once, after its last
+        epoch), then refit at the best λ on all of (X, y)."""
         X, y, task = self._validated(X, y)
         seed, lams = self._seed(), [float(s) for s in self.strengths]
         folds = list(check_cv(self.cv, y, classifier=is_classifier(self)).split(X, y))
@@ -336,7 +345,7 @@ class _CrossValidated(_RegularizedMLP):
             by_size.setdefault((len(train), len(val)), []).append(i)
         scores, paths = np.full((len(lams), len(folds)), np.nan), {}
         for j, group in enumerate(by_size.values()):
-            overrides = self._config(lams, task, seed)
+            overrides = self._config(lams, task, seed, every_epoch=False)
             records, _, _ = self._train(X, y, [folds[i] for i in group], overrides, f"cv-{j}")
             for record in records:
                 k, i = lams.index(float(record["strength"])), group[int(record["config"]["data"]["fold"])]
