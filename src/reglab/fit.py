@@ -38,11 +38,14 @@ PATH_KEY = "regularizer.strength"
 STACK_DIR = ".stack"
 
 
-def fit(cfg: DictConfig, overrides: Sequence[str] = (), multirun: bool = False) -> list[dict[str, Any]]:
+def fit(
+    cfg: DictConfig, overrides: Sequence[str] = (), multirun: bool = False, init: list[dict] | None = None
+) -> list[dict[str, Any]]:
     """Train the members of `cfg` that are not finished yet; return every member's metrics.json
     record. Raises ConfigError, before a file is written, for a config that cannot train.
     `overrides`: the job's command-line overrides (recorded in each member's .hydra/overrides.yaml);
-    `multirun`: a crash of a single run is recorded and returned, not raised (a sweep goes on)."""
+    `multirun`: a crash of a single run is recorded and returned, not raised (a sweep goes on);
+    `init`: each member's initial weights (a K = 1 `MLP.state_dict()`), else drawn from its seed."""
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")  # Lightning vs torch 2.13 deprecation noise
     validate(cfg)
     members = members_of(cfg)
@@ -54,15 +57,22 @@ def fit(cfg: DictConfig, overrides: Sequence[str] = (), multirun: bool = False) 
     root = Path(cfg.paths.output_dir)
     stacked = bool(members[0].values)
     checkpoints = root / STACK_DIR / "checkpoints" if stacked else root / "checkpoints"
+    start = dict(zip([m.name for m in members], init, strict=True)) if init is not None else None
+
+    def weights(unit: list[Member]) -> list[dict] | None:  # the unit's initial weights, or None: its seeds'
+        return [start[m.name] for m in unit] if start else None
+
     if cfg.sweep.get("path"):
+        if start:
+            raise ConfigError("sweep.path=true starts each λ from the previous one's weights: it takes no init")
         return _fit_path(cfg, members, checkpoints, overrides, multirun)
     chunk = cfg.sweep.get("chunk") or len(members)
     units = [members[i : i + chunk] for i in range(0, len(members), chunk)]
     done = [not cfg.force and all(m.finished() for m in unit) for unit in units]
     todo = [(unit, _unit_checkpoint(checkpoints, unit, members, stacked)) for unit, d in zip(units, done) if not d]
     for unit, checkpoint in todo[1:]:  # every chunk checked before the first trains, then let go
-        preflight(cfg, unit, checkpoint)
-    first = preflight(cfg, *todo[0]) if todo else None
+        preflight(cfg, unit, checkpoint, weights(unit))
+    first = preflight(cfg, *todo[0], weights(todo[0][0])) if todo else None
     if stacked:
         write_stack_files(root, members, overrides)
     records: dict[str, dict[str, Any]] = {}
@@ -73,7 +83,7 @@ def fit(cfg: DictConfig, overrides: Sequence[str] = (), multirun: bool = False) 
             log.info("%s: %d members already finished; skipped (force=true trains them again)", root, len(unit))
         records |= {m.name: rundir.read_metrics_json(m.run_dir) for m in unit}
     for unit, checkpoint in todo:  # each chunk built right before it trains: one in memory at a time
-        stack, first = first or build(cfg, unit, checkpoint), None
+        stack, first = first or build(cfg, unit, checkpoint, weights(unit)), None
         records |= {m.name: r for m, r in zip(unit, train_stack(cfg, stack, multirun))}
         del stack
         gc.collect()  # Lightning's trainer holds reference cycles: free this chunk before building the next

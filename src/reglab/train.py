@@ -107,20 +107,25 @@ def print_summary(records: list[dict[str, Any]]) -> None:
 
 
 def run(
-    overrides: Sequence[str] = (), run_dir: str | Path | None = None, data: Any = None, target: Any = None
+    overrides: Sequence[str] = (),
+    run_dir: str | Path | None = None,
+    data: Any = None,
+    target: Any = None,
+    init: list[dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
     """Train from Python, as `reglab-train <overrides>` would, and return each member's metrics.json
     record: `reglab.train.run(["regularizer=l1", "regularizer.strength=[0,1e-3]"])`. The run is
     written to `run_dir` (default: a new directory under `logs/runs/`). One job: use the command line
     for `-m`. `data`: `(X, y)` arrays, or a DataFrame with its `target` column, trained on as
-    `data=file` reads a table (held in memory, `data.path=memory:<its sha256>`)."""
+    `data=file` reads a table (held in memory, `data.path=memory:<its sha256>`). `init`: each member's
+    initial weights, in member order (a K = 1 `MLP.state_dict()`, as `load_run(...).model` gives)."""
     if data is not None:
         from reglab.science import files
 
         x, y = data if isinstance(data, tuple) else (data, None)
         path, _ = files.register(x, y, target)
         try:
-            return run(["data=file", f"data.path={path}", *overrides], run_dir)
+            return run(["data=file", f"data.path={path}", *overrides], run_dir, init=init)
         finally:
             files.unregister(path)
     from hydra.core.hydra_config import HydraConfig
@@ -142,7 +147,7 @@ def run(
     if freeze:
         gc.freeze()
     try:
-        return fit(cfg, list(overrides))
+        return fit(cfg, list(overrides), init=init)
     except ConfigError:  # refused before any work: no directory that looks like a run is left
         _remove_unused_run_dir(Path(cfg.paths.output_dir), Path(cfg.paths.log_dir).resolve())
         raise
