@@ -167,6 +167,39 @@ def test_loss_curve_holds_the_training_objective_after_each_epoch():
     assert long.loss_curve_[-1] < long.loss_curve_[0]
 
 
+@pytest.mark.parametrize("cls", [RegularizedMLPClassifier, RegularizedMLPRegressor])
+def test_warm_start_continues_from_the_weights_the_previous_fit_kept(cls):
+    """A second fit with lr ≈ 0 leaves the weights where they start: with `warm_start` those are the
+    first fit's (the same predictions); without it, a fresh draw from the seed (an untrained network)."""
+    X, y = make_classification(80, 4, n_informative=3, n_redundant=0, random_state=0)
+    first = cls(warm_start=True, **TINY).fit(X, y)
+    trained, trained_curve = _outputs(first, X), first.loss_curve_
+    again = first.set_params(lr=1e-12).fit(X, y)
+    np.testing.assert_allclose(_outputs(again, X), trained, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(again.loss_curve_, [trained_curve[-1]] * TINY["epochs"], rtol=1e-5)
+    cold = cls(**TINY).fit(X, y).set_params(lr=1e-12).fit(X, y)
+    assert cold.loss_curve_[-1] > trained_curve[-1] * 1.2  # from the seed's draw: untrained
+
+
+def _outputs(est, X):
+    return est.predict_proba(X) if hasattr(est, "predict_proba") else est.predict(X)
+
+
+def test_warm_start_refuses_other_classes_features_or_widths_in_one_line():
+    X, y = make_classification(60, 4, n_informative=3, n_redundant=0, n_classes=3, random_state=0)
+    est = RegularizedMLPClassifier(warm_start=True, **TINY).fit(X, y)
+    refusals = [
+        ((X, np.where(y == 2, 1, y)), "warm_start can only be used where `y` has the same classes"),
+        ((X[:, :3], y), "X has 3 features, but RegularizedMLPClassifier is expecting 4 features"),
+    ]
+    for (x_new, y_new), said in refusals:
+        with pytest.raises(ValueError, match=said) as refused:
+            est.fit(x_new, y_new)
+        assert "\n" not in str(refused.value)
+    with pytest.raises(ValueError, match=r"^warm_start=True: hidden=\(4,\) differs from the previous fit's \(8,\)"):
+        est.set_params(hidden=(4,)).fit(X, y)
+
+
 def test_the_cv_stack_is_evaluated_once_and_the_refit_after_every_epoch(tmp_path):
     """The CV members need only their final validation score; the refit's loss_curve_ needs every epoch."""
     X, y = make_classification(60, 3, n_informative=2, n_redundant=0, random_state=0)

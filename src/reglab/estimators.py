@@ -133,13 +133,20 @@ class _RegularizedMLP(BaseEstimator):
         ]
 
     def _validated(self, X: Any, y: Any, reset: bool = True) -> tuple[np.ndarray, np.ndarray, str]:
-        """(X, y, task) checked as scikit-learn checks them; `classes_` for a classifier."""
+        """(X, y, task) checked as scikit-learn checks them; `classes_` for a classifier. Not `reset`
+        (a warm start): the features and classes of the previous fit."""
         X, y = validate_data(self, X, y, y_numeric=not is_classifier(self), reset=reset)
         if not is_classifier(self):
             return X, y.astype(np.float64), "regression"
         check_classification_targets(y)
-        self.classes_ = np.unique(y)
-        return X, y, "binary" if len(self.classes_) <= 2 else "multiclass"
+        classes, previous = np.unique(y), getattr(self, "classes_", ())
+        if not reset and not np.array_equal(classes, previous):
+            raise ValueError(
+                "warm_start can only be used where `y` has the same classes as in the previous call to fit. "
+                f"Previously got {previous}, `y` has {classes}"
+            )
+        self.classes_: np.ndarray = classes
+        return X, y, "binary" if len(classes) <= 2 else "multiclass"
 
     def _seed(self) -> int:
         if isinstance(self.random_state, (int, np.integer)) and not isinstance(self.random_state, bool):
@@ -147,17 +154,24 @@ class _RegularizedMLP(BaseEstimator):
         return int(check_random_state(self.random_state).randint(2**31 - 1))
 
     def _train(
-        self, X: np.ndarray, y: np.ndarray, folds: list, overrides: list[str], name: str, load: str | None = None
+        self,
+        X: np.ndarray,
+        y: np.ndarray,
+        folds: list,
+        overrides: list[str],
+        name: str,
+        load: str | None = None,
+        init: list[dict] | None = None,
     ) -> tuple[list[dict[str, Any]], Any, pd.DataFrame | None]:
-        """Train `overrides` on (X, y) split into `folds` (`data.fold`): one run of reglab's driver.
-        Returns each member's metrics.json record and, with `load` ("last" or "best") and a completed
-        run of one member, its trained run (`reglab.load_run`) and metrics.csv (one row per evaluation)."""
+        """Train `overrides` on (X, y) split into `folds` (`data.fold`), from `init` weights if given: one
+        run of reglab's driver. Returns each member's metrics.json record and, with `load` ("last" or
+        "best") and a completed run of one member, its trained run (`reglab.load_run`) and metrics.csv."""
         path, _ = files.register(pd.DataFrame(X, columns=self._columns()), y, TARGET, folds=folds)
         fold = "0" if name == "fit" else f"[{','.join(map(str, range(len(folds))))}]"  # a CV's: a member key
         trained, history = None, None
         try:
             with _run_dir(self.log_dir, name) as run_dir:
-                records = _run(["data=file", f"data.path={path}", f"data.fold={fold}", *overrides], run_dir)
+                records = _run(["data=file", f"data.path={path}", f"data.fold={fold}", *overrides], run_dir, init)
                 failed = [r for r in records if r["status"] == "failed"]  # a crash, retried: no model
                 if failed:
                     raise RuntimeError(f"reglab could not train {len(failed)} member(s): {failed[0].get('error')}")
@@ -181,26 +195,28 @@ class _RegularizedMLP(BaseEstimator):
         return validate_data(self, X, reset=False)
 
 
-def _run(overrides: list[str], run_dir: Path) -> list[dict[str, Any]]:
+def _run(overrides: list[str], run_dir: Path, init: list[dict] | None) -> list[dict[str, Any]]:
     """`reglab.train.run`, with Hydra's refusal of an `overrides` entry (a key or choice that does not
     exist) said in one line, as a ValueError like the engine's own ConfigError."""
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
     try:
-        return run(overrides, run_dir)
+        return run(overrides, run_dir, init=init)
     except (HydraException, OmegaConfBaseException) as e:
         raise ValueError(f"overrides: {one_line(e)}") from None
 
 
 class _Single(_RegularizedMLP):
-    """One network on all of (X, y), or on all but `validation_fraction` of it with `early_stopping`."""
+    """One network on all of (X, y), or on all but `validation_fraction` of it with `early_stopping`;
+    with `warm_start`, from the weights the previous fit ended with."""
 
     _parameter_constraints = {
         **_RegularizedMLP._parameter_constraints,
         "strength": [Interval(Real, 0, None, closed="left")],
         "early_stopping": ["boolean"],
         "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
+        "warm_start": ["boolean"],
     }
 
     def __init__(
@@ -216,9 +232,10 @@ class _Single(_RegularizedMLP):
         overrides: Sequence[str] = (),
         early_stopping: bool = False,
         validation_fraction: float = 0.1,
+        warm_start: bool = False,
     ) -> None:
         super().__init__(regularizer, strength, hidden, epochs, batch_size, lr, random_state, log_dir, overrides)
-        self.early_stopping, self.validation_fraction = early_stopping, validation_fraction
+        self.early_stopping, self.validation_fraction, self.warm_start = early_stopping, validation_fraction, warm_start
 
     def _validate_params(self) -> None:
         super()._validate_params()
@@ -234,8 +251,10 @@ class _Single(_RegularizedMLP):
         """Train one network, a run of K = 1 member, evaluated every epoch: on all of (X, y), or with
         `early_stopping` on all but a `validation_fraction` of the rows (stratified for a classifier,
         drawn from `random_state`), stopped when its score there has not improved for 10 epochs
-        (`callbacks=early_stopping`), and kept at its best epoch there."""
-        X, y, task = self._validated(X, y)
+        (`callbacks=early_stopping`), and kept at its best epoch there. With `warm_start`, a second
+        fit starts from the weights the first kept (its Adam state starts afresh, as MLPClassifier's)."""
+        warm = self.warm_start and hasattr(self, "run_")
+        X, y, task = self._validated(X, y, reset=not warm)
         seed, rows = self._seed(), np.arange(len(y))
         if self.early_stopping:
             stratify = y if is_classifier(self) else None
@@ -246,14 +265,24 @@ class _Single(_RegularizedMLP):
             train = val = rows  # evaluated on the training rows: only loss_curve_ reads them
         extra = _early_stopping(task) if self.early_stopping else []
         overrides = self._config(self.strength, task, seed, every_epoch=True, extra=extra)
-        (record,), trained, history = self._train(
-            X, y, [(train, val)], overrides, "fit", load="best" if self.early_stopping else "last"
-        )
+        init = [self._previous_weights()] if warm else None
+        load = "best" if self.early_stopping else "last"
+        (record,), trained, history = self._train(X, y, [(train, val)], overrides, "fit", load, init)
         if trained is None:  # diverged: GridSearchCV scores it error_score
             raise RuntimeError(f"training diverged at epoch {record.get('diverged_epoch')}; lower lr or λ")
         self.run_, self.record_ = trained, trained.record
         self._set_curves(history, task)
         return self
+
+    def _previous_weights(self) -> dict[str, Any]:
+        """The weights the previous fit kept, refused in one line if this fit's network has other shapes."""
+        previous = self.run_.model
+        if list(previous.widths) != [int(w) for w in self.hidden]:
+            raise ValueError(
+                f"warm_start=True: hidden={tuple(self.hidden)} differs from the previous fit's "
+                f"{tuple(previous.widths)}; fit with warm_start=False, or with the previous widths"
+            )
+        return previous.state_dict()
 
     def _set_curves(self, history: pd.DataFrame, task: str) -> None:
         """MLPClassifier's fitted attributes, one value per epoch: `loss_curve_` (the training objective,
