@@ -144,10 +144,12 @@ def test_without_early_stopping_every_row_trains_and_no_validation_score_is_kept
     assert est.best_loss_ == min(est.loss_curve_)
 
 
-def test_early_stopping_by_override_without_early_stopping_is_refused_as_watching_training_rows():
+def test_early_stopping_by_override_is_refused_where_it_would_watch_training_or_scoring_rows():
     X, y = make_classification(40, 3, n_informative=2, n_redundant=0, random_state=0)
     with pytest.raises(ValueError, match="early stopping would watch the training rows.*early_stopping=True"):
         RegularizedMLPClassifier(overrides=["callbacks=early_stopping"], **TINY).fit(X, y)
+    with pytest.raises(ValueError, match="early stopping would watch the rows each fold is scored on"):
+        RegularizedMLPClassifierCV(overrides=["callbacks.early_stopping.patience=3"], **TINY).fit(X, y)
     patient = RegularizedMLPClassifier(early_stopping=True, overrides=["callbacks.early_stopping.patience=2"], **NOISY)
     X, y = make_classification(120, 5, n_informative=3, n_redundant=0, flip_y=0.2, random_state=0)
     assert patient.fit(X, y).n_iter_ == int(np.argmax(patient.validation_scores_)) + 1 + 2  # the override holds

@@ -239,8 +239,7 @@ class _Single(_RegularizedMLP):
 
     def _validate_params(self) -> None:
         super()._validate_params()
-        stopping = [o for o in self.overrides if o.lstrip("+~").startswith("callbacks") and "early_stopping" in o]
-        if stopping and not self.early_stopping:
+        if _stops_early(self.overrides) and not self.early_stopping:
             raise InvalidParameterError(
                 f"overrides={list(self.overrides)!r}: early stopping would watch the training rows (early_stopping="
                 "False trains on all of them); set early_stopping=True, which holds out validation_fraction of the rows"
@@ -257,10 +256,8 @@ class _Single(_RegularizedMLP):
         X, y, task = self._validated(X, y, reset=not warm)
         seed, rows = self._seed(), np.arange(len(y))
         if self.early_stopping:
-            stratify = y if is_classifier(self) else None
-            train, val = train_test_split(
-                rows, test_size=self.validation_fraction, random_state=seed, stratify=stratify
-            )
+            fraction, stratify = self.validation_fraction, y if is_classifier(self) else None
+            train, val = train_test_split(rows, test_size=fraction, random_state=seed, stratify=stratify)
         else:
             train = val = rows  # evaluated on the training rows: only loss_curve_ reads them
         extra = _early_stopping(task) if self.early_stopping else []
@@ -298,19 +295,21 @@ class _Single(_RegularizedMLP):
         self.best_loss_, self.best_validation_score_ = None, max(self.validation_scores_)
 
 
+def _stops_early(overrides: Sequence[str]) -> bool:
+    """Whether `overrides` choose or set early stopping (`callbacks=early_stopping`, `callbacks.early_stopping.…`)."""
+    return any(o.lstrip("+~").startswith("callbacks") and "early_stopping" in o for o in overrides)
+
+
 def _early_stopping(task: str) -> list[str]:
     """reglab's early stopping (it keeps each member's best weights), on the score MLPClassifier watches."""
-    score = "val/r2" if task == "regression" else "val/acc"
-    watch = []
-    for key in ("callbacks.early_stopping", "callbacks.best_checkpoint"):
-        watch += [f"{key}.monitor={score}", f"{key}.mode=max"]
-    return ["callbacks=early_stopping", *watch]
+    score, keys = "val/r2" if task == "regression" else "val/acc", ("early_stopping", "best_checkpoint")
+    return ["callbacks=early_stopping", *(f"callbacks.{k}.{v}" for k in keys for v in (f"monitor={score}", "mode=max"))]
 
 
 class RegularizedMLPClassifier(ClassifierMixin, _Single):
     """An MLP classifier trained by reglab under `regularizer` with λ = `strength` (README,
     "Conventions"): `hidden` widths, `epochs`, `batch_size` (None: full batch), Adam's `lr`,
-    `early_stopping` on a held-out `validation_fraction`, `random_state` (reglab's seed),
+    `early_stopping` on a held-out `validation_fraction`, `warm_start`, `random_state` (reglab's seed),
     `overrides` (any other `reglab-train` override). Fitted: `n_iter_`, `loss_curve_`, `best_loss_`,
     `validation_scores_`, `best_validation_score_` as MLPClassifier's; `run_` (`reglab.load_run`)."""
 
@@ -361,6 +360,11 @@ class _CrossValidated(_RegularizedMLP):
         bad = [s for s in lams if not isinstance(s, Real) or isinstance(s, bool) or not 0 <= float(s) < np.inf]
         if not len(lams) or bad:
             _refuse(self, "strengths", "a non-empty sequence of floats in the range [0.0, inf)", self.strengths)
+        if _stops_early(self.overrides):  # its val rows are the rows each fold is scored on
+            raise InvalidParameterError(
+                f"overrides={list(self.overrides)!r}: early stopping would watch the rows each fold is scored on; "
+                "the CV variants take no early stopping"
+            )
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X: Any, y: Any) -> _CrossValidated:
