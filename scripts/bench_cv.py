@@ -1,6 +1,6 @@
-"""Issue 20: a λ grid cross-validated in one stack beside scikit-learn's GridSearchCV over the plain estimator.
+"""Issues 20 and 27: a λ grid cross-validated in one stack beside scikit-learn's GridSearchCV.
 
-    python scripts/bench_cv.py [--repeat 3] [--threads 1] [--quick]
+    python scripts/bench_cv.py [--parts grid,peer] [--repeat 3] [--threads 1] [--quick]
 
 Both sides run in this process, after one warm-up fit of each estimator (imports and first-call costs
 paid before the clock starts); the sides are interleaved `--repeat` times and the table gives each
@@ -17,6 +17,16 @@ make_regression and the Regressor pair. "same λ": whether both chose the same �
 largest difference between their mean validation scores (accuracy, R²) over the grid: float32
 rounding of a stacked matmul against a single one, grown over the epochs. `--threads N` (default 1)
 sets torch's threads.
+
+`--parts peer` (issue 27, goal 3) puts reglab beside scikit-learn's own MLP on `load_digits`
+(standardised), one hidden layer of 64, 30 epochs of batches of 64, Adam lr 1e-3, L2 (reglab's λ =
+α / (2·64), scikit-learn's `alpha` in reglab's convention, README "Conventions"):
+
+    CV             GridSearchCV(MLPClassifier, {"alpha": 4 values}, cv=StratifiedKFold(5)), refit
+                   included, beside RegularizedMLPClassifierCV(strengths=the same 4, cv=the same folds)
+    one plain fit  MLPClassifier.fit beside RegularizedMLPClassifier.fit on all 1,797 rows
+
+Both warm (one fit of each before the clock), interleaved, medians. Goals: CV ≤ 0.5×, one fit ≤ 2×.
 """
 
 from __future__ import annotations
@@ -33,6 +43,7 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--repeat", type=int, default=1, help="interleaved repetitions; the median is reported")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (0: torch's default)")
     parser.add_argument("--quick", action="store_true", help="toy size: 3 λ × 2 folds, 3 epochs (a smoke test)")
+    parser.add_argument("--parts", default="grid,peer", help="grid (reglab's two ways), peer (scikit-learn's MLP)")
     return parser.parse_args()
 
 
@@ -70,12 +81,19 @@ def sides(task: str, X: np.ndarray, y: np.ndarray, settings: dict, grid: list[fl
     return {"GridSearchCV": grid_search, "CV estimator": one_stack}
 
 
-def main() -> None:
-    args = parse()
-    if args.threads:
-        import torch
+def timed(fits: dict, repeat: int) -> tuple[dict[str, float], dict]:
+    """{side: median seconds} over `repeat` interleaved calls of each side, and each side's last result."""
+    seconds: dict[str, list[float]] = {side: [] for side in fits}
+    results = {}
+    for _ in range(repeat):
+        for side, fit in fits.items():
+            started = time.perf_counter()
+            results[side] = fit()
+            seconds[side].append(time.perf_counter() - started)
+    return {side: statistics.median(s) for side, s in seconds.items()}, results
 
-        torch.set_num_threads(args.threads)
+
+def grid_part(args: argparse.Namespace) -> None:
     rows = []
     for task in ("classification", "regression"):
         X, y, settings, grid, folds = problem(task, args.quick)
@@ -84,16 +102,9 @@ def main() -> None:
 
         warm = reglab.RegularizedMLPClassifier if task == "classification" else reglab.RegularizedMLPRegressor
         warm(**settings).fit(X[:40], y[:40])  # imports and first calls, outside the clock
-        seconds: dict[str, list[float]] = {side: [] for side in fits}
-        results = {}
-        for _ in range(args.repeat):
-            for side, fit in fits.items():
-                started = time.perf_counter()
-                results[side] = fit()
-                seconds[side].append(time.perf_counter() - started)
+        median, results = timed(fits, args.repeat)
         (lam_a, score_a), (lam_b, score_b) = results["GridSearchCV"], results["CV estimator"]
         gap = float(np.max(np.abs(score_a - score_b)))
-        median = {side: statistics.median(s) for side, s in seconds.items()}
         rows.append(
             (
                 task,
@@ -116,10 +127,70 @@ def main() -> None:
         "same λ",
         "max Δ score",
     ]
+    print_table(header, rows)
+
+
+def peer_part(args: argparse.Namespace) -> None:
+    """reglab beside scikit-learn's MLPClassifier on digits: the CV of 4 λ × 5 folds, and one plain fit."""
+    import warnings
+
+    from sklearn.datasets import load_digits
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.model_selection import GridSearchCV, StratifiedKFold
+    from sklearn.neural_network import MLPClassifier
+    from sklearn.preprocessing import StandardScaler
+
+    import reglab
+
+    warnings.simplefilter("ignore", ConvergenceWarning)
+    X, y = load_digits(return_X_y=True)
+    X = StandardScaler().fit_transform(X)
+    epochs, batch, hidden, folds = (3, 64, (16,), 2) if args.quick else (30, 64, (64,), 5)
+    alphas = [0.0, 1e-3, 1e-2, 1e-1]
+    lams = [a / (2 * batch) for a in alphas]  # scikit-learn's alpha in reglab's λ (conventions: l2, sklearn_mlp)
+    splitter = StratifiedKFold(folds, shuffle=True, random_state=0)
+    peer = MLPClassifier(hidden, batch_size=batch, max_iter=epochs, learning_rate_init=1e-3, random_state=0)
+    ours = {"regularizer": "l2", "hidden": hidden, "epochs": epochs, "batch_size": batch, "lr": 1e-3}
+
+    fits = {
+        "scikit-learn CV": lambda: GridSearchCV(peer, {"alpha": alphas}, cv=splitter).fit(X, y),
+        "reglab CV": lambda: reglab.RegularizedMLPClassifierCV(strengths=lams, cv=splitter, **ours).fit(X, y),
+        "scikit-learn fit": lambda: MLPClassifier(**peer.get_params()).fit(X, y),
+        "reglab fit": lambda: reglab.RegularizedMLPClassifier(strength=lams[1], **ours).fit(X, y),
+    }
+    fits["scikit-learn fit"](), fits["reglab fit"]()  # warm: imports and first calls, outside the clock
+    median, _ = timed(fits, args.repeat)
+    rows = []
+    for what, side, goal in (("CV", "CV", 0.5), ("one plain fit", "fit", 2.0)):
+        ratio = median[f"reglab {side}"] / median[f"scikit-learn {side}"]
+        status = "met" if ratio <= goal else "not met"
+        grid = f"{len(alphas)} λ × {folds} folds" if side == "CV" else "all rows"
+        theirs, mine = median[f"scikit-learn {side}"], median[f"reglab {side}"]
+        rows.append((what, grid, f"{theirs:.2f}", f"{mine:.2f}", f"{ratio:.2f}", f"≤ {goal}", status))
+    print_table(["comparison", "grid", "scikit-learn s", "reglab s", "reglab / scikit-learn", "goal", "status"], rows)
+
+
+def print_table(header: list[str], rows: list[tuple]) -> None:
     print("| " + " | ".join(header) + " |")
     print("|" + "|".join("---" for _ in header) + "|")
     for row in rows:
         print("| " + " | ".join(str(cell) for cell in row) + " |")
+    print()
+
+
+def main() -> None:
+    args = parse()
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    parts = args.parts.split(",")
+    if unknown := set(parts) - {"grid", "peer"}:
+        raise SystemExit(f"--parts: {', '.join(sorted(unknown))} is not a part; choose grid, peer")
+    if "grid" in parts:
+        grid_part(args)
+    if "peer" in parts:
+        peer_part(args)
 
 
 if __name__ == "__main__":

@@ -4,12 +4,14 @@ estimator, fold by fold."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
 from sklearn.datasets import make_classification, make_regression
 from sklearn.model_selection import GridSearchCV, KFold
-from sklearn.utils.estimator_checks import parametrize_with_checks
+from sklearn.utils.estimator_checks import check_param_validation, parametrize_with_checks
 
 import reglab
 from reglab.api import run
@@ -43,6 +45,173 @@ def test_import_reglab_stays_light_and_exports_the_estimators_lazily():
 )
 def test_scikit_learn_estimator_checks(estimator, check):
     check(estimator)
+
+
+ESTIMATORS = [RegularizedMLPClassifier, RegularizedMLPRegressor, RegularizedMLPClassifierCV, RegularizedMLPRegressorCV]
+
+
+@pytest.mark.parametrize("cls", ESTIMATORS)
+def test_every_parameter_has_a_constraint_and_a_wrong_type_is_refused_under_its_own_name(cls):
+    """scikit-learn's own check: `_parameter_constraints` covers every parameter of `__init__`, and a
+    value of no allowed type raises InvalidParameterError naming that parameter, before training."""
+    check_param_validation(cls.__name__, cls(hidden=(4,), epochs=2))
+
+
+@pytest.mark.parametrize(
+    ("cls", "params", "named"),
+    [
+        (RegularizedMLPClassifier, {"strength": -1}, "strength"),
+        (RegularizedMLPRegressor, {"strength": float("nan")}, "strength"),
+        (RegularizedMLPClassifier, {"epochs": 0}, "epochs"),
+        (RegularizedMLPClassifier, {"batch_size": 0}, "batch_size"),
+        (RegularizedMLPClassifier, {"lr": float("inf")}, "lr"),
+        (RegularizedMLPClassifier, {"hidden": (8, 0)}, "hidden"),
+        (RegularizedMLPClassifier, {"validation_fraction": 1.0}, "validation_fraction"),
+        (RegularizedMLPClassifierCV, {"strengths": [0.0, -1e-3]}, "strengths"),
+        (RegularizedMLPRegressorCV, {"strengths": []}, "strengths"),
+        (RegularizedMLPClassifierCV, {"epochs": 0}, "epochs"),
+    ],
+)
+def test_a_bad_value_is_one_line_naming_the_parameter_not_its_config_key(cls, params, named):
+    X, y = make_classification(40, 3, n_informative=2, n_redundant=0, random_state=0)
+    with pytest.raises(ValueError, match=f"^The '{named}' parameter of {cls.__name__} must be") as refused:
+        cls(**TINY | params).fit(X, y)
+    said = str(refused.value)
+    assert "\n" not in said and not any(key in said for key in ("regularizer.", "trainer.", "model.", "data."))
+
+
+def test_an_unknown_regularizer_is_one_value_error_line_listing_every_rule():
+    from reglab.science.conventions import REGULARIZER_NAMES
+
+    X, y = make_classification(40, 3, n_informative=2, n_redundant=0, random_state=0)
+    with pytest.raises(ValueError, match="^The 'regularizer' parameter") as refused:
+        RegularizedMLPClassifier(regularizer="nope", **TINY).fit(X, y)
+    said = str(refused.value)
+    assert "\n" not in said and all(f"'{name}'" in said for name in REGULARIZER_NAMES.values())
+
+
+@pytest.mark.parametrize(
+    ("override", "said"),
+    [
+        ("nope=1", "overrides: nope is not a key of the config"),
+        ("regularizer=l3", "overrides: regularizer=l3 is not a regularizer config; choose one of: elastic_net"),
+        ("trainer.max_epochs=0", "trainer.max_epochs=0 must be an integer >= 1"),
+    ],
+)
+def test_a_bad_override_is_one_value_error_line_in_the_words_of_the_override(override, said):
+    X, y = make_classification(40, 3, n_informative=2, n_redundant=0, random_state=0)
+    with pytest.raises(ValueError) as refused:
+        RegularizedMLPClassifier(overrides=[override], **TINY).fit(X, y)
+    assert str(refused.value).startswith(said) and "\n" not in str(refused.value)
+
+
+NOISY = {"hidden": (16,), "epochs": 60, "lr": 0.05, "batch_size": 32, "strength": 0.0}
+
+
+def test_early_stopping_watches_held_out_rows_not_training_rows():
+    """With `early_stopping`, a stratified `validation_fraction` of the rows (drawn from `random_state`)
+    is held out: the scores watched are theirs, the standardisation is fitted on the rest, training
+    stops 10 epochs after the best score, and the weights kept are that epoch's."""
+    from sklearn.model_selection import train_test_split
+
+    X, y = make_classification(120, 5, n_informative=3, n_redundant=0, flip_y=0.2, random_state=0)
+    est = RegularizedMLPClassifier(early_stopping=True, validation_fraction=0.25, random_state=1, **NOISY).fit(X, y)
+    train, val = train_test_split(np.arange(120), test_size=0.25, random_state=1, stratify=y)
+    np.testing.assert_allclose(est.run_.mean, X[train].mean(0), rtol=1e-12)  # fitted on the 90 training rows
+    best = int(np.argmax(est.validation_scores_))
+    assert len(est.validation_scores_) == len(est.loss_curve_) == est.n_iter_ == best + 1 + 10 < NOISY["epochs"]
+    assert est.best_validation_score_ == max(est.validation_scores_) == pytest.approx(est.score(X[val], y[val]))
+    assert est.score(X[train], y[train]) > est.best_validation_score_ + 0.1  # the training rows score far higher
+    assert est.best_loss_ is None
+
+
+def test_early_stopping_of_a_regressor_watches_r2_on_unstratified_held_out_rows():
+    from sklearn.metrics import r2_score
+    from sklearn.model_selection import train_test_split
+
+    X, y = make_regression(100, 4, noise=20.0, random_state=0)
+    est = RegularizedMLPRegressor(early_stopping=True, random_state=2, **NOISY).fit(X, y)
+    _, val = train_test_split(np.arange(100), test_size=0.1, random_state=2)
+    assert est.best_validation_score_ == pytest.approx(r2_score(y[val], est.predict(X[val])), abs=1e-5)
+
+
+def test_without_early_stopping_every_row_trains_and_no_validation_score_is_kept():
+    X, y = make_classification(120, 5, n_informative=3, n_redundant=0, flip_y=0.2, random_state=0)
+    est = RegularizedMLPClassifier(**NOISY).fit(X, y)
+    np.testing.assert_allclose(est.run_.mean, X.mean(0), rtol=1e-12)
+    assert est.n_iter_ == len(est.loss_curve_) == NOISY["epochs"]
+    assert est.validation_scores_ is None and est.best_validation_score_ is None
+    assert est.best_loss_ == min(est.loss_curve_)
+
+
+def test_early_stopping_by_override_is_refused_where_it_would_watch_training_or_scoring_rows():
+    X, y = make_classification(40, 3, n_informative=2, n_redundant=0, random_state=0)
+    with pytest.raises(ValueError, match="early stopping would watch the training rows.*early_stopping=True"):
+        RegularizedMLPClassifier(overrides=["callbacks=early_stopping"], **TINY).fit(X, y)
+    with pytest.raises(ValueError, match="early stopping would watch the rows each fold is scored on"):
+        RegularizedMLPClassifierCV(overrides=["callbacks.early_stopping.patience=3"], **TINY).fit(X, y)
+    patient = RegularizedMLPClassifier(early_stopping=True, overrides=["callbacks.early_stopping.patience=2"], **NOISY)
+    X, y = make_classification(120, 5, n_informative=3, n_redundant=0, flip_y=0.2, random_state=0)
+    assert patient.fit(X, y).n_iter_ == int(np.argmax(patient.validation_scores_)) + 1 + 2  # the override holds
+
+
+def test_loss_curve_holds_the_training_objective_after_each_epoch():
+    """One value per epoch: a fit of 4 epochs gives the first 4 values of a fit of 8 (same seed), and its
+    last is the log loss of its own predictions on all of X (λ = 0: the objective is the data loss)."""
+    from sklearn.metrics import log_loss
+
+    X, y = make_classification(80, 4, n_informative=3, n_redundant=0, random_state=0)
+    short = RegularizedMLPClassifier(**TINY | {"epochs": 4, "strength": 0.0}).fit(X, y)
+    long = RegularizedMLPClassifier(**TINY | {"epochs": 8, "strength": 0.0}).fit(X, y)
+    assert short.n_iter_ == len(short.loss_curve_) == 4 and long.n_iter_ == len(long.loss_curve_) == 8
+    np.testing.assert_allclose(long.loss_curve_[:4], short.loss_curve_, rtol=1e-6)
+    assert short.loss_curve_[-1] == pytest.approx(log_loss(y, short.predict_proba(X)), rel=1e-5)
+    assert long.loss_curve_[-1] < long.loss_curve_[0]
+
+
+@pytest.mark.parametrize("cls", [RegularizedMLPClassifier, RegularizedMLPRegressor])
+def test_warm_start_continues_from_the_weights_the_previous_fit_kept(cls):
+    """A second fit with lr ≈ 0 leaves the weights where they start: with `warm_start` those are the
+    first fit's (the same predictions); without it, a fresh draw from the seed (an untrained network)."""
+    X, y = make_classification(80, 4, n_informative=3, n_redundant=0, random_state=0)
+    first = cls(warm_start=True, **TINY).fit(X, y)
+    trained, trained_curve = _outputs(first, X), first.loss_curve_
+    again = first.set_params(lr=1e-12).fit(X, y)
+    np.testing.assert_allclose(_outputs(again, X), trained, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(again.loss_curve_, [trained_curve[-1]] * TINY["epochs"], rtol=1e-5)
+    cold = cls(**TINY).fit(X, y).set_params(lr=1e-12).fit(X, y)
+    assert cold.loss_curve_[-1] > trained_curve[-1] * 1.2  # from the seed's draw: untrained
+
+
+def _outputs(est, X):
+    return est.predict_proba(X) if hasattr(est, "predict_proba") else est.predict(X)
+
+
+def test_warm_start_refuses_other_classes_features_or_widths_in_one_line():
+    X, y = make_classification(60, 4, n_informative=3, n_redundant=0, n_classes=3, random_state=0)
+    est = RegularizedMLPClassifier(warm_start=True, **TINY).fit(X, y)
+    refusals = [
+        ((X, np.where(y == 2, 1, y)), "warm_start can only be used where `y` has the same classes"),
+        ((X[:, :3], y), "X has 3 features, but RegularizedMLPClassifier is expecting 4 features"),
+    ]
+    for (x_new, y_new), said in refusals:
+        with pytest.raises(ValueError, match=said) as refused:
+            est.fit(x_new, y_new)
+        assert "\n" not in str(refused.value)
+    with pytest.raises(ValueError, match=r"^warm_start=True: hidden=\(4,\) differs from the previous fit's \(8,\)"):
+        est.set_params(hidden=(4,)).fit(X, y)
+
+
+def test_the_cv_stack_is_evaluated_once_and_the_refit_after_every_epoch(tmp_path):
+    """The CV members need only their final validation score; the refit's loss_curve_ needs every epoch."""
+    X, y = make_classification(60, 3, n_informative=2, n_redundant=0, random_state=0)
+    cv = RegularizedMLPClassifierCV(strengths=[0.0, 1e-3], cv=2, log_dir=str(tmp_path), **TINY).fit(X, y)
+    members = sorted(p.parent for p in Path(cv.run_dir_).glob("*/metrics.csv"))
+    assert len(members) == 4 and all(len(pd.read_csv(m / "metrics.csv")) == 1 for m in members)
+    assert len(pd.read_csv(Path(cv.best_estimator_.run_dir_) / "metrics.csv")) == TINY["epochs"] == cv.n_iter_
+    assert (
+        cv.best_score_ == cv.cv_results_["mean_test_score"].max() == cv.cv_results_["mean_test_score"][cv.best_index_]
+    )
 
 
 @pytest.mark.slow
@@ -111,6 +280,7 @@ def test_the_cv_estimator_equals_grid_search_over_the_plain_one(cv_class):
     for column in ("mean_test_score", "std_test_score", *(f"split{i}_test_score" for i in range(3))):
         np.testing.assert_allclose(ours.cv_results_[column], grid.cv_results_[column], rtol=1e-5, atol=1e-5)
     assert ours.best_strength_ == grid.best_params_["strength"]
+    assert ours.best_score_ == pytest.approx(grid.best_score_, abs=1e-5)
     np.testing.assert_allclose(ours.predict(X), grid.predict(X), rtol=1e-6, atol=1e-6)
     assert list(ours.path_["strength"]) == lams and ours.path_.shape[1] == 4 + X.shape[1]
 
@@ -125,3 +295,18 @@ def test_the_python_blocks_of_docs_data_run(tmp_path, monkeypatch):
         exec(compile(block.text, f"docs/data.md:{block.line}", "exec"), namespace)
     assert [r["strength"] for r in namespace["records"]] == [0.0, 1e-3]
     assert namespace["search"].best_strength_ in (0, 1e-4, 1e-3, 1e-2) and len(namespace["search"].path_) == 4
+
+
+def test_an_estimator_without_log_dir_writes_nothing_anywhere(tmp_path, monkeypatch):
+    import tempfile
+
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))  # where a temporary run directory would go
+    monkeypatch.chdir(tmp_path / "tmp")
+    X, y = make_classification(120, 4, random_state=0)
+    cv = RegularizedMLPClassifierCV("l1", strengths=[0.0, 1e-3], cv=3, **TINY).fit(X, y)
+    assert cv.score(X, y) > 0.8 and not hasattr(cv, "run_dir_")
+    # No run directory, checkpoint or metrics file, not even a temporary one (torch's own compile cache
+    # folder, made empty the first time torch looks for it, is not reglab's).
+    assert [p for p in scratch.rglob("*") if not p.name.startswith("torchinductor")] == []

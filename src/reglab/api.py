@@ -22,12 +22,17 @@ __all__ = ["run", "train_in_memory"]
 
 
 def run(
-    overrides: Sequence[str] = (), run_dir: str | Path | None = None, data: Any = None, target: Any = None
+    overrides: Sequence[str] = (),
+    run_dir: str | Path | None = None,
+    data: Any = None,
+    target: Any = None,
+    init: list[dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
     """Train and return each member's metrics.json record: `reglab.run(["regularizer=l1",
     "regularizer.strength=[0,1e-3]"])`. The run is written to `run_dir` (default: a new directory
     under `logs/runs/`). `data`: `(X, y)` arrays, or a DataFrame with its `target` column, trained on
-    as `data=file` reads a table (held in memory, `data.path=memory:<its sha256>`)."""
+    as `data=file` reads a table (held in memory, `data.path=memory:<its sha256>`). `init`: each
+    member's initial weights, in member order (a K = 1 `MLP.state_dict()`, as `load_run(...).model` has)."""
     from reglab.fit import fit
 
     with _data(overrides, data, target) as overrides:
@@ -37,23 +42,27 @@ def run(
         OmegaConf.save(cfg, output / ".hydra" / "config.yaml")  # as Hydra does before a job starts
         with _frozen_gc():
             try:
-                return fit(cfg, list(overrides))
+                return fit(cfg, list(overrides), init=init)
             except ConfigError:  # refused before any work: no directory that looks like a run is left
                 rundir.remove_unused(output, Path(cfg.paths.log_dir).resolve())
                 raise
 
 
-def train_in_memory(overrides: Sequence[str] = (), data: Any = None, target: Any = None) -> list[Any]:
+def train_in_memory(
+    overrides: Sequence[str] = (), data: Any = None, target: Any = None, init: list[dict[str, Any]] | None = None
+) -> list[Any]:
     """Train and return each member as a `reglab.runs.TrainedRun`, writing nothing to disk: no run
-    directory, checkpoint or metrics file (`reglab.fit.fit_in_memory`). A member's `best` is the
-    TrainedRun of its best weights where `callbacks=best_checkpoint` (or `early_stopping`) kept them."""
+    directory, checkpoint or metrics file (`reglab.fit.fit_in_memory`; its record holds its metrics.csv
+    rows as `history`). A member's `best` is the
+    TrainedRun of its best weights where `callbacks=best_checkpoint` (or `early_stopping`) kept them.
+    The arguments are `run`'s."""
     from reglab.fit import fit_in_memory
     from reglab.runs import TrainedRun
 
     with _data(overrides, data, target) as overrides:
         cfg = _job_config(overrides, None, in_memory=True)
         with _frozen_gc():
-            records = fit_in_memory(cfg)
+            records = fit_in_memory(cfg, init)
     trained = []
     for record in records:
         model, best = record.pop("model"), record.pop("best_model")

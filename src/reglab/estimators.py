@@ -3,33 +3,40 @@ run (`reglab.api.run`), hands it the arrays as `data=file` data held in memory, 
 trained member back (`reglab.load_run`). `Pipeline`, `clone`, `GridSearchCV` and `cross_val_score`
 hold them like any estimator.
 
+Parameters are checked under their own names before anything is composed (`_parameter_constraints`,
+as scikit-learn's `MLPClassifier` checks its own): `strength=-1` is refused as `strength`, in one
+line. A plain fit evaluates every epoch (`loss_curve_`, `validation_scores_`: one value per epoch);
+the CV stack evaluates once, at its end.
+
 The CV variants train every λ × fold as members of one stack (folds of equal size; folds of other
 sizes get a stack each), pick the λ of the best mean validation score (`best_strength_`) and
-refit on all the data, like `LassoCV`. `log_dir=None`: the runs are written to a temporary
-directory, removed when `fit` returns, so nothing stays on disk; else each fit writes a run
-directory under `log_dir` (`run_dir_`).
+refit on all the data, like `LassoCV`. `log_dir=None`: trained in memory (`reglab.api.train_in_memory`),
+nothing written to disk; else each fit writes a run directory under `log_dir` (`run_dir_`).
 """
 
 from __future__ import annotations
 
+import os
 import secrets
-import tempfile
 import time
 from collections.abc import Sequence
-from contextlib import contextmanager
+from numbers import Integral, Real
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, is_classifier
-from sklearn.model_selection import check_cv
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, _fit_context, is_classifier
+from sklearn.model_selection import check_cv, train_test_split
+from sklearn.utils._param_validation import Interval, InvalidParameterError, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, check_random_state, validate_data
 
-from reglab.api import run
+from reglab.api import run, train_in_memory
+from reglab.errors import one_line
 from reglab.runs import load_run
 from reglab.science import files
+from reglab.science.conventions import REGULARIZER_NAMES
 
 __all__ = [
     "RegularizedMLPClassifier",
@@ -37,22 +44,41 @@ __all__ = [
     "RegularizedMLPRegressor",
     "RegularizedMLPRegressorCV",
 ]
-QUIET = ["logger=none", "callbacks.progress_bar=null", "trainer.enable_progress_bar=false"]
+# No progress bar; no periodic checkpoint: nothing resumes an estimator's run (its last.ckpt is still written).
+QUIET = [
+    "logger=none",
+    "callbacks.progress_bar=null",
+    "trainer.enable_progress_bar=false",
+    "callbacks.model_checkpoint=null",
+]
 TARGET = "__target__"  # the target's column in the table handed over: no feature is named so
 
 
-@contextmanager
-def _run_dir(log_dir: str | Path | None, name: str):  # noqa: ANN202
-    """A fresh run directory under `log_dir`, or a temporary one removed afterwards."""
-    if log_dir is not None:
-        yield Path(log_dir) / f"{time.strftime('%Y-%m-%d_%H-%M-%S')}_{secrets.token_hex(3)}_{name}"
-        return
-    with tempfile.TemporaryDirectory(prefix="reglab-") as tmp:
-        yield Path(tmp) / name
+def _run_dir(log_dir: str | os.PathLike, name: str) -> Path:
+    """A fresh run directory under `log_dir`."""
+    return Path(log_dir) / f"{time.strftime('%Y-%m-%d_%H-%M-%S')}_{secrets.token_hex(3)}_{name}"
+
+
+def _refuse(estimator: BaseEstimator, name: str, must: str, value: Any) -> None:
+    """A parameter refused as scikit-learn's own checks word it, in one line."""
+    raise InvalidParameterError(
+        f"The {name!r} parameter of {type(estimator).__name__} must be {must}. Got {value!r} instead."
+    )
 
 
 class _RegularizedMLP(BaseEstimator):
-    """What the estimators share: the parameters, the config they compose, predicting."""
+    """What the estimators share: the parameters, their checks, the config they compose, predicting."""
+
+    _parameter_constraints: dict[str, list[Any]] = {
+        "regularizer": [StrOptions(set(REGULARIZER_NAMES.values()))],
+        "hidden": ["array-like"],
+        "epochs": [Interval(Integral, 1, None, closed="left")],
+        "batch_size": [Interval(Integral, 1, None, closed="left"), None],
+        "lr": [Interval(Real, 0, None, closed="neither")],
+        "random_state": ["random_state"],
+        "log_dir": [str, os.PathLike, None],
+        "overrides": [list, tuple],
+    }
 
     def __init__(
         self,
@@ -70,8 +96,17 @@ class _RegularizedMLP(BaseEstimator):
         self.batch_size, self.lr, self.random_state, self.log_dir = batch_size, lr, random_state, log_dir
         self.overrides = overrides
 
-    def _config(self, strength: Any, task: str, seed: int) -> list[str]:
-        """The overrides of `reglab-train` that train this estimator (`strength`: one λ or a list)."""
+    def _validate_params(self) -> None:
+        """scikit-learn's checks of `_parameter_constraints`, then what they cannot say: each width and override."""
+        super()._validate_params()
+        if any(not isinstance(w, Integral) or isinstance(w, bool) or w < 1 for w in self.hidden):
+            _refuse(self, "hidden", "a sequence of ints >= 1 (() for a linear model)", self.hidden)
+        if any(not isinstance(o, str) for o in self.overrides):
+            _refuse(self, "overrides", "a sequence of str (reglab-train overrides)", self.overrides)
+
+    def _config(self, strength: Any, task: str, seed: int, every_epoch: bool, extra: Sequence[str] = ()) -> list[str]:
+        """The overrides of `reglab-train` that train this estimator (`strength`: one λ or a list),
+        evaluated after every epoch or only after the last; `extra` before the user's `overrides`."""
         lam = f"[{','.join(repr(float(s)) for s in strength)}]" if isinstance(strength, list) else repr(float(strength))
         batch = "null" if self.batch_size is None else self.batch_size
         return [
@@ -79,46 +114,73 @@ class _RegularizedMLP(BaseEstimator):
             f"regularizer.strength={lam}",
             f"model.hidden=[{','.join(str(int(w)) for w in self.hidden)}]",
             f"trainer.max_epochs={self.epochs}",
+            f"trainer.check_val_every_n_epoch={1 if every_epoch else self.epochs}",
             f"data.batch_size={batch}",
             f"optimizer.lr={self.lr!r}",
             f"seed={seed}",
             f"data.task={task}",
             *QUIET,
+            *extra,
             *self.overrides,
         ]
 
-    def _validated(self, X: Any, y: Any) -> tuple[np.ndarray, np.ndarray, str]:
-        """(X, y, task) checked as scikit-learn checks them; `classes_` for a classifier."""
-        X, y = validate_data(self, X, y, y_numeric=not is_classifier(self))
+    def _validated(self, X: Any, y: Any, reset: bool = True) -> tuple[np.ndarray, np.ndarray, str]:
+        """(X, y, task) checked as scikit-learn checks them; `classes_` for a classifier. Not `reset`
+        (a warm start): the features and classes of the previous fit."""
+        X, y = validate_data(self, X, y, y_numeric=not is_classifier(self), reset=reset)
         if not is_classifier(self):
             return X, y.astype(np.float64), "regression"
         check_classification_targets(y)
-        self.classes_ = np.unique(y)
-        return X, y, "binary" if len(self.classes_) <= 2 else "multiclass"
+        classes, previous = np.unique(y), getattr(self, "classes_", ())
+        if not reset and not np.array_equal(classes, previous):
+            raise ValueError(
+                "warm_start can only be used where `y` has the same classes as in the previous call to fit. "
+                f"Previously got {previous}, `y` has {classes}"
+            )
+        self.classes_: np.ndarray = classes
+        return X, y, "binary" if len(classes) <= 2 else "multiclass"
 
     def _seed(self) -> int:
         if isinstance(self.random_state, (int, np.integer)) and not isinstance(self.random_state, bool):
             return int(self.random_state)
         return int(check_random_state(self.random_state).randint(2**31 - 1))
 
-    def _fit_runs(self, X: np.ndarray, y: np.ndarray, folds: list, overrides: list[str], name: str) -> list[Any]:
-        """Train `overrides` on (X, y) split into `folds` (`data.fold`): one run of reglab's driver.
-        Returns each member's trained run (`reglab.load_run`; its metrics.json record: `.record`)."""
+    def _train(
+        self,
+        X: np.ndarray,
+        y: np.ndarray,
+        folds: list,
+        overrides: list[str],
+        name: str,
+        load: str | None = None,
+        init: list[dict] | None = None,
+    ) -> tuple[list[dict[str, Any]], Any, pd.DataFrame | None]:
+        """Train `overrides` on (X, y) split into `folds` (`data.fold`), from `init` weights if given: one
+        run of reglab's driver. Returns each member's metrics.json record and, with `load` ("last" or
+        "best") and a completed run of one member, its trained run (`reglab.load_run`) and metrics.csv."""
         path, _ = files.register(pd.DataFrame(X, columns=self._columns()), y, TARGET, folds=folds)
         fold = "0" if name == "fit" else f"[{','.join(map(str, range(len(folds))))}]"  # a CV's: a member key
+        trained, history = None, None
+        overrides = ["data=file", f"data.path={path}", f"data.fold={fold}", *overrides]
         try:
-            with _run_dir(self.log_dir, name) as run_dir:
-                records = run(["data=file", f"data.path={path}", f"data.fold={fold}", *overrides], run_dir)
-                failed = [r for r in records if r["status"] == "failed"]  # a crash, retried: no model
-                if failed:
-                    raise RuntimeError(f"reglab could not train {len(failed)} member(s): {failed[0].get('error')}")
-                members = [d for d in sorted(run_dir.iterdir()) if (d / "metrics.json").is_file()]
-                trained = [load_run(d) for d in members] if len(records) > 1 else [load_run(run_dir)]
-                if self.log_dir is not None:
-                    self.run_dir_ = str(run_dir)
+            if self.log_dir is None:  # in memory: nothing written, nothing read back
+                runs = _run(overrides, None, init)
+                records = [r.record for r in runs]
+                if load is not None and records[0]["status"] == "completed":
+                    trained = runs[0].best if load == "best" else runs[0]
+                    history = pd.DataFrame(records[0]["history"])
+                return records, trained, history
+            run_dir = _run_dir(self.log_dir, name)
+            records = _run(overrides, run_dir, init)
+            failed = [r for r in records if r["status"] == "failed"]  # a crash, retried: no model
+            if failed:
+                raise RuntimeError(f"reglab could not train {len(failed)} member(s): {failed[0].get('error')}")
+            if load is not None and records[0]["status"] == "completed":
+                trained, history = load_run(run_dir, load), pd.read_csv(run_dir / "metrics.csv")
+            self.run_dir_ = str(run_dir)
         finally:
             files.unregister(path)
-        return trained
+        return records, trained, history
 
     def _columns(self) -> list[str]:
         names = getattr(self, "feature_names_in_", None)
@@ -132,23 +194,124 @@ class _RegularizedMLP(BaseEstimator):
         return validate_data(self, X, reset=False)
 
 
+def _run(overrides: list[str], run_dir: Path | None, init: list[dict] | None) -> list[Any]:
+    """`reglab.api.run` into `run_dir` (its records), or `train_in_memory` where it is None (its trained
+    runs), with Hydra's refusal of an `overrides` entry (a key or choice that does not exist) said in
+    one line, as a ValueError like the engine's own ConfigError."""
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        return run(overrides, run_dir, init=init) if run_dir is not None else train_in_memory(overrides, init=init)
+    except (HydraException, OmegaConfBaseException) as e:
+        raise ValueError(f"overrides: {one_line(e)}") from None
+
+
 class _Single(_RegularizedMLP):
+    """One network on all of (X, y), or on all but `validation_fraction` of it with `early_stopping`;
+    with `warm_start`, from the weights the previous fit ended with."""
+
+    _parameter_constraints = {
+        **_RegularizedMLP._parameter_constraints,
+        "strength": [Interval(Real, 0, None, closed="left")],
+        "early_stopping": ["boolean"],
+        "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
+        "warm_start": ["boolean"],
+    }
+
+    def __init__(
+        self,
+        regularizer: str = "l1",
+        strength: float = 1e-4,
+        hidden: Sequence[int] = (128, 128),
+        epochs: int = 100,
+        batch_size: int | None = 32,
+        lr: float = 1e-3,
+        random_state: int | None = 0,
+        log_dir: str | None = None,
+        overrides: Sequence[str] = (),
+        early_stopping: bool = False,
+        validation_fraction: float = 0.1,
+        warm_start: bool = False,
+    ) -> None:
+        super().__init__(regularizer, strength, hidden, epochs, batch_size, lr, random_state, log_dir, overrides)
+        self.early_stopping, self.validation_fraction, self.warm_start = early_stopping, validation_fraction, warm_start
+
+    def _validate_params(self) -> None:
+        super()._validate_params()
+        if _stops_early(self.overrides) and not self.early_stopping:
+            raise InvalidParameterError(
+                f"overrides={list(self.overrides)!r}: early stopping would watch the training rows (early_stopping="
+                "False trains on all of them); set early_stopping=True, which holds out validation_fraction of the rows"
+            )
+
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X: Any, y: Any) -> _Single:
-        """Train one network on all of (X, y): a run of K = 1 member (its val and test splits are X too)."""
-        X, y, task = self._validated(X, y)
-        everything = np.arange(len(y))
-        overrides = self._config(self.strength, task, self._seed())
-        (self.run_,) = self._fit_runs(X, y, [(everything, everything)], overrides, "fit")
-        self.record_ = self.run_.record
-        if self.record_["status"] != "completed":  # diverged: GridSearchCV scores it error_score
-            raise RuntimeError(f"training diverged at epoch {self.record_.get('diverged_epoch')}; lower lr or λ")
+        """Train one network, a run of K = 1 member, evaluated every epoch: on all of (X, y), or with
+        `early_stopping` on all but a `validation_fraction` of the rows (stratified for a classifier,
+        drawn from `random_state`), stopped when its score there has not improved for 10 epochs
+        (`callbacks=early_stopping`), and kept at its best epoch there. With `warm_start`, a second
+        fit starts from the weights the first kept (its Adam state starts afresh, as MLPClassifier's)."""
+        warm = self.warm_start and hasattr(self, "run_")
+        X, y, task = self._validated(X, y, reset=not warm)
+        seed, rows = self._seed(), np.arange(len(y))
+        if self.early_stopping:
+            fraction, stratify = self.validation_fraction, y if is_classifier(self) else None
+            train, val = train_test_split(rows, test_size=fraction, random_state=seed, stratify=stratify)
+        else:
+            train = val = rows  # evaluated on the training rows: only loss_curve_ reads them
+        extra = _early_stopping(task) if self.early_stopping else []
+        overrides = self._config(self.strength, task, seed, every_epoch=True, extra=extra)
+        init = [self._previous_weights()] if warm else None
+        load = "best" if self.early_stopping else "last"
+        (record,), trained, history = self._train(X, y, [(train, val)], overrides, "fit", load, init)
+        if trained is None:  # diverged: GridSearchCV scores it error_score
+            raise RuntimeError(f"training diverged at epoch {record.get('diverged_epoch')}; lower lr or λ")
+        self.run_, self.record_ = trained, trained.record
+        self._set_curves(history, task)
         return self
+
+    def _previous_weights(self) -> dict[str, Any]:
+        """The weights the previous fit kept, refused in one line if this fit's network has other shapes."""
+        previous = self.run_.model
+        if list(previous.widths) != [int(w) for w in self.hidden]:
+            raise ValueError(
+                f"warm_start=True: hidden={tuple(self.hidden)} differs from the previous fit's "
+                f"{tuple(previous.widths)}; fit with warm_start=False, or with the previous widths"
+            )
+        return previous.state_dict()
+
+    def _set_curves(self, history: pd.DataFrame, task: str) -> None:
+        """MLPClassifier's fitted attributes, one value per epoch: `loss_curve_` (the training objective,
+        data loss + penalty, on all training rows after each epoch; scikit-learn's is the mean over the
+        epoch's mini-batches), `best_loss_` or, with `early_stopping`, `validation_scores_` (accuracy,
+        or R²) and `best_validation_score_` (that of the weights kept)."""
+        self.n_iter_ = int(self.record_["epochs"])
+        self.loss_curve_ = history["train/objective"].tolist()
+        if not self.early_stopping:
+            self.best_loss_, self.validation_scores_, self.best_validation_score_ = min(self.loss_curve_), None, None
+            return
+        self.validation_scores_ = history["val/r2" if task == "regression" else "val/acc"].tolist()
+        self.best_loss_, self.best_validation_score_ = None, max(self.validation_scores_)
+
+
+def _stops_early(overrides: Sequence[str]) -> bool:
+    """Whether `overrides` choose or set early stopping (`callbacks=early_stopping`, `callbacks.early_stopping.…`)."""
+    return any(o.lstrip("+~").startswith("callbacks") and "early_stopping" in o for o in overrides)
+
+
+def _early_stopping(task: str) -> list[str]:
+    """reglab's early stopping (it keeps each member's best weights), on the score MLPClassifier watches."""
+    score, keys = "val/r2" if task == "regression" else "val/acc", ("early_stopping", "best_checkpoint")
+    return ["callbacks=early_stopping", *(f"callbacks.{k}.{v}" for k in keys for v in (f"monitor={score}", "mode=max"))]
 
 
 class RegularizedMLPClassifier(ClassifierMixin, _Single):
     """An MLP classifier trained by reglab under `regularizer` with λ = `strength` (README,
     "Conventions"): `hidden` widths, `epochs`, `batch_size` (None: full batch), Adam's `lr`,
-    `random_state` (reglab's seed), `overrides` (any other `reglab-train` override)."""
+    `early_stopping` on a held-out `validation_fraction`, `warm_start`, `random_state` (reglab's seed),
+    `overrides` (any other `reglab-train` override). Fitted: `n_iter_`, `loss_curve_`, `best_loss_`,
+    `validation_scores_`, `best_validation_score_` as MLPClassifier's; `run_` (`reglab.load_run`)."""
 
     def predict_proba(self, X: Any) -> np.ndarray:
         return self._trained().predict_proba(self._inputs(X))
@@ -168,6 +331,12 @@ class RegularizedMLPRegressor(RegressorMixin, _Single):
 class _CrossValidated(_RegularizedMLP):
     """Every λ of `strengths` on every fold of `cv` in one stack, then a refit at the best λ."""
 
+    _parameter_constraints = {
+        **_RegularizedMLP._parameter_constraints,
+        "strengths": ["array-like"],
+        "cv": ["cv_object"],
+    }
+
     def __init__(
         self,
         regularizer: str = "l1",
@@ -185,8 +354,22 @@ class _CrossValidated(_RegularizedMLP):
         self.batch_size, self.lr, self.random_state, self.log_dir = batch_size, lr, random_state, log_dir
         self.overrides = overrides
 
+    def _validate_params(self) -> None:
+        super()._validate_params()
+        lams = np.asarray(self.strengths, dtype=object).ravel()
+        bad = [s for s in lams if not isinstance(s, Real) or isinstance(s, bool) or not 0 <= float(s) < np.inf]
+        if not len(lams) or bad:
+            _refuse(self, "strengths", "a non-empty sequence of floats in the range [0.0, inf)", self.strengths)
+        if _stops_early(self.overrides):  # its val rows are the rows each fold is scored on
+            raise InvalidParameterError(
+                f"overrides={list(self.overrides)!r}: early stopping would watch the rows each fold is scored on; "
+                "the CV variants take no early stopping"
+            )
+
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X: Any, y: Any) -> _CrossValidated:
-        """Score every λ on every fold (one stack per size of fold), then refit at the best λ on all of (X, y)."""
+        """Score every λ on every fold (one stack per size of fold, evaluated once, after its last
+        epoch), then refit at the best λ on all of (X, y)."""
         X, y, task = self._validated(X, y)
         seed, lams = self._seed(), [float(s) for s in self.strengths]
         folds = list(check_cv(self.cv, y, classifier=is_classifier(self)).split(X, y))
@@ -195,9 +378,9 @@ class _CrossValidated(_RegularizedMLP):
             by_size.setdefault((len(train), len(val)), []).append(i)
         scores, paths = np.full((len(lams), len(folds)), np.nan), {}
         for j, group in enumerate(by_size.values()):
-            overrides = self._config(lams, task, seed)
-            for trained in self._fit_runs(X, y, [folds[i] for i in group], overrides, f"cv-{j}"):
-                record = trained.record
+            overrides = self._config(lams, task, seed, every_epoch=False)
+            records, _, _ = self._train(X, y, [folds[i] for i in group], overrides, f"cv-{j}")
+            for record in records:
                 k, i = lams.index(float(record["strength"])), group[int(record["config"]["data"]["fold"])]
                 if record["status"] == "completed":  # a diverged member scores NaN, as GridSearchCV's error_score
                     scores[k, i] = record["metrics"]["val/r2" if task == "regression" else "val/acc"]
@@ -205,11 +388,16 @@ class _CrossValidated(_RegularizedMLP):
         self.cv_results_ = self._results(lams, scores)
         self.path_ = self._path(lams, len(folds), paths)
         self.best_index_ = int(np.argmax(np.nan_to_num(scores.mean(1), nan=-np.inf)))
-        self.best_strength_ = lams[self.best_index_]
+        self.best_strength_, self.best_score_ = lams[self.best_index_], float(scores.mean(1)[self.best_index_])
         single = RegularizedMLPRegressor if task == "regression" else RegularizedMLPClassifier
         params = {k: v for k, v in self.get_params().items() if k not in ("strengths", "cv")} | {"random_state": seed}
-        self.best_estimator_ = single(strength=self.best_strength_, **params).fit(X, y)
-        self.run_, self.record_ = self.best_estimator_.run_, self.best_estimator_.record_
+        self.best_estimator_ = best = single(strength=self.best_strength_, **params).fit(X, y)
+        self.run_, self.record_, self.n_iter_, self.loss_curve_ = (
+            best.run_,
+            best.record_,
+            best.n_iter_,
+            best.loss_curve_,
+        )
         return self
 
     @staticmethod
@@ -237,13 +425,15 @@ class _CrossValidated(_RegularizedMLP):
 
 
 class RegularizedMLPClassifierCV(ClassifierMixin, _CrossValidated):
-    """`RegularizedMLPClassifier` with λ chosen by cross-validated accuracy among `strengths` (folds: `cv`)."""
+    """`RegularizedMLPClassifier` with λ chosen by cross-validated accuracy among `strengths` (folds: `cv`);
+    `best_score_` is the mean validation accuracy of `best_strength_`."""
 
     predict_proba = RegularizedMLPClassifier.predict_proba
     predict = RegularizedMLPClassifier.predict
 
 
 class RegularizedMLPRegressorCV(RegressorMixin, _CrossValidated):
-    """`RegularizedMLPRegressor` with λ chosen by cross-validated R² among `strengths` (folds: `cv`)."""
+    """`RegularizedMLPRegressor` with λ chosen by cross-validated R² among `strengths` (folds: `cv`);
+    `best_score_` is the mean validation R² of `best_strength_`."""
 
     predict = RegularizedMLPRegressor.predict

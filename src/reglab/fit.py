@@ -38,11 +38,14 @@ PATH_KEY = "regularizer.strength"
 STACK_DIR = ".stack"
 
 
-def fit(cfg: DictConfig, overrides: Sequence[str] = (), multirun: bool = False) -> list[dict[str, Any]]:
+def fit(
+    cfg: DictConfig, overrides: Sequence[str] = (), multirun: bool = False, init: list[dict] | None = None
+) -> list[dict[str, Any]]:
     """Train the members of `cfg` that are not finished yet; return every member's metrics.json
     record. Raises ConfigError, before a file is written, for a config that cannot train.
     `overrides`: the job's command-line overrides (recorded in each member's .hydra/overrides.yaml);
-    `multirun`: a crash of a single run is recorded and returned, not raised (a sweep goes on)."""
+    `multirun`: a crash of a single run is recorded and returned, not raised (a sweep goes on);
+    `init`: each member's initial weights (a K = 1 `MLP.state_dict()`), else drawn from its seed."""
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")  # Lightning vs torch 2.13 deprecation noise
     validate(cfg)
     members = members_of(cfg)
@@ -54,15 +57,22 @@ def fit(cfg: DictConfig, overrides: Sequence[str] = (), multirun: bool = False) 
     root = Path(cfg.paths.output_dir)
     stacked = bool(members[0].values)
     checkpoints = root / STACK_DIR / "checkpoints" if stacked else root / "checkpoints"
+    start = dict(zip([m.name for m in members], init, strict=True)) if init is not None else None
+
+    def weights(unit: list[Member]) -> list[dict] | None:  # the unit's initial weights, or None: its seeds'
+        return [start[m.name] for m in unit] if start else None
+
     if cfg.sweep.get("path"):
+        if start:
+            raise ConfigError("sweep.path=true starts each λ from the previous one's weights: it takes no init")
         return _fit_path(cfg, members, checkpoints, overrides, multirun)
     chunk = cfg.sweep.get("chunk") or len(members)
     units = [members[i : i + chunk] for i in range(0, len(members), chunk)]
     done = [not cfg.force and all(m.finished() for m in unit) for unit in units]
     todo = [(unit, _unit_checkpoint(checkpoints, unit, members, stacked)) for unit, d in zip(units, done) if not d]
     for unit, checkpoint in todo[1:]:  # every chunk checked before the first trains, then let go
-        preflight(cfg, unit, checkpoint)
-    first = preflight(cfg, *todo[0]) if todo else None
+        preflight(cfg, unit, checkpoint, weights(unit))
+    first = preflight(cfg, *todo[0], weights(todo[0][0])) if todo else None
     if stacked:
         write_stack_files(root, members, overrides)
     records: dict[str, dict[str, Any]] = {}
@@ -73,18 +83,19 @@ def fit(cfg: DictConfig, overrides: Sequence[str] = (), multirun: bool = False) 
             log.info("%s: %d members already finished; skipped (force=true trains them again)", root, len(unit))
         records |= {m.name: rundir.read_metrics_json(m.run_dir) for m in unit}
     for unit, checkpoint in todo:  # each chunk built right before it trains: one in memory at a time
-        stack, first = first or build(cfg, unit, checkpoint), None
+        stack, first = first or build(cfg, unit, checkpoint, weights(unit)), None
         records |= {m.name: r for m, r in zip(unit, train_stack(cfg, stack, multirun))}
         del stack
         gc.collect()  # Lightning's trainer holds reference cycles: free this chunk before building the next
     return [records[m.name] for m in members]
 
 
-def fit_in_memory(cfg: DictConfig) -> list[dict[str, Any]]:
+def fit_in_memory(cfg: DictConfig, init: list[dict] | None = None) -> list[dict[str, Any]]:
     """Train every member of `cfg` and write nothing: no run directory, checkpoint or metrics file.
-    Returns each member's metrics.json record with two more keys, `model` (its K = 1 `MLP` at its
-    final weights, eval mode) and `best_model` (at the best weights, where a BestCheckpoint kept
-    them, else None). A crash is raised: there is no record on disk to keep it in."""
+    Returns each member's metrics.json record with three more keys: `history` (its metrics.csv rows),
+    `model` (its K = 1 `MLP` at its final weights, eval mode) and `best_model` (at the best weights,
+    where a BestCheckpoint kept them, else None). A crash is raised: there is no record on disk to
+    keep it in. `init`: as `fit`'s."""
     from reglab.lightning.callbacks import BestCheckpoint
 
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
@@ -93,16 +104,25 @@ def fit_in_memory(cfg: DictConfig) -> list[dict[str, Any]]:
     if cfg.sweep.get("path"):
         raise ConfigError("sweep.path=true trains its λ stages from checkpoints on disk; give the run a directory")
     chunk = cfg.sweep.get("chunk") or len(members)
-    units = [members[i : i + chunk] for i in range(0, len(members), chunk)]
-    stacks = [preflight(cfg, unit, None) for unit in units[:1]]  # the others differ only in λ and seed
+    starts = list(init) if init is not None else [None] * len(members)
+    if len(starts) != len(members):
+        raise ConfigError(f"init has {len(starts)} members' weights for {len(members)} members")
+    units = [list(range(i, min(i + chunk, len(members)))) for i in range(0, len(members), chunk)]
+
+    def starts_of(unit: list[int]) -> list[dict] | None:
+        return None if init is None else [starts[i] for i in unit]  # type: ignore[misc]
+
+    stacks = [preflight(cfg, [members[i] for i in units[0]], None, starts_of(units[0]))]  # the rest differ in λ, seed
     records = []
-    for j, unit in enumerate(units):
-        stack = stacks.pop() if stacks else build(cfg, unit, None)
+    for j, indices in enumerate(units):
+        unit = [members[i] for i in indices]
+        stack = stacks.pop() if stacks else build(cfg, unit, None, starts_of(indices))
         stack.trainer.fit(stack.module, datamodule=stack.datamodule)
         test = {k: v.cpu().tolist() for k, v in stack.module.evaluate("test").items() if k.startswith("test/")}
         best = next((c for c in stack.trainer.callbacks if isinstance(c, BestCheckpoint)), None)
         for k in range(len(unit)):
             record = member_record(stack, k, test) | identity_fields(unit[k]) | {"environment": environment()}
+            record["history"] = stack.history.rows(k)
             models = [stack.module.member_weights(k), best.member_weights(k) if best else None]
             for key, weights in zip(("model", "best_model"), models):
                 record[key] = None if weights is None else _member_model(stack, weights)

@@ -41,14 +41,14 @@ class Stack:
     origin: str = ""  # what came before (a λ path's earlier stages): a checkpoint resumes only the same
 
 
-def preflight(cfg: DictConfig, members: list[Member], checkpoint: Path | None) -> Stack:
+def preflight(cfg: DictConfig, members: list[Member], checkpoint: Path | None, init: list[dict] | None = None) -> Stack:
     """`build`, with what a constructor or the first step refuses said as a ConfigError in one line."""
     from hydra.errors import InstantiationException
     from omegaconf.errors import OmegaConfBaseException
 
     try:
         check_targets(members[0].cfg)  # a member's scalar λ and seed; the others differ only in those
-        return build(cfg, members, checkpoint)
+        return build(cfg, members, checkpoint, init)
     except ConfigError:
         raise
     except (ValueError, TypeError, KeyError, ArithmeticError, InstantiationException, OmegaConfBaseException) as e:
