@@ -26,7 +26,18 @@ RANK = {
     "estimators": 7,  # scikit-learn's API over train.run
 }  # fmt: skip
 # Modules whose own top-level imports stay light: a refusal, `--help` and `--cfg job` load only these.
-LIGHT = ("errors", "tables", "members", "schema", "config", "multirun", "train", "rundir", "science.conventions")
+LIGHT = (
+    "errors",
+    "tables",
+    "members",
+    "schema",
+    "config",
+    "multirun",
+    "train",
+    "rundir",
+    "science.conventions",
+    "science.memory",
+)
 HEAVY = ("torch", "lightning", "wandb", "matplotlib", "sklearn", "pandas", "scipy", "tensorboardX")
 
 
@@ -67,7 +78,7 @@ def test_no_module_imports_a_layer_above_its_own(path):
 # Splits) that the generators (`datasets`) and the file reader (`files`) both use, so that neither
 # imports the other for them; `datasets.file` reads files.
 SCIENCE_RANK = {
-    "conventions": 0, "data": 0, "model": 0, "proximal": 0, "reading": 0,
+    "conventions": 0, "data": 0, "memory": 0, "model": 0, "proximal": 0, "reading": 0,
     "files": 1, "metrics": 1, "regularizers": 1,
     "datasets": 2,
 }  # fmt: skip

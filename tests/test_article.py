@@ -10,7 +10,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from reglab import rundir
-from tests.conftest import run_cli
+from tests.conftest import ROOT, run_cli
 
 QUIET = ["logger=none", "callbacks.progress_bar=null", "trainer.enable_progress_bar=false"]
 
@@ -82,3 +82,24 @@ def test_prox_l1_under_adam_gives_exact_zeros_and_fits_like_explicit_l1(main_job
     assert min(zeros) >= 0.5 and max(r["metrics"]["weights/zero_frac"] for r in by["l1"]) == 0
     val = {reg: sum(r["metrics"]["val/acc"] for r in by[reg]) / 5 for reg in ("l1", "prox_l1")}
     assert abs(val["prox_l1"] - val["l1"]) <= 0.02
+
+
+def _rows(markdown: str) -> dict[str, list[str]]:
+    """The means table of a summary.md (or the README's copy of it): regularizer -> its cells."""
+    lines = markdown.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("| regularizer | λ"))
+    rows = {}
+    for line in lines[start + 2 :]:
+        if not line.startswith("|"):
+            break
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        rows[cells[0]] = cells
+    return rows
+
+
+@pytest.mark.slow
+def test_the_readme_table_is_the_main_jobs_summary_today(main_job):
+    sweep, _ = main_job
+    readme = _rows((ROOT / "README.md").read_text())
+    assert set(readme) == {"none", "l1"}
+    assert readme == {reg: cells for reg, cells in _rows((sweep / "summary.md").read_text()).items() if reg in readme}

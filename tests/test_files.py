@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from reglab.errors import ConfigError
-from reglab.science import datasets, files
+from reglab.science import datasets, files, memory
 from tests.conftest import run_cli, train_run
 
 # scikit-learn's own copy of the wine table: a count line (178 rows, 13 features, the class names) for a header.
@@ -361,7 +361,7 @@ def test_missing_values_drop_with_drop_missing_and_a_table_too_large_for_memory_
     assert len(files.load_table(str(tmp_path / "missing.csv"), "label", None, "auto", True).y) == 60 - 9
     wide = ["data=file", f"data.path={tmp_path / 'wide.csv'}", "data.target=label", "model.hidden=[4]"]
     sizes = {"SC_PAGE_SIZE": 1, "SC_PHYS_PAGES": 40 * 60 * 34 // 0.8 - 1000}  # room for the model, not the data
-    monkeypatch.setattr(files.os, "sysconf", lambda name: sizes[name])
+    monkeypatch.setattr(memory.os, "sysconf", lambda name: sizes[name])
     error = command_line_error(wide)
     assert error is not None and "has 60 rows and 34 columns once encoded, about 0.0 GiB of memory" in error
 

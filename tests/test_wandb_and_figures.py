@@ -522,6 +522,13 @@ def test_lambda_sweep_line_chart_tells_regularizers_apart_without_colour(tmp_pat
     assert figures.label("weight_decay") == "Weight decay (decoupled)" and figures.label("prox_l1") == "Proximal L1"
 
 
+def test_every_rule_has_a_style_in_the_one_regularizer_order():
+    from reglab.figures.style import STYLES
+    from reglab.science.conventions import REGULARIZER_ORDER
+
+    assert tuple(STYLES) == REGULARIZER_ORDER  # legends list the rules as the report's tables do
+
+
 def test_an_online_start_that_fails_goes_offline_once_for_every_member_of_the_process(tmp_path, monkeypatch):
     """W&B online with no server (a closed port): one failed online start in the whole process, said
     once, and every member starts offline at once. The time this saves, 64 members against `logger=csv`, is measured

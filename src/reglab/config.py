@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import copy
 import math
-import os
 import re
-import resource
 import secrets
 from collections.abc import Iterable
 from pathlib import Path
@@ -18,14 +16,11 @@ from typing import cast
 
 from omegaconf import DictConfig, OmegaConf
 
+import reglab.science.memory as memory
 from reglab.errors import ConfigError, one_line, require, shown
 from reglab.members import MEMBER_KEYS, member_axes, regularizer_name
 from reglab.schema import check_arguments, check_types
 from reglab.science.conventions import check_strength
-
-TASK_OF_LOSS = {"bce": "binary", "cross_entropy": "multiclass", "mse": "regression"}
-LOSS_OF_TASK = {task: loss for loss, task in TASK_OF_LOSS.items()}
-
 
 # The package's own configs: a link to the repository's configs/, shipped in the wheel as package data.
 CONFIG_DIR = str(Path(__file__).resolve().parent / "configs")
@@ -33,7 +28,7 @@ CONFIG_DIR = str(Path(__file__).resolve().parent / "configs")
 OmegaConf.register_new_resolver("run_suffix", lambda: secrets.token_hex(3), use_cache=True, replace=True)
 TOP_LEVEL_KEYS = {
     *("data", "model", "regularizer", "optimizer", "scheduler", "trainer", "logger", "callbacks", "paths", "sweep"),
-    *("name", "seed", "loss", "sparsity_threshold", "optimized_metric", "force", "retries", "tags", "cpu_threads"),
+    *("name", "seed", "sparsity_threshold", "optimized_metric", "force", "retries", "tags", "cpu_threads"),
     "report",
 }
 
@@ -133,7 +128,7 @@ def check_targets(cfg: DictConfig) -> None:
 
 
 def _check_task_rules(cfg: DictConfig) -> None:
-    """The loss, the optimized metric and the split's sizes against the data set."""
+    """The optimized metric and the split's sizes against the data set (the task picks the loss)."""
     from reglab.science import datasets
 
     data = cfg.data
@@ -145,21 +140,16 @@ def _check_task_rules(cfg: DictConfig) -> None:
     check_types(OmegaConf.create(typed), "data", generator, f"data set {data.name!r}")
     split, n = data.split, data.get("n_samples")
     fractions = OmegaConf.is_list(split) and len(split) == 3 and all(_is_fraction(f) for f in split)
-    if isinstance(n, int) and n >= 1 and fractions:  # else RegLabDataModule says what is wrong with the split
-        sizes = f"data.split={list(split)} with data.n_samples={n}"
-        require(round(split[0] * n) >= 2 or split[0] <= 0, f"{sizes} leaves fewer than 2 training samples")
-        require(round(split[1] * n) >= 1 or split[1] <= 0, f"{sizes} leaves no validation sample")
+    fractions = fractions and split[0] > 0 and split[1] > 0  # an empty train or val split: check_split says so
+    if isinstance(n, int) and n >= 1 and fractions and data.get("fold") is None:  # else the data module says
+        try:
+            datasets.check_split_sizes(datasets.split_sizes(n, tuple(split)), list(split))
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
     try:  # a file's task is read from it: a bad file is refused here, in one line
-        task, loss = datasets.task_of(data.name, data), cfg.loss
+        task = datasets.task_of(data.name, data)
     except ValueError as e:
         raise ConfigError(one_line(e)) from None
-    known = ", ".join(TASK_OF_LOSS)
-    require(loss == "auto" or loss in TASK_OF_LOSS, f"loss={loss!r} is not a loss; choose one of: auto, {known}")
-    require(
-        loss in ("auto", LOSS_OF_TASK[task]),
-        f"loss={loss} is for {TASK_OF_LOSS.get(loss)} tasks, but data set {data.name!r} is {task}: "
-        f"use loss={LOSS_OF_TASK[task]} or loss=auto",
-    )
     metric = cfg.get("optimized_metric")
     require(
         not (metric and str(metric).split("/")[-1] == "acc" and task == "regression"),
@@ -268,10 +258,6 @@ def _check_paths(cfg: DictConfig) -> None:
     )
 
 
-# The address space Python, torch and Lightning map before the first tensor (0.95 GiB measured).
-RUNTIME_ADDRESS_SPACE = 2**30
-
-
 def _check_memory(cfg: DictConfig) -> None:
     """Refuse a data set or model that cannot fit in this machine's memory, with the estimate: for
     the members trained in one fit (`sweep.chunk` of them at most), before anything is allocated."""
@@ -291,24 +277,18 @@ def _check_memory(cfg: DictConfig) -> None:
         return
     widths = [d, *[max(int(w), 0) for w in hidden], 1]
     sizes = {key: len(v) if OmegaConf.is_list(v) else 1 for key in MEMBER_KEYS for v in [OmegaConf.select(cfg, key)]}
-    members = sizes["regularizer.strength"] * sizes["seed"]
+    members = math.prod(sizes.values())  # λ × seed × fold
     chunk = OmegaConf.select(cfg, "sweep.chunk")
     if isinstance(chunk, int) and chunk >= 1:
         members = min(members, chunk)
-    seeds = min(sizes["seed"], members)  # a data set per distinct seed
-    # Data: float64 generation and split, float32 tensors. Model, per member and weight: the weights,
-    # their gradients, Adam's two moments, the preflight's copy and a checkpoint's serialised copy.
-    # Activations: a whole split evaluated at once.
-    data_bytes = 40 * n * d * seeds
-    model_bytes = 40 * members * sum(a * b + b for a, b in zip(widths[:-1], widths[1:]))
-    activation_bytes = 8 * members * n * sum(widths[1:])
+    data_sets = min(sizes["seed"] * sizes["data.fold"], members)  # one per distinct seed and fold (science.memory)
+    data_bytes = memory.data_bytes(n, d, data_sets)
+    model_bytes = memory.model_bytes(widths, members)
+    activation_bytes = memory.activation_bytes(widths, n, members)
     need = data_bytes + model_bytes + activation_bytes
-    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    capped = resource.getrlimit(resource.RLIMIT_AS)[0]  # `ulimit -v`, a cluster job's memory cap
-    if capped != resource.RLIM_INFINITY:
-        total = min(total, max(capped - RUNTIME_ADDRESS_SPACE, 0))
-    if need < 0.8 * total:
+    if memory.fits(need):
         return
+    total = memory.allowed_bytes()
     shown = OmegaConf.select(cfg, "data.n_samples")
     what = f"data.n_samples={shown:g}" if isinstance(shown, float) else f"data.n_samples={shown}"
     raise ConfigError(

@@ -11,6 +11,11 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
+# The exit codes of reglab-train, reglab-eval and reglab-report.
+EXIT_CRASH = 1  # a bug or a crash, with its traceback
+EXIT_BAD_INPUT = 2  # a user mistake, said in one line before any work
+EXIT_DIVERGED = 3  # every member of a run diverged
+
 
 class ConfigError(ValueError):
     """A user mistake in the config: reported in one line, never as a traceback."""

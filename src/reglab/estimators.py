@@ -37,6 +37,7 @@ from reglab.errors import one_line
 from reglab.runs import load_run
 from reglab.science import files
 from reglab.science.conventions import REGULARIZER_NAMES
+from reglab.tables import score_key
 
 __all__ = [
     "RegularizedMLPClassifier",
@@ -291,7 +292,7 @@ class _Single(_RegularizedMLP):
         if not self.early_stopping:
             self.best_loss_, self.validation_scores_, self.best_validation_score_ = min(self.loss_curve_), None, None
             return
-        self.validation_scores_ = history["val/r2" if task == "regression" else "val/acc"].tolist()
+        self.validation_scores_ = history[score_key(task)].tolist()
         self.best_loss_, self.best_validation_score_ = None, max(self.validation_scores_)
 
 
@@ -302,7 +303,7 @@ def _stops_early(overrides: Sequence[str]) -> bool:
 
 def _early_stopping(task: str) -> list[str]:
     """reglab's early stopping (it keeps each member's best weights), on the score MLPClassifier watches."""
-    score, keys = "val/r2" if task == "regression" else "val/acc", ("early_stopping", "best_checkpoint")
+    score, keys = score_key(task), ("early_stopping", "best_checkpoint")
     return ["callbacks=early_stopping", *(f"callbacks.{k}.{v}" for k in keys for v in (f"monitor={score}", "mode=max"))]
 
 
@@ -383,7 +384,7 @@ class _CrossValidated(_RegularizedMLP):
             for record in records:
                 k, i = lams.index(float(record["strength"])), group[int(record["config"]["data"]["fold"])]
                 if record["status"] == "completed":  # a diverged member scores NaN, as GridSearchCV's error_score
-                    scores[k, i] = record["metrics"]["val/r2" if task == "regression" else "val/acc"]
+                    scores[k, i] = record["metrics"][score_key(task)]
                 paths[k, i] = record
         self.cv_results_ = self._results(lams, scores)
         self.path_ = self._path(lams, len(folds), paths)

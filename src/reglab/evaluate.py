@@ -20,13 +20,11 @@ import yaml
 from omegaconf import OmegaConf
 
 from reglab import rundir
-from reglab.errors import one_line
+from reglab.errors import EXIT_BAD_INPUT, one_line
 from reglab.runs import load_run
 
 if TYPE_CHECKING:
     from reglab.science.data import Task
-
-EXIT_BAD_INPUT = 2
 
 
 def evaluate(run_dir: str | Path, overrides: Sequence[str] = ()) -> dict[str, Any]:

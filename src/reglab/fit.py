@@ -152,8 +152,6 @@ def _unit_checkpoint(checkpoints: Path, unit: list[Member], members: list[Member
 def _fit_path(
     cfg: DictConfig, members: list[Member], checkpoints: Path, overrides: Sequence[str], multirun: bool
 ) -> list[dict[str, Any]]:
-    if PATH_KEY not in members[0].values:
-        raise ConfigError("sweep.path=true needs a list of λ: regularizer.strength=[...]")
     lams = sorted({float(m.values[PATH_KEY]) for m in members})
     stages = [[m for m in members if float(m.values[PATH_KEY]) == lam] for lam in lams]
     preflight(cfg, stages[0], checkpoints / "stage-0" / "last.ckpt")  # the stages differ only in λ and init

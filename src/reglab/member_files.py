@@ -12,6 +12,7 @@ from typing import Any
 from reglab import rundir
 from reglab.members import identity
 from reglab.preflight import Stack
+from reglab.tables import score_key
 
 # The stack-wide entries of a Lightning checkpoint that a member's checkpoint rewrites.
 PER_MEMBER_ENTRIES = ("state_dict", "optimizer_states", "callbacks", "members", "divergence")
@@ -40,9 +41,9 @@ def member_record(stack: Stack, k: int, test: dict[str, list[float]]) -> dict[st
     model = module.model.member(k)
     model.load_state_dict(module.member_weights(k))
     data = stack.datamodule.member(k)
-    monitor = "val/acc" if "val/acc" in final else "val/loss"
+    monitor = score_key(stack.datamodule.task)
     scored = [r for r in rows if monitor in r and r[monitor] == r[monitor]]  # not NaN
-    best = (max if monitor == "val/acc" else min)(scored, key=lambda r: r[monitor], default=None)
+    best = max(scored, key=lambda r: r[monitor], default=None)  # the first epoch that reached it
     monitors = [c for c in stack.trainer.callbacks if hasattr(c, "member_record")]  # early stopping, best checkpoint
     monitored = [c.member_record(k, rows) if isinstance(c, BestCheckpoint) else c.member_record(k) for c in monitors]
     return {

@@ -20,10 +20,9 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from reglab import rundir
 from reglab.config import CONFIG_DIR, validate
-from reglab.errors import ConfigError, one_line, require
+from reglab.errors import EXIT_BAD_INPUT, EXIT_CRASH, ConfigError, one_line, require
 from reglab.members import check_identity, members_of
 
-EXIT_CRASH, EXIT_CONFIG_ERROR = 1, 2
 GRID_FILE = "grid.json"  # in a sweep directory: the grid of the sweep it holds
 
 
@@ -61,7 +60,7 @@ class Preflight(Callback):
             check_identity(members_of(task), bool(task.get("force", False)))
         except ConfigError as e:
             print(f"error: {e}", file=sys.stderr)
-            sys.exit(EXIT_CONFIG_ERROR)
+            sys.exit(EXIT_BAD_INPUT)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         from hydra import compose
@@ -80,7 +79,7 @@ class Preflight(Callback):
             claim_sweep_dir(Path(config.hydra.sweep.dir), sweep_grid(config))
         except ConfigError as e:
             print(f"error: {e}", file=sys.stderr)
-            sys.exit(EXIT_CONFIG_ERROR)
+            sys.exit(EXIT_BAD_INPUT)
         except Exception as e:  # Hydra would turn it into a warning and launch the jobs unchecked
             print(f"error: the multirun preflight failed ({one_line(e, with_type=True)})", file=sys.stderr)
             sys.exit(EXIT_CRASH)
@@ -149,7 +148,7 @@ def check_jobs(
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    _check_group_choices(overrides, config_dir, group_options)
+    _check_null_groups(overrides, config_dir, group_options)
     parser = OverridesParser.create()
     try:
         parsed = parser.parse_overrides(overrides)
@@ -290,14 +289,14 @@ def _check_interval(override: object) -> None:
         raise ConfigError(f"{shown}: {' '.join(str(e).split())} (from optuna)") from None
 
 
-def _check_group_choices(
+def _check_null_groups(
     overrides: list[str], config_dir: str, group_options: Callable[[str], list[str]] | None = None
 ) -> None:
-    """`group=name` must name a config of that group (a file of configs/<group>/, or of any
-    directory on Hydra's search path with `group_options`); all names of a sweep list are checked."""
+    """`group=null` (in a sweep list too) is refused like a misspelt choice: Hydra accepts it and drops
+    the group. Any other unknown choice is Hydra's own refusal (`errors.one_line` words it)."""
     for arg in overrides:
         key, sep, value = arg.lstrip("+").partition("=")
-        if not sep or "." in key or "/" in key or "(" in value:
+        if not sep or "." in key or "/" in key or "(" in value or "null" not in value.split(","):
             continue
         if group_options is not None:
             options = sorted(group_options(key))
@@ -306,5 +305,4 @@ def _check_group_choices(
             options = sorted(p.stem for p in group.glob("*.yaml")) if group.is_dir() else []
         if not options:  # not a config group
             continue
-        for name in value.split(","):
-            require(name in options, f"{key}={name} is not a {key} config; choose one of: {', '.join(options)}")
+        require(False, f"{key}=null is not a {key} config; choose one of: {', '.join(options)}")

@@ -307,15 +307,9 @@ def _one_step(module: Any, datamodule: Any, cfg: DictConfig) -> list[str]:
     with blame("scheduler", scheduler_cfg):
         scheduler = trial.scheduler_factory(optimizer) if trial.scheduler_factory is not None else None
     x, y = datamodule.inputs("train")
-    with blame("model", cfg.model):
-        trial.regularized_loss(x[..., :4, :], y[..., :4]).sum().backward()
+    trial._plain_steps = True  # no trainer: `Tensor.backward` itself
+    trial._step(x[..., :4, :], y[..., :4], optimizer, part=lambda key: blame(key, cfg[key]))
     lr = optimizer.param_groups[0]["lr"]
-    with blame("regularizer", cfg.regularizer):
-        trial.regularizer.before_step(lr)
-    with blame("optimizer", cfg.optimizer):
-        optimizer.step()
-    with blame("regularizer", cfg.regularizer):
-        trial.regularizer.after_step(lr)
     if scheduler is not None:
         with blame("scheduler", scheduler_cfg):
             _check_schedule(scheduler, optimizer, cfg.trainer.get("max_epochs"))

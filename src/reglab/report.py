@@ -24,7 +24,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from reglab import rundir
-from reglab.errors import one_line
+from reglab.errors import EXIT_BAD_INPUT, one_line
 from reglab.report_wandb import copy_to_wandb, log_images_to_wandb, settings_of
 from reglab.runs import (
     FINISHED,
@@ -44,7 +44,6 @@ from reglab.runs import (
 )
 from reglab.tables import header, markdown_table, plain, shown_in
 
-EXIT_NO_RUNS = EXIT_BAD_PATH = 2  # a user mistake, as every refusal of reglab-train and reglab-eval
 OPTION_KEYS = ("format", "dpi", "band")  # the keys of the config's `report` node (configs/train.yaml)
 HELP = {
     "reglab-report": "Summarise a run or sweep directory: summary.csv, summary.md and figures, written into it.",
@@ -327,12 +326,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     if not args.directory.is_dir():
         what = "is not a directory" if args.directory.exists() else "does not exist"
         print(f"error: {args.directory} {what}", file=sys.stderr)
-        sys.exit(EXIT_BAD_PATH)
+        sys.exit(EXIT_BAD_INPUT)
     try:
         report(args.directory, not args.quiet, formats=args.format, dpi=args.dpi, band=args.band, wandb=args.wandb)
     except ReportError as e:
         print(f"error: {e}", file=sys.stderr)
-        sys.exit(EXIT_NO_RUNS)
+        sys.exit(EXIT_BAD_INPUT)
 
 
 if __name__ == "__main__":

@@ -21,12 +21,12 @@ from reglab import rundir
 from reglab.errors import one_line
 from reglab.members import trains
 from reglab.rundir import flatten
-from reglab.tables import format_number
+from reglab.science.conventions import REGULARIZER_ORDER
+from reglab.tables import format_number, score_key
 
 FINISHED = (rundir.COMPLETED, rundir.FAILED, rundir.DIVERGED)
 # Regularizers whose λ is unused: their runs are one baseline, drawn and averaged at λ = 0.
 STRENGTH_UNUSED = ("none",)
-REGULARIZER_ORDER = ("none", "l1", "prox_l1", "elastic_net", "group_lasso", "l2", "weight_decay")
 
 
 class ReportError(Exception):
@@ -79,7 +79,7 @@ class Run:
     @property
     def score(self) -> str:
         """The metric a model is judged by: accuracy, or R² for a regression."""
-        return "r2" if self.task == "regression" else "acc"
+        return score_key(self.task).removeprefix("val/")
 
     def metric(self, key: str) -> float:
         value = self.record.get("metrics", {}).get(key)

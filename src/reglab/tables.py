@@ -25,6 +25,12 @@ class Metric(NamedTuple):
     best: str | None = None  # "max" or "min": the best value a W&B summary keeps ("wandb")
 
 
+def score_key(task: str) -> str:
+    """The metric a run is judged by (its best epoch, a sweep's optimized value, the CV's λ, a W&B
+    summary's best): validation accuracy, or R² for a regression. Higher is better for both."""
+    return "val/r2" if task == "regression" else "val/acc"
+
+
 # Every metric that some output shows, in the order every table shows them. An accuracy is shown for
 # a classification only, an R² for a regression only (`shown_in(place, task)`).
 METRICS = {

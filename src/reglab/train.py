@@ -22,12 +22,12 @@ from omegaconf import DictConfig
 
 from reglab import rundir
 from reglab.config import CONFIG_DIR
-from reglab.errors import ConfigError, one_line
+from reglab.errors import EXIT_BAD_INPUT, EXIT_DIVERGED, ConfigError, one_line
 from reglab.multirun import build_in_memory, check_jobs
+from reglab.tables import score_key
 
 __all__ = ["CONFIG_DIR", "command_line_error", "main"]
 log = logging.getLogger("reglab.train")
-EXIT_CONFIG_ERROR, EXIT_DIVERGED = 2, 3  # a crash exits 1, with its traceback
 
 # Hydra registers ${hydra:…} and ${now:…} when it composes a config; `--experimental-rerun` skips
 # composing, and the config it unpickles still holds them (paths.output_dir).
@@ -51,7 +51,7 @@ def hydra_main(cfg: DictConfig) -> float:
     except ConfigError as e:
         print(f"error: {e}", file=sys.stderr)
         rundir.remove_unused(Path(cfg.paths.output_dir), Path(cfg.paths.log_dir).resolve())
-        sys.exit(EXIT_CONFIG_ERROR)
+        sys.exit(EXIT_BAD_INPUT)
     if not multirun:
         print_summary(records)
         _write_figures(Path(cfg.paths.output_dir), records, cfg.get("report"))
@@ -59,7 +59,7 @@ def hydra_main(cfg: DictConfig) -> float:
             epochs = ", ".join(str(r["diverged_epoch"]) for r in records)
             print(f"error: training diverged at epoch {epochs} (non-finite loss or weights)", file=sys.stderr)
             sys.exit(EXIT_DIVERGED)
-    metric = cfg.optimized_metric or ("val/r2" if records[0]["task"] == "regression" else "val/acc")
+    metric = cfg.optimized_metric or score_key(records[0]["task"])
     scores = [r["metrics"].get(metric) for r in records]
     # a sweeper (Optuna) records NaN as a failed trial
     return max((float(s) for s in scores if s is not None), default=float("nan"))
@@ -116,11 +116,11 @@ class _StartedTask:
             return
         if isinstance(error, SystemExit) and error.code == 1 and text.strip():
             print(f"error: {_explained(text)}", file=sys.stderr)
-            sys.exit(EXIT_CONFIG_ERROR)
+            sys.exit(EXIT_BAD_INPUT)
         if isinstance(error, SystemExit) and error.code == 2 and text.startswith("usage:"):  # argparse's refusal
             said = text.strip().splitlines()[-1].split("error: ", 1)[-1]
             print(f"error: {said} (flags such as -m go before the overrides; see --help)", file=sys.stderr)
-            sys.exit(EXIT_CONFIG_ERROR)
+            sys.exit(EXIT_BAD_INPUT)
         self.real.write(text)
 
 

@@ -106,11 +106,7 @@ class RegLabDataModule(L.LightningDataModule):
         sizes = {split: len(first.y[split]) for split in data.SPLIT_NAMES}
         if any(len(d.y[s]) != n for d in self.data.values() for s, n in sizes.items()):
             raise ValueError("data.fold: folds whose splits differ in size cannot be members of one stack")
-        if min(sizes.values()) < 1 or sizes["train"] < 2:
-            raise ValueError(
-                f"data.split={list(self.split)} of {sum(sizes.values())} samples leaves splits of {sizes}; "
-                "every split needs samples (train at least 2)"
-            )
+        datasets.check_split_sizes(sizes, self.split)
         self.n_train = len(first.y["train"])
         self.batch_size = min(batch_size or self.n_train, self.n_train)
         self.member_data = torch.tensor([self.distinct.index(key) for key in self.keys])

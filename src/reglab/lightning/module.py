@@ -14,6 +14,7 @@ member on the device into `epoch_metrics`, [K] tensors the callbacks read with o
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from typing import Any, cast
 
@@ -28,6 +29,8 @@ from reglab.science.metrics import data_loss, prediction_metrics, weight_metrics
 from reglab.science.model import MLP
 from reglab.science.regularizers import Regularizer
 
+_NOWHERE = contextlib.nullcontext()
+_ANYWHERE: Callable[[str], Any] = lambda _: _NOWHERE  # noqa: E731 (a training step blames no config key)
 # The callback hooks Lightning's optimizer and `manual_backward` call on every step.
 PER_STEP_HOOKS = ("on_before_backward", "on_after_backward", "on_before_optimizer_step")
 
@@ -115,19 +118,28 @@ class RegLabModule(L.LightningModule):
         scaled = getattr(trainer.precision_plugin, "scaler", None) is not None
         self._plain_steps = not (hooked or scaled or not isinstance(trainer.profiler, PassThroughProfiler))
 
-    def _step(self, x: Tensor, y: Tensor, optimizer: torch.optim.Optimizer) -> None:
-        objective = self.regularized_loss(x, y)  # [K]
-        optimizer.zero_grad(set_to_none=True)
-        if self._plain_steps:
-            objective.sum().backward()  # member k's objective only reaches member k's weights
-        else:
-            self.manual_backward(objective.sum())
+    def _step(
+        self, x: Tensor, y: Tensor, optimizer: torch.optim.Optimizer, part: Callable[[str], Any] | None = None
+    ) -> None:
+        """One optimizer step: the one place of the update order. `part` (the preflight's trial step):
+        the config group each phase's error is blamed on, as a context manager ("model", …)."""
+        within = part or _ANYWHERE
+        with within("model"):
+            objective = self.regularized_loss(x, y)  # [K]
+            optimizer.zero_grad(set_to_none=True)
+            if self._plain_steps:
+                objective.sum().backward()  # member k's objective only reaches member k's weights
+            else:
+                self.manual_backward(objective.sum())
         if self.gradient_clip_val:
             self.clip_member_gradients(self.gradient_clip_val)
         lr = optimizer.param_groups[0]["lr"]
-        self.regularizer.before_step(lr)  # decoupled decay: on the weights the gradient saw
-        optimizer.step()
-        self.regularizer.after_step(lr)  # proximal maps: on the weights the optimizer produced
+        with within("regularizer"):
+            self.regularizer.before_step(lr)  # decoupled decay: on the weights the gradient saw
+        with within("optimizer"):
+            optimizer.step()
+        with within("regularizer"):
+            self.regularizer.after_step(lr)  # proximal maps: on the weights the optimizer produced
         self.objective_total.add_(objective.detach())  # one op a step; NaN and inf stay in the sum
 
     @property

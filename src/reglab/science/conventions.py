@@ -14,9 +14,11 @@ from collections.abc import Sequence
 # Each regularizer class of `reglab.science.regularizers` and its config name (`regularizer=l1`):
 # the classes' `name`, and what the config layer reads without importing torch.
 REGULARIZER_NAMES = {
-    "Regularizer": "none", "L1": "l1", "L2": "l2", "ElasticNet": "elastic_net",
-    "WeightDecay": "weight_decay", "ProxL1": "prox_l1", "GroupLasso": "group_lasso",
+    "Regularizer": "none", "L1": "l1", "ProxL1": "prox_l1", "ElasticNet": "elastic_net",
+    "GroupLasso": "group_lasso", "L2": "l2", "WeightDecay": "weight_decay",
 }  # fmt: skip
+# The order every table, legend and report lists the rules in: none, the L1 family, the L2 family.
+REGULARIZER_ORDER = tuple(REGULARIZER_NAMES.values())
 
 
 def check_strength(values: Sequence[object]) -> None:

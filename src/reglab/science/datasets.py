@@ -222,12 +222,27 @@ def prepare(
     return Splits(x, y, data.task, data.n_classes, data.support, data.coef, flipped, mean, std, y_mean, y_std, *facts)
 
 
-def _split(n: int, fractions: tuple[float, float, float], rng: np.random.Generator) -> dict[str, np.ndarray]:
-    order = rng.permutation(n)
+def split_sizes(n: int, fractions: tuple[float, float, float]) -> dict[str, int]:
+    """The sizes `data.split` cuts `n` samples into: train and val rounded, test the rest when the
+    fractions sum to 1."""
     n_train = int(round(fractions[0] * n))
     n_val = int(round(fractions[1] * n))
     n_test = n - n_train - n_val if abs(sum(fractions) - 1.0) < 1e-9 else int(round(fractions[2] * n))
-    bounds = np.cumsum([0, n_train, n_val, n_test])
+    return dict(zip(SPLIT_NAMES, (n_train, n_val, n_test)))
+
+
+def check_split_sizes(sizes: dict[str, int], split: Sequence[float]) -> None:
+    """Refuse splits a run cannot train and evaluate on: every split needs a sample, train two."""
+    if min(sizes.values()) < 1 or sizes["train"] < 2:
+        raise ValueError(
+            f"data.split={list(split)} of {sum(sizes.values())} samples leaves splits of {sizes}; "
+            "every split needs samples (train at least 2)"
+        )
+
+
+def _split(n: int, fractions: tuple[float, float, float], rng: np.random.Generator) -> dict[str, np.ndarray]:
+    order = rng.permutation(n)
+    bounds = np.cumsum([0, *split_sizes(n, fractions).values()])
     return {name: order[bounds[i] : bounds[i + 1]] for i, name in enumerate(SPLIT_NAMES)}
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import numbers
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from reglab.science import memory
 from reglab.science.data import Dataset, Task
 from reglab.science.reading import TEXT, decompressed, formats, reading, text_table
 
@@ -268,11 +268,12 @@ def fit_encoding(frame: pd.DataFrame, columns: list[str], path: str, strict: boo
                 )
             categories[c] = levels
     width = sum(len(categories.get(c, [c])) for c in columns)
-    need, total = 40 * len(frame) * width, os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    if need > 0.8 * total:  # float64 reading and split, float32 tensors: as reglab.config estimates data
+    need = memory.data_bytes(len(frame), width)
+    if not memory.fits(need):
         raise ValueError(
             f"data.path={path} has {len(frame)} rows and {width} columns once encoded, about "
-            f"{need / 2**30:.1f} GiB of memory; this machine has {total / 2**30:.1f} GiB"
+            f"{need / 2**30:.1f} GiB of memory; this machine (or its cap) allows "
+            f"{memory.allowed_bytes() / 2**30:.1f} GiB"
         )
     return {"columns": columns, "categories": categories}
 
