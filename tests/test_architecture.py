@@ -197,7 +197,9 @@ def test_a_refusal_the_config_can_judge_imports_nothing_heavy(args, tmp_path):
         "import sys\nfrom reglab.train import main\nsys.argv = ['reglab-train', *sys.argv[1:]]\n"
         f"try:\n    main()\nexcept SystemExit as e:\n    print(e.code, [m for m in {HEAVY!r} if m in sys.modules])"
     )
-    done = subprocess.run([sys.executable, "-c", code, *args], cwd=tmp_path, capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-c", code, *args], cwd=tmp_path, capture_output=True, text=True, timeout=600
+    )
     assert done.stdout.split("\n")[-2] == "2 []", done.stdout + done.stderr
     assert done.stderr.startswith("error: ") and done.stderr.count("\n") == 1, done.stderr
     assert list(tmp_path.iterdir()) == []

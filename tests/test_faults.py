@@ -99,7 +99,12 @@ def test_a_stack_over_the_address_space_cap_is_refused_by_the_estimate_in_one_li
 
     args = ["model.hidden=[9000,9000]", "logger=none"]
     done = subprocess.run(
-        [sys.executable, "-m", "reglab.train", *args], cwd=tmp_path, preexec_fn=cap, capture_output=True, text=True
+        [sys.executable, "-m", "reglab.train", *args],
+        cwd=tmp_path,
+        preexec_fn=cap,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert done.returncode == 2, done.stderr[-2000:]
     assert done.stderr.startswith("error: data.n_samples=1000, model.hidden=[9000, 9000] and 1 member(s) need about")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -146,3 +147,29 @@ def test_a_malicious_target_in_a_run_config_is_never_instantiated(finished, tmp_
     report(run_dir, print_table=False)  # draws the decision boundary from the model and data
     assert (run_dir / "decision_boundary.png").is_file()
     assert not marker.exists()
+
+
+@pytest.fixture(scope="module")
+def relaunched(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("relaunch") / "run"
+    train_run(run_dir, [*SMALL, "regularizer=l1", "regularizer.strength=0.001"])
+    return run_dir
+
+
+@pytest.mark.parametrize(
+    ("change", "key"),
+    [
+        ("optimizer.lr=0.01", "optimizer.lr"),
+        ("model.hidden=[8,8]", "model.hidden"),
+        ("data.noise=0.3", "data.noise"),
+        ("trainer.max_epochs=7", "trainer.max_epochs"),
+        ("scheduler=cosine", "scheduler"),
+        ("regularizer.include_bias=true", "regularizer.include_bias"),
+        ("optimizer=sgd", "optimizer"),
+    ],
+)
+def test_a_relaunch_that_changes_one_key_of_a_group_is_refused_naming_it(relaunched, change, key):
+    before = rundir.read_metrics_json(relaunched)
+    with pytest.raises(ConfigError, match=re.escape(key)):
+        fit(make_config(relaunched, [*SMALL, "regularizer=l1", "regularizer.strength=0.001", change]))
+    assert rundir.read_metrics_json(relaunched) == before  # the finished run is untouched

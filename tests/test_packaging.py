@@ -21,10 +21,13 @@ def test_a_wheel_installed_in_a_fresh_venv_composes_and_trains(tmp_path):
     for part in ("pyproject.toml", "README.md"):
         shutil.copy(ROOT / part, source / part)
     pip = [sys.executable, "-m", "pip", "-q", "--disable-pip-version-check"]
-    subprocess.run([*pip, "wheel", str(source), "--no-deps", "--no-build-isolation", "-w", str(wheels)], check=True)
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    subprocess.run(
+        [*pip, "wheel", str(source), "--no-deps", "--no-build-isolation", "-w", str(wheels)], check=True, timeout=600
+    )
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=600)
     (wheel,) = wheels.glob("reglab-*.whl")
-    subprocess.run([*pip, "--python", str(venv / "bin" / "python"), "install", "--no-deps", str(wheel)], check=True)
+    install = [*pip, "--python", str(venv / "bin" / "python"), "install", "--no-deps", str(wheel)]
+    subprocess.run(install, check=True, timeout=600)
     # The dependencies come from this venv; a path in a .pth file does not run that directory's own
     # .pth files, so the editable reglab installed there stays invisible.
     (purelib,) = (venv / "lib").glob("python3*/site-packages")
@@ -38,10 +41,16 @@ def test_a_wheel_installed_in_a_fresh_venv_composes_and_trains(tmp_path):
         cwd=tmp_path,
         capture_output=True,
         text=True,
+        timeout=600,
     )
     assert where.stdout.startswith(str(purelib)), where.stdout + where.stderr
     shown = subprocess.run(
-        [cli, "--cfg", "job", "regularizer=l1"], env=env, cwd=tmp_path, capture_output=True, text=True
+        [cli, "--cfg", "job", "regularizer=l1"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert shown.returncode == 0 and "reglab.science.regularizers.L1" in shown.stdout, shown.stderr[-2000:]
     trained = subprocess.run(
@@ -56,6 +65,7 @@ def test_a_wheel_installed_in_a_fresh_venv_composes_and_trains(tmp_path):
         cwd=tmp_path,
         capture_output=True,
         text=True,
+        timeout=600,
     )
     assert trained.returncode == 0, trained.stderr[-2000:]
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["status"] == "completed"

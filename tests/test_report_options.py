@@ -68,7 +68,7 @@ def test_a_bad_report_value_is_one_line_that_names_its_key(node, message):
 
 def test_importing_the_report_imports_no_matplotlib_torch_or_wandb():
     code = "import sys, reglab.report; print(sorted(m for m in ('matplotlib', 'torch', 'wandb') if m in sys.modules))"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=600).stdout
     assert out.strip() == "[]"
 
 

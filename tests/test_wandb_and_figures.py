@@ -430,7 +430,9 @@ def test_report_format_pdf_writes_pdfs_whose_text_is_text(stack, tmp_path):
             assert "seed" in " ".join(page.extract_text() for page in PdfReader(pdf).pages)
         except ImportError:
             if shutil.which("pdftotext"):
-                out = subprocess.run(["pdftotext", str(pdf), "-"], capture_output=True, text=True, check=True)
+                out = subprocess.run(
+                    ["pdftotext", str(pdf), "-"], capture_output=True, text=True, check=True, timeout=600
+                )
                 assert "seed" in out.stdout
             else:
                 texts, truetype = _pdf_text_operators(pdf.read_bytes())
