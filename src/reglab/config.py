@@ -20,7 +20,7 @@ import reglab.science.memory as memory
 from reglab.errors import ConfigError, one_line, require, shown
 from reglab.members import MEMBER_KEYS, member_axes, regularizer_name
 from reglab.schema import check_arguments, check_types
-from reglab.science.conventions import check_strength
+from reglab.science.conventions import check_strength, require_int
 
 # The package's own configs: a link to the repository's configs/, shipped in the wheel as package data.
 CONFIG_DIR = str(Path(__file__).resolve().parent / "configs")
@@ -93,10 +93,8 @@ def _check_seed(seed: object) -> None:
 def _validate_stack(cfg: DictConfig) -> None:
     """The rules about the whole stack of members (lists in `MEMBER_KEYS`), before any member's."""
     chunk = OmegaConf.select(cfg, "sweep.chunk")
-    require(
-        chunk is None or (isinstance(chunk, int) and not isinstance(chunk, bool) and chunk >= 1),
-        f"sweep.chunk={chunk!r} must be an integer >= 1, or null for all members at once",
-    )
+    if chunk is not None:
+        _int(chunk, "sweep.chunk", allowed=", or null for all members at once")
     path = OmegaConf.select(cfg, "sweep.path")
     require(isinstance(path, bool), f"sweep.path={path!r} must be true or false")
     require(
@@ -185,30 +183,31 @@ def _check_optimizer_rules(cfg: DictConfig) -> None:
         )
 
 
+def _int(value: object, key: str, minimum: int = 1, allowed: str = "") -> None:
+    """`conventions.require_int` as a ConfigError."""
+    try:
+        require_int(value, key, minimum, allowed)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+
+
 def _check_run_settings(cfg: DictConfig) -> None:
     """The run's own top-level settings: no constructor takes them."""
     unknown = sorted(set(cfg) - TOP_LEVEL_KEYS)
     require(not unknown, f"{unknown[0] if unknown else ''} is not a key of the config: check its spelling")
-    epochs = cfg.trainer.max_epochs
-    require(isinstance(epochs, int) and epochs >= 1, f"trainer.max_epochs={epochs!r} must be an integer >= 1")
+    _int(cfg.trainer.max_epochs, "trainer.max_epochs")
     require(isinstance(cfg.get("force", False), bool), f"force={cfg.get('force')!r} must be true or false")
     threshold = _number(cfg, "sparsity_threshold")
     require(threshold >= 0, f"sparsity_threshold={threshold:g} must be >= 0")
     threads = cfg.get("cpu_threads", "auto")
-    require(
-        threads == "auto" or (isinstance(threads, int) and not isinstance(threads, bool) and threads >= 1),
-        f"cpu_threads={threads!r} must be an integer >= 1 or auto",
-    )
+    if threads != "auto":
+        _int(threads, "cpu_threads", allowed=" or auto")
     tags = cfg.get("tags")
     require(
         tags is None or (OmegaConf.is_list(tags) and all(isinstance(t, str) for t in tags)),
         f"tags={shown(tags)} must be a list of strings (W&B's tags)",
     )
-    retries = cfg.get("retries", 0)
-    require(
-        isinstance(retries, int) and not isinstance(retries, bool) and retries >= 0,
-        f"retries={retries!r} must be an integer >= 0",
-    )
+    _int(cfg.get("retries", 0), "retries", minimum=0)
 
 
 # Intervals in epochs that Lightning and torch take at 0 or below and then do something else: no
@@ -222,10 +221,8 @@ INTERVALS = (
 def _check_intervals(cfg: DictConfig) -> None:
     for key in INTERVALS:
         value = OmegaConf.select(cfg, key)
-        require(
-            value is None or (isinstance(value, int) and not isinstance(value, bool) and value >= 1),
-            f"{key}={value!r} must be an integer >= 1 (epochs)",
-        )
+        if value is not None:
+            _int(value, key, allowed=" (epochs)")
 
 
 # What a run logs, so that a metric a sweep optimizes names something that exists.

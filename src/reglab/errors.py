@@ -21,6 +21,15 @@ class ConfigError(ValueError):
     """A user mistake in the config: reported in one line, never as a traceback."""
 
 
+class ScheduleError(ValueError):
+    """A learning-rate schedule that leaves lr negative or not finite (the preflight steps it through
+    every epoch): `blame` names the scheduler's negative keys."""
+
+    def __init__(self, lr: object, epoch: int) -> None:
+        super().__init__(f"the learning rate becomes {lr} after epoch {epoch}; it must stay finite and >= 0")
+        self.lr, self.epoch = lr, epoch
+
+
 def require(ok: bool, message: str) -> None:
     """Raise ConfigError(message) unless `ok`: a rule between config keys, in one line."""
     if not ok:
@@ -160,8 +169,7 @@ def _culprits(node: Any, message: str, error: BaseException, probe: Callable[[st
         v = value(k)
         return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
 
-    # the schedule's learning rate (`preflight.check_schedule`)
-    if "must stay finite and >= 0" in message and (found := [k for k in keys if (number(k) or 0) < 0]):
+    if isinstance(error, ScheduleError) and (found := [k for k in keys if (number(k) or 0) < 0]):
         return found
     if isinstance(error, ZeroDivisionError) and (zeros := [k for k in keys if number(k) == 0]):
         integers = [k for k in zeros if isinstance(value(k), int)]

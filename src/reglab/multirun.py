@@ -22,6 +22,7 @@ from reglab import rundir
 from reglab.config import CONFIG_DIR, validate
 from reglab.errors import EXIT_BAD_INPUT, EXIT_CRASH, ConfigError, one_line, require
 from reglab.members import check_identity, members_of
+from reglab.science.conventions import require_int
 
 GRID_FILE = "grid.json"  # in a sweep directory: the grid of the sweep it holds
 
@@ -238,9 +239,10 @@ def _compose_with_sweeper(job: list[str], parsed: list, config_name: str) -> tup
 
 def _check_optuna(sweeper: DictConfig) -> None:
     for key in ("n_trials", "n_jobs"):
-        value = sweeper.get(key)
-        ok = isinstance(value, int) and not isinstance(value, bool) and value >= 1
-        require(ok, f"hydra.sweeper.{key}={value!r} must be an integer >= 1")
+        try:
+            require_int(sweeper.get(key), f"hydra.sweeper.{key}")
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
     direction = sweeper.get("direction")
     directions = list(direction) if OmegaConf.is_list(direction) else [direction]
     require(

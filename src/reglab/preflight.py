@@ -22,7 +22,7 @@ from typing import Any, cast
 from omegaconf import DictConfig, OmegaConf
 
 from reglab.config import check_targets
-from reglab.errors import ConfigError, blame, one_line
+from reglab.errors import ConfigError, ScheduleError, blame, one_line
 from reglab.members import Member, identity
 
 
@@ -326,6 +326,4 @@ def _check_schedule(scheduler: Any, optimizer: Any, epochs: Any) -> None:
             for group in optimizer.param_groups:
                 lr = group["lr"]
                 if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr >= 0):
-                    raise ValueError(
-                        f"the learning rate becomes {lr} after epoch {epoch}; it must stay finite and >= 0"
-                    )
+                    raise ScheduleError(lr, epoch)

@@ -16,6 +16,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from tqdm.auto import tqdm
 
 from reglab import rundir
+from reglab.science.conventions import require_int
 from reglab.tables import shown_in
 
 if TYPE_CHECKING:
@@ -31,8 +32,7 @@ class MetricsHistory(Callback):
     def __init__(
         self, run_dirs: Sequence[str | Path] = (), write_every_n_epochs: int = 50, on_disk: bool = True
     ) -> None:
-        if not isinstance(write_every_n_epochs, int) or write_every_n_epochs < 1:
-            raise ValueError(f"write_every_n_epochs={write_every_n_epochs!r} must be an integer >= 1")
+        require_int(write_every_n_epochs, "write_every_n_epochs")
         self.run_dirs, self.write_every_n_epochs = [Path(d) for d in run_dirs], write_every_n_epochs
         self.on_disk = on_disk
         self.names: list[str] = []
@@ -226,8 +226,7 @@ class EarlyStopping(_PerMemberMonitor):
         self, monitor: str = "val/loss", mode: str = "min", patience: int = 10, min_delta: float = 0.0
     ) -> None:
         super().__init__(monitor, mode, min_delta)
-        if not isinstance(patience, int) or isinstance(patience, bool) or patience < 1:
-            raise ValueError(f"patience={patience!r} must be an integer >= 1")
+        require_int(patience, "patience")
         self.patience = patience
         self.wait: torch.Tensor | None = None  # [K] evaluations since the member's best
         self.stopped_epoch: torch.Tensor | None = None  # [K], -1 while the member still improves

@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 
 from reglab.science import data, datasets
+from reglab.science.conventions import require_int
 
 
 class EpochOrders:
@@ -87,10 +88,8 @@ class RegLabDataModule(L.LightningDataModule):
         super().__init__()
         check_split(split)
         check_label_noise(label_noise, name, None if name == "file" else datasets.TASKS.get(name))
-        if batch_size is not None and (
-            not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1
-        ):
-            raise ValueError(f"data.batch_size={batch_size!r} must be an integer >= 1, or null for full batch")
+        if batch_size is not None:
+            require_int(batch_size, "data.batch_size", allowed=", or null for full batch")
         self.name, self.split, self.label_noise, self.dataset_kwargs = name, tuple(split), label_noise, dataset_kwargs
         self.seeds = [seed] if isinstance(seed, int) else [int(s) for s in seed]
         folds = list(fold) if isinstance(fold, Sequence) else [fold] * len(self.seeds)

@@ -21,6 +21,14 @@ REGULARIZER_NAMES = {
 REGULARIZER_ORDER = tuple(REGULARIZER_NAMES.values())
 
 
+def require_int(value: object, key: str, minimum: int = 1, allowed: str = "") -> None:
+    """Raise ValueError unless `value` is an integer (not a bool) >= `minimum`, in the one wording that
+    constructors and the config layer share (like Keras' `validate_float_arg`): `{key}={value!r} must be
+    an integer >= {minimum}{allowed}`, `allowed` naming what else the key takes (", or null for …")."""
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < minimum:
+        raise ValueError(f"{key}={value!r} must be an integer >= {minimum}{allowed}")
+
+
 def check_strength(values: Sequence[object]) -> None:
     """λ per member: at least one value, each a finite real number >= 0. Raises ValueError naming
     the first bad value as the config would show it."""

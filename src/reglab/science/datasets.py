@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from reglab.science.conventions import require_int
 from reglab.science.data import SPLIT_NAMES, Dataset, Splits, Task
 
 
@@ -35,8 +36,8 @@ def _check_ranges(**arguments: Any) -> None:
     """The generators' shared check, each argument named by its config key `data.<name>`: a count
     (`COUNTS`) must be an integer >= 1, `noise` a number >= 0; scikit-learn, or their use, checks the rest."""
     for key, value in arguments.items():
-        if key in COUNTS and (not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < 1):
-            raise ValueError(f"data.{key}={value!r} must be an integer >= 1")
+        if key in COUNTS:
+            require_int(value, f"data.{key}")
         if key == "noise" and not is_number(value):
             raise ValueError(f"data.noise={value!r} is not a number")
         if key == "noise" and not value >= 0:  # also refuses NaN
