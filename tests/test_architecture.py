@@ -1,9 +1,9 @@
-"""The layers show in the imports: science never imports Lightning or Hydra, and no module imports
-one above it (`../shared/STYLE.md`: train (the Hydra entry point) -> multirun, fit (the driver) ->
-preflight -> config, members, rundir, lightning/, science/; report -> runs <- figures), nor, inside
-science/, one of its own rank or above. No import cycle, inside a function or not. errors and
-tables import nothing from reglab, and the light modules (what a refusal or `--cfg job` needs)
-import neither torch nor Lightning at module level."""
+"""The layers show in the imports: science never imports Lightning or Hydra, lightning/ never Hydra,
+and no module imports one above it (`../shared/STYLE.md`: train (the Hydra entry point) -> multirun,
+fit (the driver) -> preflight -> config, members, rundir, lightning/, science/; report -> runs <-
+figures), nor, inside science/, one of its own rank or above. No import cycle, inside a function or
+not. errors and tables import nothing from reglab, and the light modules (what a refusal or `--cfg
+job` needs) import neither torch nor Lightning at module level."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import pytest
 SRC = Path(__file__).resolve().parents[1] / "src" / "reglab"
 # Higher ranks may import lower ones, never the other way round.
 RANK = {
-    "errors": 0, "tables": 0, "science": 0, "rundir": 0,
+    "errors": 0, "tables": 0, "science": 0, "rundir": 0, "wandb_init": 0,
     "members": 1, "schema": 1, "checkpoint": 1,
     "config": 2, "runs": 2, "lightning": 2,
     "preflight": 3, "figures": 3,
@@ -59,6 +59,8 @@ def test_no_module_imports_a_layer_above_its_own(path):
             assert other == layer or RANK[other] < RANK[layer], f"{layer} imports {name}"
         if layer == "science":
             assert not name.startswith(("lightning", "hydra", "omegaconf", "wandb")), f"science imports {name}"
+        if layer == "lightning":  # the driver hands the loggers what Hydra knows (preflight.job_overrides)
+            assert not name.startswith(("hydra", "omegaconf")), f"lightning/{path.name} imports {name}"
         if layer in ("figures", "runs"):
             assert not name.startswith(("lightning", "reglab.lightning", "reglab.report", "hydra")), name
 
