@@ -59,7 +59,7 @@ MUTANTS := 'reglab.science.*' \
 mutate: install ## mutation testing of the science, the training step and the report (slow, not CI; docs/testing.md)
 	rm -rf mutants
 	OMP_NUM_THREADS=1 WANDB_MODE=offline $(BIN)/mutmut run --max-children 1 $(MUTANTS)
-	$(BIN)/mutmut results | grep -v 'not checked' || true  # the survivors; the rest of module.py and runs.py is not checked
+	$(BIN)/mutmut results | grep -v 'not checked' || true  # the survivors; the rest of module.py, runs.py and rundir.py is not checked
 
 clean: ## remove the venv, caches and outputs
 	rm -rf $(VENV) logs outputs multirun wandb mutants .pytest_cache .mypy_cache .ruff_cache src/*.egg-info

@@ -32,7 +32,7 @@ from process_timing import reglab_train, timed  # scripts/ is on sys.path when a
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICK = ["trainer.max_epochs=3", "seed=[0,1]", "trainer.check_val_every_n_epoch=1"]
-# reglab's own W&B settings (reglab.lightning.loggers), spelled out here so that the bare side imports
+# reglab's own W&B settings (reglab.wandb_init), spelled out here so that the bare side imports
 # nothing of reglab; W&B writes each run's requirements.txt itself, as it does by default.
 SETTINGS = dict(silent=True, disable_git=True, console="off", x_disable_stats=True, save_code=False)
 

@@ -9,7 +9,7 @@ Each side is one fresh `reglab-train` process timed from outside, launch to exit
     csv          logger=csv (no W&B)
     wandb-down   logger=wandb, WANDB_MODE=online, WANDB_BASE_URL=http://127.0.0.1:<a closed port>
 
-The W&B side tries online once, falls back to offline once per process (reglab.lightning.loggers)
+The W&B side tries online once, falls back to offline once per process (reglab.wandb_init)
 and logs every member offline. Goal: within 30 s of the csv side.
 """
 

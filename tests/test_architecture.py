@@ -1,9 +1,10 @@
-"""The layers show in the imports: science never imports Lightning or Hydra, and no module imports
-one above it (`../shared/STYLE.md`: train (the Hydra entry point) -> multirun, fit (the driver) ->
-preflight -> config, members, rundir, lightning/, science/; report -> runs <- figures), nor, inside
-science/, one of its own rank or above. No import cycle, inside a function or not. errors and
-tables import nothing from reglab, and the light modules (what a refusal or `--cfg job` needs)
-import neither torch nor Lightning at module level."""
+"""The layers show in the imports: science never imports Lightning or Hydra, lightning/ never Hydra,
+and no module imports one above it (`../shared/STYLE.md`: train (the Hydra entry point) -> multirun,
+fit (the driver) -> preflight -> config, members, rundir, lightning/, science/; report -> runs <-
+figures), nor, inside science/, one of its own rank or above. No import cycle, inside a function or
+not. errors and tables import nothing from reglab, and the light modules (what a refusal or `--cfg
+job` needs) import neither torch nor Lightning at module level. No file is over 400 lines, no
+function over 60, and the estimators reach the engine only through the Python API and the run reader."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import pytest
 SRC = Path(__file__).resolve().parents[1] / "src" / "reglab"
 # Higher ranks may import lower ones, never the other way round.
 RANK = {
-    "errors": 0, "tables": 0, "science": 0, "rundir": 0,
+    "errors": 0, "tables": 0, "science": 0, "rundir": 0, "wandb_init": 0,
     "members": 1, "schema": 1, "checkpoint": 1,
     "config": 2, "runs": 2, "lightning": 2,
     "preflight": 3, "figures": 3,
@@ -70,6 +71,8 @@ def test_no_module_imports_a_layer_above_its_own(path):
             assert other == layer or RANK[other] < RANK[layer], f"{layer} imports {name}"
         if layer == "science":
             assert not name.startswith(("lightning", "hydra", "omegaconf", "wandb")), f"science imports {name}"
+        if layer == "lightning":  # the driver hands the loggers what Hydra knows (preflight.job_overrides)
+            assert not name.startswith(("hydra", "omegaconf")), f"lightning/{path.name} imports {name}"
         if layer in ("figures", "runs"):
             assert not name.startswith(("lightning", "reglab.lightning", "reglab.report", "hydra")), name
 
@@ -234,3 +237,50 @@ def test_hydra_leaves_exactly_the_keys_that_change_no_result_out_of_a_jobs_direc
     excluded = list(hydra.job.config.override_dirname.exclude_keys)
     assert set(NOT_TRAINING) | set(CHOICES_ONLY) <= set(excluded)
     assert all(key in CHOICES_ONLY or not trains(key) for key in excluded), excluded
+
+
+# The shape of a file that does one job (`../shared/STYLE.md`): about 400 lines a file, 60 a function.
+MAX_FILE_LINES, MAX_FUNCTION_LINES = 400, 60
+SOURCES = sorted(SRC.rglob("*.py"))
+
+
+def _functions(tree: ast.AST, prefix: str = "") -> list[tuple[str, ast.FunctionDef | ast.AsyncFunctionDef]]:
+    """Every function of `tree`, methods and nested ones too, by qualified name (`WandbRuns.attach`)."""
+    found = []
+    for node in ast.iter_child_nodes(tree):
+        name = f"{prefix}{getattr(node, 'name', '')}"
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            found.append((name, node))
+        found += _functions(
+            node, f"{name}." if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef) else prefix
+        )
+    return found
+
+
+@pytest.mark.parametrize("path", SOURCES, ids=[str(p.relative_to(SRC)) for p in SOURCES])
+def test_no_file_in_src_is_over_400_lines_nor_a_function_over_60(path):
+    """A function counts from its `def` to its last line, decorators left out."""
+    where = path.relative_to(SRC.parent)
+    lines = len(path.read_text().splitlines())
+    assert lines <= MAX_FILE_LINES, f"{where} is {lines} lines, over {MAX_FILE_LINES}"
+    for name, node in _functions(ast.parse(path.read_text())):
+        length = (node.end_lineno or node.lineno) - node.lineno + 1
+        assert length <= MAX_FUNCTION_LINES, f"{where}: {name} is {length} lines, over {MAX_FUNCTION_LINES}"
+
+
+# What the scikit-learn estimators may import of reglab: the Python API (`run`, `train_in_memory`), the run
+# reader, the in-memory tables of `data=file`, the rules' names, the one error formatter and `score_key`.
+ESTIMATORS_IMPORT = {
+    "reglab.api", "reglab.runs", "reglab.science.conventions", "reglab.science.files", "reglab.errors", "reglab.tables",
+}  # fmt: skip
+API = {"run", "train_in_memory"}
+
+
+@pytest.mark.parametrize("path", sorted((SRC / "estimators").glob("*.py")), ids=lambda p: p.name)
+def test_the_estimators_reach_the_engine_only_through_the_python_api_and_the_run_reader(path):
+    imported = {name for name in _reglab_imports(path) if not name.startswith("reglab.estimators")}
+    assert imported <= ESTIMATORS_IMPORT, f"{path.name} imports {sorted(imported - ESTIMATORS_IMPORT)}"
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module == "reglab.api":
+            names = {a.name for a in node.names}
+            assert names <= API, f"{path.name} takes {sorted(names - API)} from reglab.api, not only {sorted(API)}"

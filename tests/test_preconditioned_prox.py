@@ -299,3 +299,33 @@ def test_preconditioned_group_lasso_under_adam_switches_off_whole_units(features
     assert (dead["auto"] >= 8).all()  # measured: 16 to 18 of 32
     assert (dead[False] == 0).all()  # the plain threshold lr·λ·√p under Adam switches off none
     assert (accuracy["auto"] > 0.95).all()
+
+
+# 7. Tensors Adam has not stepped -----------------------------------------------------------------
+
+
+def test_preconditioned_prox_skips_the_tensors_adam_has_not_stepped():
+    # A tensor without a gradient gets no Adam step and no state: the proximal map leaves it alone
+    # and still acts on the tensors after it.
+    import torch
+
+    from reglab.science.model import MLP
+    from reglab.science.regularizers import ProxL1
+
+    lr, lam = 0.1, 0.5
+    model = MLP(2, 1, [3], members=1, seeds=[0])
+    reg = ProxL1(lam).bind(model)
+    adam = torch.optim.Adam(model.parameters(), lr=lr)
+    reg.use_optimizer(adam)
+    reg.after_step(lr)  # before any step: no state at all, nothing changes
+    hidden = model.hidden[0].weight.detach().clone()
+    for p in model.parameters():
+        p.grad = None if p is model.hidden[0].weight else torch.full_like(p, 0.01)
+    adam.step()
+    z = model.output.weight.detach().clone()
+    d = (adam.state[model.output.weight]["exp_avg_sq"] / (1 - 0.999)).sqrt() + 1e-8  # = 0.01 + ε: one step
+    reg.after_step(lr)
+    assert torch.equal(model.hidden[0].weight, hidden)
+    t = lr * lam / d
+    torch.testing.assert_close(model.output.weight, z.sign() * (z.abs() - t).clamp_min(0), atol=1e-7, rtol=0)
+    assert bool((model.output.weight == 0).all())  # t = 0.05/0.01 = 5 exceeds every output weight

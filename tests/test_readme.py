@@ -7,8 +7,9 @@ does before it trains (a line that needs a GPU is only composed on a machine wit
 error a console block quotes is the error that command gives. `reglab-report` and `reglab-eval`
 lines are parsed by their own argparse parsers, `make` lines name Makefile targets, repository
 paths exist, and the README's Python blocks run (slow: they train four tiny networks), followed by
-its `reglab-eval` lines on the run they trained. Relative links resolve, and the code map names
-the files `src/reglab` holds.
+its `reglab-eval` lines on the run they trained. The Set-up's activation line, run in a plain shell
+(`env -i`), puts `reglab-train` on the PATH. Relative links resolve, and the code map names the
+files `src/reglab` holds.
 """
 
 from __future__ import annotations
@@ -202,6 +203,34 @@ def test_the_docs_show_the_commands_this_test_checks():
 # --- the other commands -----------------------------------------------------------------------
 
 
+def test_the_readmes_activation_line_puts_its_commands_on_the_path_of_a_plain_shell(tmp_path):
+    """The line of "Set-up" that activates `.venv`, run as written in a shell with nothing of this
+    session's environment (`env -i`): before it `reglab-train` is not found, after it `--help` runs.
+    `.venv` is the interpreter's own venv (make's `.venv`, or a checkout that shares another)."""
+    import os
+    import subprocess
+    import sys
+
+    if sys.prefix == sys.base_prefix:
+        pytest.skip("the tests do not run from a venv")
+    text = README.read_text()
+    setup = text[text.index("## Set-up") : text.index("\n## ", text.index("## Set-up"))]
+    (line,) = [shlex.join(c.argv) for c in all_commands([README]) if c.argv[0] == "source"]
+    assert line in setup, f"{line!r} is not in the README's Set-up"
+    (tmp_path / ".venv").symlink_to(sys.prefix)  # where the line expects it, as after `make install`
+
+    def plain_shell(script: str) -> subprocess.CompletedProcess:
+        env = {"PATH": "/usr/bin:/bin", "HOME": os.environ.get("HOME", str(tmp_path))}
+        return subprocess.run(["env", "-i", *(f"{k}={v}" for k, v in env.items()), "bash", "-c", script],
+                              cwd=tmp_path, capture_output=True, text=True, timeout=120)  # fmt: skip
+
+    before = plain_shell("reglab-train --help")
+    assert before.returncode == 127 and "command not found" in before.stderr, before
+    after = plain_shell(f"{line} && command -v reglab-report reglab-eval python >/dev/null && reglab-train --help")
+    assert after.returncode == 0, after.stderr[-2000:]
+    assert after.stdout.startswith("train is powered by Hydra") and "regularizer: " in after.stdout, after.stdout[:2000]
+
+
 class _Parsed(Exception):
     pass
 
@@ -348,6 +377,9 @@ def test_the_code_map_names_every_module_and_only_modules_that_exist():
     modules = {m for m in modules if not m.endswith("/__init__.py") or m == "src/reglab/__init__.py"}
     unnamed = {m for m in modules if m not in named and not any(m.startswith(n) for n in named if n.endswith("/"))}
     assert not unnamed, sorted(unnamed)
+    # lightning/ and science/ list their files: each one, not the folder alone
+    listed = {m for m in modules if m.startswith(("src/reglab/lightning/", "src/reglab/science/"))}
+    assert listed <= named, sorted(listed - named)
 
 
 def test_the_readme_is_at_most_300_lines():

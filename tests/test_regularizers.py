@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from functools import partial
 
 import lightning as L
@@ -355,3 +356,217 @@ def test_reported_penalty_is_exact_to_1e6_on_trained_sparse_weights(tmp_path, na
         reference.append(float(reg.strength[k]) * float(total))
     for ours, theirs in zip(reported.tolist(), reference):
         assert ours == pytest.approx(theirs, rel=1e-6)
+
+
+# 10. What the regularizers refuse, their defaults, repr and options, before and after `bind` -----
+
+
+def test_regularizers_refuse_bad_settings_with_the_exact_message():
+    import re
+
+    import torch
+
+    from reglab.science import conventions
+    from reglab.science.model import MLP
+    from reglab.science.regularizers import L1, ElasticNet, ProxL1
+
+    def refused(message: str):
+        return pytest.raises(ValueError, match=f"^{re.escape(message)}$")
+
+    model = MLP(2, 1, [4, 4], members=2)
+    with refused("regularizer.exclude names no layer 'head'; the layers are: hidden.0, hidden.1, output"):
+        L1(0.1, exclude=["hidden.0", "head"]).bind(model)
+    with refused("regularizer.strength has 3 values; the model has 2 members"):
+        L1([0.1, 0.2, 0.3]).bind(model)
+    for ratio in (-0.01, 1.01):
+        with refused(f"regularizer.l1_ratio={ratio} must be in [0, 1]"):
+            ElasticNet(0.1, l1_ratio=ratio)
+    assert ElasticNet(0.1, l1_ratio=0).l1_ratio == 0.0 and ElasticNet(0.1, l1_ratio=1).l1_ratio == 1.0
+    with refused(
+        "regularizer.preconditioned=true needs an optimizer with Adam's second moment (Adam, NAdam, AdamW); "
+        "SGD is not one of them: use regularizer.preconditioned=auto or false"
+    ):
+        ProxL1(0.1, preconditioned=True).bind(model).use_optimizer(torch.optim.SGD(model.parameters(), lr=0.1))
+    with refused("regularizer.preconditioned=true needs the optimizer: call use_optimizer(optimizer) first"):
+        ProxL1(0.1, preconditioned=True).bind(model).after_step(0.1)
+    with refused("regularizer.preconditioned='yes' must be one of: auto, true, false"):
+        ProxL1(0.1, preconditioned="yes")
+    known = (
+        "l1/keras, l2/keras, l2/torch_sgd, weight_decay/torch_adamw, weight_decay/adamw_paper, l1/sklearn_lasso, "
+        "l2/sklearn_ridge, l2/article, l2/sklearn_mlp"
+    )
+    with refused(f"no conversion for 'prox_l1' in 'keras'; known: {known}"):
+        conventions.to_reglab(1.0, "prox_l1", "keras")
+
+
+def test_regularizer_repr_and_bound_members():
+    from reglab.science.model import MLP
+    from reglab.science.regularizers import L1, GroupLasso
+
+    assert repr(L1([0.5, 1e-3])) == "L1(strength=[0.5, 0.001])"
+    reg = GroupLasso(0.25).bind(MLP(2, 1, [4], members=3))
+    assert repr(reg) == "GroupLasso(strength=[0.25, 0.25, 0.25])"
+    assert reg.members == 3 and reg.strength.tolist() == [0.25] * 3
+
+
+def test_regularizer_defaults():
+    from reglab.science.regularizers import REGULARIZERS
+
+    for cls in REGULARIZERS.values():
+        reg = cls()
+        assert reg.strength.tolist() == [0.0] and reg.include_bias is False and reg.exclude == (), cls
+    assert REGULARIZERS["elastic_net"]().l1_ratio == 0.5
+    assert REGULARIZERS["prox_l1"]().preconditioned == "auto"
+    assert (
+        REGULARIZERS["group_lasso"]().preconditioned == "auto" and REGULARIZERS["group_lasso"]().input_features is False
+    )
+
+
+def test_regularizers_pass_their_options_on():
+    from reglab.science.model import MLP
+    from reglab.science.regularizers import ElasticNet, GroupLasso, ProxL1
+
+    for reg in (
+        ElasticNet(0.1, l1_ratio=0.3, include_bias=True, exclude=["output"]),
+        ProxL1(0.1, include_bias=True, exclude=["output"]),
+        GroupLasso(0.1, include_bias=True, exclude=["output"]),
+    ):
+        reg.bind(MLP(2, 1, [3]))
+        assert reg.include_bias is True and reg.exclude == ("output",)
+        assert len(reg.params) == 2  # hidden.0's weight and bias
+
+
+def test_an_unbound_regularizer_has_no_tensors_and_one_lambda_per_member():
+    # Before `bind` (or until `params` is set by hand, as some tests do).
+    from reglab.science.regularizers import ProxL1, Regularizer, WeightDecay
+
+    assert Regularizer().penalty().tolist() == [0.0]
+    assert Regularizer([0.1, 0.2]).penalty().tolist() == [0.0, 0.0]
+    for reg in (WeightDecay([0.5, 0.1]), ProxL1([0.5, 0.1])):
+        assert reg.params == [] and reg.optimizer is None and reg.members == 2
+
+
+def test_an_unregularized_penalty_is_zero_on_the_weights_device():
+    import torch
+
+    from reglab.science.model import MLP
+    from reglab.science.regularizers import L1, Regularizer
+
+    with torch.device("meta"):  # a device other than the CPU, on any machine
+        model = MLP(2, 1, [3], members=2)
+    penalty = Regularizer().bind(model).penalty(torch.float64)
+    assert penalty.device.type == "meta" and penalty.dtype == torch.float64 and penalty.shape == (2,)
+    assert L1([0.1, 0.2]).bind(model).penalty().device.type == "meta"  # λ follows the weights to their device
+    cpu = Regularizer().bind(MLP(2, 1, [3], members=2)).penalty()
+    assert cpu.tolist() == [0.0, 0.0] and cpu.dtype == torch.float32
+    # One tensor to act on (a linear model), or none (every layer excluded): still zeros.
+    assert Regularizer().bind(MLP(2, 1, [], members=2)).penalty().tolist() == [0.0, 0.0]
+    assert Regularizer(exclude=["hidden.0", "output"]).bind(MLP(2, 1, [3])).penalty().tolist() == [0.0]
+
+
+# 11. Penalties and the plain group-lasso step against float64 references -------------------------
+
+
+def _wide_model(members: int = 2):
+    """Weights and biases over eight orders of magnitude, many exactly 0: float32 sums of these are
+    off by far more than 1e-12."""
+    import torch
+
+    from reglab.science.model import MLP
+
+    model = MLP(5, 2, [6, 4], members=members, seeds=list(range(members)))
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for layer in model.linear_layers().values():
+            for p in (layer.weight, layer.bias):
+                scale = 10.0 ** (8 * torch.rand(p.shape, generator=g) - 5)
+                p.copy_(torch.randn(p.shape, generator=g) * scale * (torch.rand(p.shape, generator=g) > 0.3))
+    return model
+
+
+@pytest.mark.parametrize("include_bias", [False, True])
+def test_reported_penalties_are_float64_and_exact_to_1e12(include_bias):
+    import torch
+
+    from reglab.science.regularizers import REGULARIZERS
+
+    model = _wide_model()
+    lam = [0.3, 1.7]
+    layers = list(model.linear_layers().values())
+    for k in range(2):
+        ws = [layer.weight[k].double() for layer in layers]
+        ps = [t for layer in layers for t in (layer.weight[k].double(), layer.bias[k].double())] if include_bias else ws
+        values = [v for t in ps for v in t.flatten().tolist()]
+        abs_, sq = math.fsum(abs(v) for v in values), math.fsum(v * v for v in values)
+        rows = 0.0
+        for layer in layers[:-1]:  # a unit's row, with its bias if include_bias; √p with p its size
+            w, b = layer.weight[k].double(), layer.bias[k].double()
+            for i in range(w.shape[0]):
+                entries = [*w[i].tolist(), *([b[i].item()] if include_bias else [])]
+                rows += math.sqrt(len(entries)) * math.sqrt(math.fsum(v * v for v in entries))
+        first = layers[0].weight[k].double()
+        columns = sum(
+            math.sqrt(first.shape[0]) * math.sqrt(math.fsum(v * v for v in first[:, j].tolist()))
+            for j in range(first.shape[1])
+        )
+        expected = {
+            "l1": abs_,
+            "prox_l1": abs_,
+            "l2": sq,
+            "weight_decay": 0.5 * sq,
+            "elastic_net": 0.2 * abs_ + 0.8 * sq,
+            "group_lasso": rows,
+            "group_lasso_features": rows + columns,
+        }
+        for name, total in expected.items():
+            options = {"include_bias": include_bias}
+            options |= {"l1_ratio": 0.2} if name == "elastic_net" else {}
+            options |= {"input_features": True} if name == "group_lasso_features" else {}
+            reg = REGULARIZERS[name.removesuffix("_features")](lam, **options).bind(model)
+            reported = reg.penalty(torch.float64)
+            assert reported.dtype == torch.float64, name
+            assert reported[k].item() == pytest.approx(lam[k] * total, rel=1e-12, abs=0), name
+            assert reg.penalty().dtype == torch.float32  # the training objective stays in the weights' dtype
+            assert reg.penalty()[k].item() == pytest.approx(lam[k] * total, rel=1e-5), name
+
+
+@pytest.mark.parametrize("include_bias", [False, True])
+def test_plain_group_lasso_step_is_the_block_soft_threshold(include_bias):
+    # After an SGD step (preconditioned=false: plain even under Adam), every unit's row (and bias) is
+    # scaled by max(0, 1 − lr·λ·√p/‖w_g‖), then every input column by max(0, 1 − lr·λ·√units/‖w_col‖).
+    import torch
+
+    from reglab.science.regularizers import GroupLasso
+
+    lr, lam = 0.5, [0.02, 0.6]
+    model = _wide_model()
+    with torch.no_grad():
+        model.hidden[0].weight[0, 1] = 1e-4  # a unit below the threshold: switched off
+        model.hidden[0].bias[0, 1] = 1e-4
+    layers = list(model.linear_layers().items())
+    before = {
+        name: (layer.weight.detach().double().clone(), layer.bias.detach().double().clone()) for name, layer in layers
+    }
+    reg = GroupLasso(lam, include_bias=include_bias, input_features=True).bind(model)
+    reg.use_optimizer(torch.optim.Adam(model.parameters()))
+    reg.preconditioned, reg._metric = False, False
+    reg.after_step(lr)
+    for name, layer in layers:
+        w, b = before[name]
+        if name != "output":
+            for k in range(2):
+                for i in range(w.shape[1]):
+                    group = torch.cat([w[k, i], b[k, i : i + 1]]) if include_bias else w[k, i]
+                    c = lr * lam[k] * math.sqrt(len(group))
+                    scale = max(0.0, 1 - c / group.norm().item())
+                    w[k, i] *= scale
+                    b[k, i] *= scale if include_bias else 1.0
+        if name == "hidden.0":
+            for k in range(2):
+                for j in range(w.shape[2]):
+                    c = lr * lam[k] * math.sqrt(w.shape[1])
+                    w[k, :, j] *= max(0.0, 1 - c / w[k, :, j].norm().item()) if w[k, :, j].norm() > 0 else 0.0
+        torch.testing.assert_close(layer.weight.double(), w, rtol=1e-6, atol=1e-12, msg=name)
+        torch.testing.assert_close(layer.bias.double(), b, rtol=1e-6, atol=1e-12, msg=name)
+    assert bool((model.hidden[0].weight[0, 1] == 0).all())
+    assert 0 < int((model.hidden[0].weight[1] == 0).all(0).sum()) < 5  # some columns off, not all

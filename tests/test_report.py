@@ -1,17 +1,22 @@
-"""The report of a sweep (`reglab-report`): what it finds, what it writes, how it treats bad runs."""
+"""The report of a sweep (`reglab-report`): what it finds, what it writes, how it treats bad runs, and
+the aggregation it is made of (`reglab.runs`) against hand-computed values."""
 
 from __future__ import annotations
 
+import math
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+from omegaconf import OmegaConf
 from PIL import Image
 
 from reglab import rundir
 from reglab.report import ReportOnMultirunEnd, log_images_to_wandb, report, write_run_figures
+from reglab.runs import Run, flatten, mean_ci, results_table, seed_groups, varying_keys
 from tests.conftest import FAST, run_cli
 
 SWEEP_FIGURES = (
@@ -277,3 +282,171 @@ def test_a_long_study_label_gives_figure_names_the_file_system_takes(tmp_path):
     a, b = figure_suffix(long), figure_suffix(long + "x")
     assert a != b and len(a.encode()) <= 130 and figure_suffix("moons, optimizer.lr=0.01") == "_moons_optimizer.lr=0.01"
     (tmp_path / f"sparsity_vs_lambda{a}.png").write_bytes(b"")  # would raise OSError: File name too long
+
+
+# The aggregation the report is made of (reglab.runs): hand-computed values, no training ----------
+
+
+T_975_3 = 3.182446305284263  # Student t quantile, 0.975, 3 degrees of freedom (tables)
+
+
+T_95_3 = 2.353363434801823  # 0.95, 3 degrees of freedom
+
+
+def test_mean_ci_is_the_student_t_interval_computed_by_hand():
+    x = np.array([1.0, 2.0, 3.0, 6.0])  # mean 3, s² = (4 + 1 + 0 + 9)/3 = 14/3
+    mean, half = mean_ci(x)
+    assert mean == 3.0
+    assert half == pytest.approx(T_975_3 * math.sqrt(14 / 3) / 2, rel=1e-12)
+    assert mean_ci(x, level=0.9)[1] == pytest.approx(T_95_3 * math.sqrt(14 / 3) / 2, rel=1e-12)
+    # Non-finite values are left out before n is counted.
+    mean, half = mean_ci(np.array([1.0, math.nan, 2.0, math.inf, 3.0, 6.0]))
+    assert (mean, half) == pytest.approx((3.0, T_975_3 * math.sqrt(14 / 3) / 2), rel=1e-12)
+    # Two values: t(0.975, 1) = 12.706204736174698, s = |a − b|/√2.
+    assert mean_ci([1.0, 2.0])[1] == pytest.approx(12.706204736174698 * (1 / math.sqrt(2)) / math.sqrt(2), rel=1e-12)
+
+
+def test_mean_ci_of_one_value_and_of_none():
+    mean, half = mean_ci([2.5, math.nan])
+    assert mean == 2.5 and math.isnan(half)
+    mean, half = mean_ci([math.nan])
+    assert math.isnan(mean) and math.isnan(half)
+    mean, half = mean_ci([])
+    assert math.isnan(mean) and math.isnan(half)
+    # A metric missing from a record (JSON null) is a None: left out like NaN.
+    assert mean_ci([1.0, None, 2.0, 3.0, 6.0]) == pytest.approx((3.0, T_975_3 * math.sqrt(14 / 3) / 2), rel=1e-12)
+
+
+def test_flatten_gives_dotted_keys_for_every_leaf():
+    assert flatten({"a": {"b": 1, "c": {"d": [1, 2]}}, "e": None}) == {"a.b": 1, "a.c.d": [1, 2], "e": None}
+    assert flatten(3, "x.") == {"x": 3}
+    assert flatten({}) == {}
+
+
+CONFIG = {
+    "seed": 0,
+    "name": "a",
+    "regularizer": {"name": "l1", "strength": 0.1},
+    "optimizer": {"lr": 0.01},
+    "logger": {"project": "p"},
+}
+
+
+def _run(regularizer: str, strength: float, seed: int, status: str = rundir.COMPLETED, name: str = "", **config) -> Run:
+    """A Run with its config set in memory (no files)."""
+    record = {"status": status, "regularizer": regularizer, "strength": strength, "seed": seed}
+    record |= {"dataset": "moons", "task": "binary", "metrics": {"val/acc": 0.5 + seed / 10}}
+    run = Run(Path("/nonexistent"), name or f"{regularizer}-{strength}-{seed}", record)
+    cfg = OmegaConf.merge(CONFIG, {"seed": seed, "regularizer": {"name": regularizer, "strength": strength}}, config)
+    run.__dict__["config"] = cfg  # what the cached property would read from .hydra/config.yaml
+    return run
+
+
+def test_seed_groups_keeps_completed_runs_by_regularizer_and_lambda_in_report_order(capsys):
+    runs = [
+        _run("l2", 0.1, 1),
+        _run("l1", 0.01, 1),
+        _run("l1", 0.1, 0),
+        _run("l1", 0.01, 0),
+        _run("l1", 0.01, 2, status=rundir.FAILED),
+        _run("l1", 0.01, 3, status=rundir.DIVERGED),
+        _run("none", 0.0, 0),
+    ]
+    groups = seed_groups(runs)
+    assert list(groups) == [("none", 0.0), ("l1", 0.01), ("l1", 0.1), ("l2", 0.1)]
+    assert [r.seed for r in groups[("l1", 0.01)]] == [0, 1]
+    assert [len(g) for g in groups.values()] == [1, 2, 1, 1]
+    assert capsys.readouterr().err == ""
+
+
+def test_seed_groups_keeps_one_baseline_per_seed_and_averages_other_twins_with_a_warning(capsys):
+    # `none` at two λ (unused): one experiment, one run per seed, no warning.
+    runs = [_run("none", 0.0, 0), _run("none", 0.5, 0, name="b"), _run("none", 0.0, 1)]
+    groups = seed_groups(runs)
+    assert list(groups) == [("none", 0.0)]
+    assert [r.seed for r in groups[("none", 0.0)]] == [0, 1]
+    assert capsys.readouterr().err == ""
+    # `none` twins that differ in more than λ are averaged, with the difference named.
+    groups = seed_groups([_run("none", 0.0, 0), _run("none", 0.0, 0, name="b", optimizer={"lr": 0.1})])
+    assert len(groups[("none", 0.0)]) == 2
+    assert "2 runs of none at λ=0, seed 0 differ in optimizer.lr;" in capsys.readouterr().err
+    # Twins of a regularizer that uses λ: both kept, whatever they differ in; keys outside training ignored.
+    runs = [_run("l1", 0.1, 0), _run("l1", 0.1, 0, name="b", optimizer={"lr": 0.1, "b": 1}, logger={"project": "q"})]
+    groups = seed_groups(runs)
+    assert len(groups[("l1", 0.1)]) == 2
+    err = capsys.readouterr().err
+    assert (
+        "2 runs of l1 at λ=0.1, seed 0 differ in optimizer.b, optimizer.lr; they are averaged together like seeds"
+        in err
+    )
+    # Identical twins: said so.
+    seed_groups([_run("l1", 0.1, 0), _run("l1", 0.1, 0, name="b"), _run("l1", 0.1, 1)])
+    err = capsys.readouterr().err
+    assert "2 runs of l1 at λ=0.1, seed 0 have the same config (one run copied twice?)" in err
+    assert err.count("warning:") == 1
+
+
+def test_varying_keys_lists_only_training_keys_that_differ():
+    runs = [
+        _run("l1", 0.1, 0, name="x"),
+        _run("l1", 0.2, 1, name="y", logger={"project": "q"}),
+        _run("l1", 0.1, 0, name="z", optimizer={"lr": [0.1]}),
+    ]
+    assert varying_keys(runs) == ["optimizer.lr", "regularizer.strength", "seed"]
+    assert varying_keys(runs[:1]) == []
+    # Interpolations are compared as written, never resolved (Hydra's resolvers are not registered here).
+    written = {"paths": {"output_dir": "${hydra:runtime.output_dir}", "log": "${optimizer.lr}"}}
+    runs = [_run("l1", 0.1, 0, **written), _run("l1", 0.1, 0, optimizer={"lr": 0.5}, **written)]
+    assert varying_keys(runs) == ["optimizer.lr"]
+    # 1 and 1.0 are different values as written in a config: repr tells them apart
+    assert varying_keys([_run("l1", 0.1, 0, optimizer={"lr": 1}), _run("l1", 0.1, 0, optimizer={"lr": 1.0})]) == [
+        "optimizer.lr"
+    ]
+
+
+def _write_run(directory: Path, name: str, record: dict, config: dict) -> Path:
+    run_dir = directory / name
+    (run_dir / ".hydra").mkdir(parents=True)
+    OmegaConf.save(OmegaConf.create(config), run_dir / ".hydra" / "config.yaml")
+    rundir.write_metrics_json(run_dir, record)
+    return run_dir
+
+
+def test_results_table_has_one_row_per_run_with_varying_keys_status_metrics_and_dir(tmp_path):
+    common = {"dataset": "moons", "task": "binary"}
+    for name, reg, lam, seed, status, lr in [
+        ("b", "l1", 0.1, 1, rundir.COMPLETED, 0.01),
+        ("a", "l1", 0.01, 0, rundir.DIVERGED, 0.01),
+        ("c", "none", 0.0, 0, rundir.COMPLETED, 0.1),
+    ]:
+        record = {"status": status, "regularizer": reg, "strength": lam, "seed": seed, **common}
+        record["metrics"] = {"val/acc": 0.9 - lam, "weights/l1": 10 * seed}
+        config = {**CONFIG, "seed": seed, "regularizer": {"name": reg, "strength": lam}, "optimizer": {"lr": lr}}
+        config["paths"] = {"output_dir": "${hydra:runtime.output_dir}"}
+        config["data"] = {"lr": "${optimizer.lr}" if name == "c" else 0.01}
+        _write_run(tmp_path, name, record, config)
+    (tmp_path / "half" / ".hydra").mkdir(parents=True)  # no metrics.json: not a row
+    (tmp_path / "half" / ".hydra" / "config.yaml").write_text("seed: 0\n")
+    table = results_table(tmp_path)
+    assert list(table.columns) == [
+        "data.lr",
+        "optimizer.lr",
+        "regularizer.name",
+        "regularizer.strength",
+        "seed",
+        "regularizer",
+        "strength",
+        "status",
+        "val/acc",
+        "weights/l1",
+        "run_dir",
+    ]
+    # run order: none first, then l1 by λ
+    assert table["run_dir"].tolist() == [str(tmp_path / n) for n in ("c", "a", "b")]
+    assert table["status"].tolist() == [rundir.COMPLETED, rundir.DIVERGED, rundir.COMPLETED]
+    assert table["optimizer.lr"].tolist() == [0.1, 0.01, 0.01]
+    assert table["data.lr"].tolist() == ["${optimizer.lr}", 0.01, 0.01]  # as written, not resolved
+    assert table["strength"].tolist() == [0.0, 0.01, 0.1]
+    assert table["seed"].tolist() == [0, 0, 1]
+    assert table["val/acc"].tolist() == pytest.approx([0.9, 0.89, 0.8])
+    assert table["weights/l1"].tolist() == [0, 0, 10]

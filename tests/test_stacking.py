@@ -1,10 +1,12 @@
-"""One engine: member k of a K-member stack ends where its K = 1 run ends, in the same files."""
+"""One engine: member k of a K-member stack ends where its K = 1 run ends, in the same files; the
+training step (hooks, loss, clipping) acts on each member alone."""
 
 from __future__ import annotations
 
 import copy
 import csv
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -440,3 +442,105 @@ def test_gradient_clipping_bounds_each_members_gradient_norm_and_leaves_small_on
     assert all(torch.equal(p.grad[1], g) for p, g in zip(model.parameters(), small))  # below the bound: untouched
     record = train_run(tmp_path, [*SMALL, "+trainer.gradient_clip_val=0.5"])
     assert record["status"] == rundir.COMPLETED  # through the config: the module clips, Lightning is not asked to
+
+
+# The training step, member by member (RegLabModule._step, regularized_loss, clip_member_gradients) ---
+
+
+def test_gradient_clipping_leaves_a_tiny_gradient_alone_and_scales_a_large_one_exactly():
+    from functools import partial
+
+    import torch
+
+    from reglab.lightning.module import RegLabModule
+    from reglab.science.model import MLP
+    from reglab.science.regularizers import Regularizer
+
+    model = MLP(2, 1, [3], members=3, seeds=[0, 1, 2])
+    module = RegLabModule(model, Regularizer(), partial(torch.optim.SGD, lr=0.1), "binary")
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)
+        p.grad[0], p.grad[1], p.grad[2] = 1e-8, 3.0, 0.0  # member 0's norm is below 1e-6
+    n = sum(p[0].numel() for p in model.parameters())  # 13 numbers per member
+    module.clip_member_gradients(2.0)
+    for p in model.parameters():
+        assert torch.equal(p.grad[0], torch.full_like(p.grad[0], 1e-8))  # untouched, sign and all
+        torch.testing.assert_close(p.grad[1], torch.full_like(p.grad[1], 3.0 * 2.0 / (3.0 * math.sqrt(n) + 1e-6)))
+        assert torch.equal(p.grad[2], torch.zeros_like(p.grad[2]))
+
+
+def test_training_step_calls_the_hooks_in_order_and_remembers_a_non_finite_batch(monkeypatch):
+    # `_step` with a recording optimizer and regularizer: zero_grad, backward of the summed
+    # objective, clipping, before_step(lr), step, after_step(lr); and all_finite stays False for a
+    # member once one of its batches gave a non-finite objective.
+    import torch
+
+    from reglab.lightning.module import RegLabModule
+    from reglab.science.model import MLP
+    from reglab.science.regularizers import L2
+
+    events = []
+
+    class Recorder(L2):
+        def before_step(self, lr):
+            events.append(("before_step", lr))
+
+        def after_step(self, lr):
+            events.append(("after_step", lr))
+
+    class Optimizer:
+        param_groups = [{"lr": 0.3}]
+
+        def zero_grad(self, set_to_none):
+            events.append(("zero_grad", set_to_none))
+
+        def step(self):
+            events.append(("step",))
+
+    model = MLP(2, 1, [3], members=2, seeds=[0, 1])
+    module = RegLabModule(model, Recorder([0.0, 0.5]), torch.optim.SGD, "regression", gradient_clip_val=2.5)
+    objectives = []
+    monkeypatch.setattr(
+        module, "manual_backward", lambda loss: (objectives.append(loss.item()), events.append(("backward",)))
+    )
+    monkeypatch.setattr(module, "clip_member_gradients", lambda v: events.append(("clip", v)))
+    x, y = torch.randn(4, 2), torch.randn(4)
+    expected = module.regularized_loss(x, y).sum().item()
+    module._step(x, y, Optimizer())
+    assert events == [
+        ("zero_grad", True),
+        ("backward",),
+        ("clip", 2.5),
+        ("before_step", 0.3),
+        ("step",),
+        ("after_step", 0.3),
+    ]
+    assert objectives == pytest.approx([expected], rel=1e-6)
+    assert module.all_finite.tolist() == [True, True]
+    bad = torch.stack([y, y.clone().fill_(math.nan)])  # member 1's targets: NaN
+    module._step(x, bad, Optimizer())
+    module._step(x, y, Optimizer())  # a finite batch afterwards does not clear the flag
+    assert module.all_finite.tolist() == [True, False]
+    events.clear()
+    module.gradient_clip_val = None
+    module._step(x, y, Optimizer())
+    assert ("clip", 2.5) not in events and len(events) == 5
+
+
+def test_regularized_loss_adds_the_penalty_only_if_explicit():
+    import torch
+    import torch.nn.functional as F
+
+    from reglab.lightning.module import RegLabModule
+    from reglab.science.model import MLP
+    from reglab.science.regularizers import L1, ProxL1
+
+    x, y = torch.randn(6, 2), torch.tensor([0, 1, 1, 0, 1, 0])
+    for reg, explicit in ((L1([0.1, 0.7]), True), (ProxL1([0.1, 0.7]), False)):
+        model = MLP(2, 1, [3], members=2, seeds=[0, 1])
+        module = RegLabModule(model, reg, torch.optim.SGD, "binary")
+        ours = module.regularized_loss(x, y)
+        for k, lam in enumerate([0.1, 0.7]):
+            data = F.binary_cross_entropy_with_logits(model(x)[k, :, 0], y.float())
+            penalty = lam * sum(layer.weight[k].abs().sum() for layer in model.linear_layers().values())
+            assert ours[k].item() == pytest.approx((data + penalty if explicit else data).item(), rel=1e-6)

@@ -203,6 +203,57 @@ def test_run_names_say_what_differs():
     assert run_name({"regularizer": "none", "strength": 0.0, "seed": 2}, {"optimizer.lr": 0.01}) == "none s2 lr=0.01"
 
 
+def test_a_members_name_and_config_hold_the_overrides_the_driver_hands_in(monkeypatch):
+    """`WandbRuns.attach` is handed the job's overrides and the keys its multirun sweeps; outside a
+    Hydra job it still names a member by them (it no longer reads Hydra's global state)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from reglab.lightning.loggers import WandbRuns
+
+    monkeypatch.setattr(HydraConfig.instance(), "cfg", None)  # no Hydra job in this process
+    config = {"regularizer": {"name": "l1", "strength": 1e-3}, "optimizer": {"lr": 0.01}, "seed": 0}
+    ident = {"regularizer": "l1", "strength": 1e-3, "seed": 0}
+    runs = WandbRuns()
+    runs.attach(["m"], [Path("m")], [config], [ident], [{}], {"optimizer.lr": "1e-2"}, {"optimizer.lr"})
+    (member,) = runs.members
+    assert member["name"] == "l1 λ=1e-3 s0 lr=0.01"
+    assert member["config"]["optimizer.lr"] == 0.01 and member["config"]["regularizer_config"]["name"] == "l1"
+    runs.attach(["m"], [Path("m")], [config], [ident], [{}], {"optimizer.lr": "1e-2"})  # set, not swept
+    assert runs.members[0]["name"] == "l1 λ=1e-3 s0" and runs.members[0]["config"]["optimizer.lr"] == 0.01
+    runs.attach(["m"], [Path("m")], [config], [ident], [{}])
+    assert "optimizer.lr" not in runs.members[0]["config"]
+
+
+def test_the_job_overrides_are_the_training_keys_of_the_command_line_and_those_a_multirun_sweeps(tmp_path, monkeypatch):
+    """`preflight.job_overrides`, what the loggers are handed: from Hydra's job config, the overrides that
+    change a result (not `logger=`, `callbacks.*`, `trainer.enable_progress_bar`), and in a multirun
+    those of them that its master command line (multirun.yaml) sweeps."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+    from omegaconf import OmegaConf
+
+    from reglab.preflight import job_overrides
+    from reglab.train import CONFIG_DIR
+
+    def job(*hydra: str) -> None:  # Hydra's job config of these overrides, as a job finds it
+        GlobalHydra.instance().clear()
+        with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+            HydraConfig.instance().set_config(compose("train", [*args, *hydra], return_hydra_config=True))
+
+    monkeypatch.setattr(HydraConfig.instance(), "cfg", None)  # restored after the test
+    assert job_overrides() == ({}, set())
+    quiet = ["logger=none", "callbacks.progress_bar=null", "trainer.enable_progress_bar=false"]
+    args = [*quiet, "optimizer.lr=0.01", "seed=3"]
+    job()
+    assert job_overrides() == ({"optimizer.lr": "0.01", "seed": "3"}, set())
+    master = [*quiet, "optimizer.lr=0.01,0.1", "seed=3"]  # the multirun's command line: lr swept, seed not
+    OmegaConf.save({"hydra": {"overrides": {"task": master}}}, tmp_path / "multirun.yaml")
+    job(f"hydra.mode={RunMode.MULTIRUN.name}", f"hydra.sweep.dir={tmp_path}")
+    assert job_overrides() == ({"optimizer.lr": "0.01", "seed": "3"}, {"optimizer.lr"})
+
+
 @pytest.mark.parametrize(
     ("rows_every", "expected"),
     [(1, [0, 10, 20, 30, 40, 50]), (5, [4, 14, 24, 34, 44, 54]), (10, [9, 19, 29, 39, 49, 59]), (25, [24, 49])],
@@ -539,8 +590,8 @@ def test_an_online_start_that_fails_goes_offline_once_for_every_member_of_the_pr
 
     import wandb
 
+    from reglab import wandb_init
     from reglab.fit import fit
-    from reglab.lightning import loggers
 
     with socket.socket() as probe:  # a port nothing listens on
         probe.bind(("127.0.0.1", 0))
@@ -548,7 +599,7 @@ def test_an_online_start_that_fails_goes_offline_once_for_every_member_of_the_pr
     monkeypatch.setenv("WANDB_MODE", "online")
     monkeypatch.setenv("WANDB_BASE_URL", f"http://127.0.0.1:{closed}")
     monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
-    monkeypatch.setattr(loggers, "_online_failed", False)
+    monkeypatch.setattr(wandb_init, "_online_failed", False)
     modes: list[str] = []
     real_init = wandb.init
     monkeypatch.setattr(wandb, "init", lambda **kw: modes.append(kw["mode"]) or real_init(**kw))

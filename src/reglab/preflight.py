@@ -23,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from reglab.config import check_targets
 from reglab.errors import ConfigError, ScheduleError, blame, one_line
-from reglab.members import Member, identity
+from reglab.members import CHOICES_ONLY, Member, identity, trains
 
 
 @dataclass
@@ -164,9 +164,39 @@ def _loggers(cfg: DictConfig, members: list[Member]) -> list[Any]:
         names, run_dirs = [m.name for m in members], [m.run_dir for m in members]
         configs = [cast(dict, OmegaConf.to_container(m.cfg, resolve=True)) for m in members]
         identities = [identity(m.cfg) for m in members]
+        overrides, multirun_keys = job_overrides()
         for logger in loggers:
-            logger.attach(names, run_dirs, configs, identities, [m.values for m in members])
+            logger.attach(names, run_dirs, configs, identities, [m.values for m in members], overrides, multirun_keys)
     return loggers
+
+
+def job_overrides() -> tuple[dict[str, str], set[str]]:
+    """(the Hydra job's command-line overrides that change a result, as {key: value}; the keys of those its
+    multirun sweeps: the sweeper's `params` and the sweep overrides (`optimizer.lr=1e-3,1e-2`) in <sweep
+    dir>/multirun.yaml). Read from Hydra's global state here, where Hydra is known, so that the loggers
+    are handed them; ({}, set()) outside a Hydra job."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    if not HydraConfig.initialized():
+        return {}, set()
+    hydra: Any = HydraConfig.get()  # a DictConfig
+    overrides = {}
+    for item in hydra.overrides.task:
+        key, _, value = str(item).lstrip("+~").partition("=")
+        group = key.split(".")[0].split("/")[0]
+        if value and trains(key) and group not in ("hydra", "callbacks", *CHOICES_ONLY):  # a run's name never says them
+            overrides[key] = value
+    if str(hydra.get("mode")) != "RunMode.MULTIRUN":
+        return overrides, set()
+    swept = {str(k) for k in (hydra.get("sweeper") or {}).get("params") or {}}
+    try:
+        master: Any = OmegaConf.load(Path(hydra.sweep.dir) / "multirun.yaml")
+        parsed = OverridesParser.create().parse_overrides(list(master.hydra.overrides.task))
+        swept |= {o.key_or_group for o in parsed if o.is_sweep_override()}
+    except Exception:  # no multirun.yaml (another sweeper): its params alone
+        pass
+    return overrides, swept & overrides.keys()
 
 
 def _trainer(cfg: DictConfig, callbacks: list[Any]) -> Any:

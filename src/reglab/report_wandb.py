@@ -73,7 +73,7 @@ def copy_to_wandb(
     try:
         import wandb
 
-        from reglab.lightning.loggers import start_run
+        from reglab.wandb_init import start_run
 
         timeout, tags = float(settings.get("init_timeout_s") or 15), list(settings.get("tags") or [])
         config = {"directory": str(directory), "runs": len(rows), **options}

@@ -1,90 +1,28 @@
-"""W&B and TensorBoard callbacks: one run per member, live; W&B offline unless the user opted in, never blocking.
+"""W&B and TensorBoard callbacks: one run per member, live.
 
-`WandbRuns` starts every member's run when training starts and logs the member's row of each epoch's metrics
-(`MetricsHistory` has moved them to the host). An online start that fails falls back to offline, for the
-process's other runs too. What a member's run holds: README, "W&B"."""
+`WandbRuns` starts every member's run when training starts (`reglab.wandb_init.start_run`: offline unless the
+user opted in, never blocking) and logs the member's row of each epoch's metrics (`MetricsHistory` has moved them
+to the host). What a member's run holds: docs/wandb.md."""
 
 from __future__ import annotations
 
-import functools
 import math
 import os
 import secrets
-import socket
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 import lightning as L
 import numpy as np
 from lightning.pytorch.callbacks import Callback
 
 from reglab.lightning.callbacks import MetricsHistory
-from reglab.members import CHOICES_ONLY, trains
 from reglab.rundir import flatten
+from reglab.science.conventions import require_int
 from reglab.tables import METRICS, format_number, plain, shown_in
-
-_online_failed = False  # an online start failed in this process: the process's other runs go offline at once
-
-
-def _has_credentials() -> bool:
-    netrc = Path(os.environ.get("NETRC", Path.home() / ".netrc"))
-    return bool(os.environ.get("WANDB_API_KEY")) or (
-        netrc.is_file() and "api.wandb.ai" in netrc.read_text(errors="ignore")
-    )
-
-
-def wandb_mode(mode: str | None = None) -> str:
-    """`mode` if given, else WANDB_MODE, else "online" with credentials and "offline" without."""
-    resolved = mode or os.environ.get("WANDB_MODE") or ("online" if _has_credentials() else "offline")
-    return "offline" if _online_failed and resolved == "online" else resolved
-
-
-OFFLINE_INIT_TIMEOUT_S = 120.0  # an offline start waits only for the local W&B service, slow on a busy machine
-
-
-def start_run(mode: str | None = None, init_timeout_s: float = 15.0, **kwargs: Any) -> Any:
-    """`wandb.init(**kwargs)` in `mode`; an online start that fails (or takes longer than `init_timeout_s`)
-    continues offline, with one warning. An offline start waits up to `OFFLINE_INIT_TIMEOUT_S`."""
-    run = _init(mode, init_timeout_s, **kwargs)
-    (Path(run.dir) / "requirements.txt").write_text(_requirements())  # what W&B would write, found once
-    return run
-
-
-@functools.cache
-def _requirements() -> str:
-    """The installed packages, as W&B's requirements.txt lists them. W&B scans them again for every run
-    (0.1-0.15 s each here); a process's runs share one environment, so it is scanned once."""
-    from wandb.util import working_set
-
-    return "".join(f"{d.key}=={d.version}\n" for d in working_set())
-
-
-def _init(mode: str | None, init_timeout_s: float, **kwargs: Any) -> Any:
-    global _online_failed
-    import wandb
-
-    settings = dict(
-        silent=True, disable_git=True, console="off", x_disable_stats=True, save_code=False, x_save_requirements=False
-    )
-    resolved = wandb_mode(mode)
-    timeout = init_timeout_s if resolved == "online" else max(init_timeout_s, OFFLINE_INIT_TIMEOUT_S)
-    try:
-        if resolved == "online":
-            _check_server(init_timeout_s)
-        chosen = wandb.Settings(init_timeout=timeout, **settings)  # type: ignore[arg-type]
-        return wandb.init(mode=resolved, reinit="create_new", settings=chosen, **kwargs)  # type: ignore[arg-type]
-    except Exception as e:  # no network, a bad key, a server error: the run must go on
-        if resolved == "offline":
-            raise
-        _online_failed = True
-        warnings.warn(f"W&B {resolved} start failed ({type(e).__name__}: {e}); logging offline instead", stacklevel=1)
-        offline = wandb.Settings(init_timeout=OFFLINE_INIT_TIMEOUT_S, **settings)  # type: ignore[arg-type]
-        if kwargs.get("id"):  # the failed start still holds its id in W&B's service: a new one (run.id says which)
-            kwargs = {**kwargs, "id": secrets.token_hex(4)}
-        return wandb.init(mode="offline", reinit="create_new", settings=offline, **kwargs)
+from reglab.wandb_init import start_run
 
 
 def histograms_due(epochs: Sequence[int], every: int) -> bool:
@@ -111,18 +49,6 @@ def _epoch_logs(history: MetricsHistory | None, every: int, trainer: L.Trainer, 
             yield k, epoch, dict(zip(history.names, last[k])), finite
 
 
-def _check_server(timeout_s: float) -> None:
-    """`ConnectionError` at once if W&B's server takes no TCP connection, where `wandb.init` would retry for its
-    whole timeout (a refused or unroutable connection: no network)."""
-    server = os.environ.get("WANDB_BASE_URL") or "https://api.wandb.ai"
-    url = urlparse(server)
-    port = url.port or (443 if url.scheme == "https" else 80)
-    try:
-        socket.create_connection((url.hostname or "", port), timeout=max(min(timeout_s, 5.0), 0.1)).close()
-    except OSError:
-        raise ConnectionError(f"cannot connect to {server}") from None
-
-
 def run_name(config: dict[str, Any], swept: dict[str, Any]) -> str:
     """`l1 λ=1e-3 s0`, `none s2`; another swept key appended as `lr=0.01`."""
     reg = str(config.get("regularizer"))
@@ -131,34 +57,6 @@ def run_name(config: dict[str, Any], swept: dict[str, Any]) -> str:
     shown = ("regularizer", "regularizer.strength", "seed")  # always in the name (λ not for `none`)
     parts += [f"{k.rsplit('.', 1)[-1]}={format_number(v, 'name')}" for k, v in swept.items() if k not in shown]
     return " ".join(parts)
-
-
-def _hydra_swept() -> tuple[dict[str, str], set[str]]:
-    """(the job's command-line overrides as {key: value}, the keys its Hydra multirun sweeps: the
-    sweeper's `params` and the sweep overrides (`optimizer.lr=1e-3,1e-2`) in <sweep dir>/multirun.yaml)."""
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from omegaconf import OmegaConf
-
-    if not HydraConfig.initialized():
-        return {}, set()
-    hydra: Any = HydraConfig.get()  # a DictConfig
-    overrides = {}
-    for item in hydra.overrides.task:
-        key, _, value = str(item).lstrip("+~").partition("=")
-        group = key.split(".")[0].split("/")[0]
-        if value and trains(key) and group not in ("hydra", "callbacks", *CHOICES_ONLY):  # a run's name never says them
-            overrides[key] = value
-    if str(hydra.get("mode")) != "RunMode.MULTIRUN":
-        return overrides, set()
-    swept = {str(k) for k in (hydra.get("sweeper") or {}).get("params") or {}}
-    try:
-        master: Any = OmegaConf.load(Path(hydra.sweep.dir) / "multirun.yaml")
-        parsed = OverridesParser.create().parse_overrides(list(master.hydra.overrides.task))
-        swept |= {o.key_or_group for o in parsed if o.is_sweep_override()}
-    except Exception:  # no multirun.yaml (another sweeper): its params alone
-        pass
-    return overrides, swept & overrides.keys()
 
 
 class WandbRuns(Callback):
@@ -179,9 +77,7 @@ class WandbRuns(Callback):
         log_checkpoints: bool = False,
         figures: Callable[[Path], Sequence[Path]] | None = None,
     ) -> None:
-        if not isinstance(histograms_every_n_epochs, int) or histograms_every_n_epochs < 1:
-            every = histograms_every_n_epochs
-            raise ValueError(f"logger.wandb.histograms_every_n_epochs={every!r} must be an integer >= 1")
+        require_int(histograms_every_n_epochs, "logger.wandb.histograms_every_n_epochs")
         if mode not in (None, "online", "offline", "disabled"):
             raise ValueError(f"logger.wandb.mode={mode!r} must be online, offline, disabled or null")
         if not isinstance(log_checkpoints, bool):
@@ -206,11 +102,14 @@ class WandbRuns(Callback):
         configs: Sequence[dict[str, Any]],
         identities: Sequence[dict[str, Any]] | None = None,
         swept: Sequence[dict[str, Any]] | None = None,
+        overrides: Mapping[str, str] | None = None,
+        multirun_keys: Collection[str] = (),
     ) -> None:
         """The members' names (a run name's fallback), run directories and resolved configs. Their W&B configs also
         hold at the top level `identities` (regularizer, strength, seed, ...: a group they replace moves to
-        `regularizer_config`), `swept` and the command line's keys (`optimizer.lr`)."""
-        overrides, multirun_keys = _hydra_swept()
+        `regularizer_config`), `swept` (each member's own values) and the job's command-line `overrides`
+        (`optimizer.lr`: {key: value}); of those, the `multirun_keys` a Hydra multirun sweeps go into the name."""
+        overrides = overrides or {}
         self.members = []
         for k, (name, run_dir, config) in enumerate(zip(names, run_dirs, configs)):
             ident = dict(identities[k]) if identities else {}
@@ -305,9 +204,7 @@ class TensorBoardRuns(Callback):
     the final metrics (HPARAMS tab). `tensorboard --logdir logs/multiruns/<name>` compares a sweep's members."""
 
     def __init__(self, histograms_every_n_epochs: int = 10, flush_secs: int = 30) -> None:
-        if not isinstance(histograms_every_n_epochs, int) or histograms_every_n_epochs < 1:
-            every = histograms_every_n_epochs
-            raise ValueError(f"logger.tensorboard.histograms_every_n_epochs={every!r} must be an integer >= 1")
+        require_int(histograms_every_n_epochs, "logger.tensorboard.histograms_every_n_epochs")
         if not (isinstance(flush_secs, (int, float)) and 0 < flush_secs < math.inf):
             raise ValueError(f"logger.tensorboard.flush_secs={flush_secs!r} must be a number of seconds > 0")
         self.histograms_every_n_epochs, self.flush_secs = histograms_every_n_epochs, flush_secs

@@ -1,8 +1,9 @@
 """What a regularization strength is: reglab's rule for λ, and its conversion to other libraries' conventions.
 
-The derivations are in the README, section "Conventions". reglab's λ multiplies the penalty
-added to the *mean* data loss over a batch, exactly as Keras' regularizers do. Pure Python: the
-config layer checks λ with the rule the regularizers use, before torch is imported.
+The conversions are tabled in README, "Conventions", and derived in docs/conventions.md, "Converting λ".
+reglab's λ multiplies the penalty added to the *mean* data loss over a batch, exactly as Keras'
+regularizers do. Pure Python: the config layer checks λ with the rule the regularizers use, before
+torch is imported.
 """
 
 from __future__ import annotations
