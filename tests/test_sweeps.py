@@ -12,7 +12,8 @@ from omegaconf import OmegaConf
 
 from reglab import rundir
 from reglab.errors import ConfigError
-from reglab.multirun import GRID_FILE, claim_sweep_dir, sweep_grid
+from reglab.multirun import claim_sweep_dir, sweep_grid
+from reglab.rundir import GRID_JSON
 from reglab.train import CONFIG_DIR
 from tests.conftest import run_cli
 
@@ -69,7 +70,7 @@ def test_a_sweep_survives_failed_and_diverged_jobs_and_relaunching_skips_finishe
     after = {k: (tmp_path / "multiruns" / "faulty" / k / "metrics.json").stat().st_mtime_ns for k in runs}
     changed = sorted(runs[k]["status"] for k in runs if after[k] != stamps[k])
     assert changed == ["failed", "failed"]
-    assert json.loads((tmp_path / "multiruns" / "faulty" / GRID_FILE).read_text())["regularizer.strength"] == [
+    assert json.loads((tmp_path / "multiruns" / "faulty" / GRID_JSON).read_text())["regularizer.strength"] == [
         "0.001",
         "500",
     ]
@@ -100,7 +101,7 @@ def test_a_sweep_directory_holds_one_grid_and_refuses_another_in_one_line(tmp_pa
     assert (
         "holds the runs of another sweep (its grid differs in regularizer.strength)" in message and "name=" in message
     )
-    assert "\n" not in message and json.loads((tmp_path / GRID_FILE).read_text()) == grid
+    assert "\n" not in message and json.loads((tmp_path / GRID_JSON).read_text()) == grid
     # An experiment's grid (the sweeper's params) is part of it.
     assert _grid(["experiment=l1_vs_none"])["regularizer"] == ["'l1'", "'none'"]
 

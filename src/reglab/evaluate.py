@@ -72,7 +72,7 @@ def evaluate(run_dir: str | Path, overrides: Sequence[str] = ()) -> dict[str, An
     metrics = prediction_metrics(logits, torch.from_numpy(y), task)
     result: dict[str, Any] = {"run_dir": str(run_dir), "data": {**data, "seed": seed}, "split": "test"}
     result |= {"n": len(splits.y["test"]), "metrics": {f"test/{k}": float(v[0]) for k, v in metrics.items()}}
-    rundir.atomic_write_text(Path(run_dir) / "eval.json", json.dumps(result, indent=2, sort_keys=True) + "\n")
+    rundir.atomic_write_text(Path(run_dir) / rundir.EVAL_JSON, json.dumps(result, indent=2, sort_keys=True) + "\n")
     return result
 
 

@@ -35,7 +35,6 @@ from reglab.tables import format_number
 
 log = logging.getLogger("reglab.fit")
 PATH_KEY = "regularizer.strength"
-STACK_DIR = ".stack"
 
 
 def fit(
@@ -56,7 +55,7 @@ def fit(
         raise
     root = Path(cfg.paths.output_dir)
     stacked = bool(members[0].values)
-    checkpoints = root / STACK_DIR / "checkpoints" if stacked else root / "checkpoints"
+    checkpoints = root / rundir.STACK_DIR / "checkpoints" if stacked else root / "checkpoints"
     start = dict(zip([m.name for m in members], init, strict=True)) if init is not None else None
 
     def weights(unit: list[Member]) -> list[dict] | None:  # the unit's initial weights, or None: its seeds'
@@ -171,7 +170,7 @@ def _fit_path(
 def write_stack_files(root: Path, members: list[Member], overrides: Sequence[str]) -> None:
     """Move the stack's Hydra files to .stack/hydra/ (a report then finds only the members' runs)
     and write each member's .hydra/ files, as Hydra writes a job's when it starts."""
-    stack_dir = root / STACK_DIR
+    stack_dir = root / rundir.STACK_DIR
     stack_dir.mkdir(parents=True, exist_ok=True)
     if (root / ".hydra").is_dir():
         shutil.rmtree(stack_dir / "hydra", ignore_errors=True)
@@ -182,7 +181,7 @@ def write_stack_files(root: Path, members: list[Member], overrides: Sequence[str
         mine += [f"{key}={format_number(value)}" for key, value in m.values.items()]
         rundir.atomic_write_text(m.run_dir / ".hydra" / "overrides.yaml", OmegaConf.to_yaml(OmegaConf.create(mine)))
     listing = [{"name": m.name, **m.values} for m in members]
-    rundir.atomic_write_text(stack_dir / "members.json", json.dumps(listing, indent=2) + "\n")
+    rundir.atomic_write_text(stack_dir / rundir.MEMBERS_JSON, json.dumps(listing, indent=2) + "\n")
 
 
 def train_stack(cfg: DictConfig, stack: Stack, multirun: bool = False) -> list[dict[str, Any]]:
@@ -193,7 +192,7 @@ def train_stack(cfg: DictConfig, stack: Stack, multirun: bool = False) -> list[d
     started = time.perf_counter()
     hashes = [m.config_hash for m in stack.members] + [stack.origin]
     for m in stack.members:  # claimed before training: a re-launch with another config is refused
-        if not (m.run_dir / "metrics.json").is_file() or cfg.force:
+        if not (m.run_dir / rundir.METRICS_JSON).is_file() or cfg.force:
             running = {"status": rundir.RUNNING, **identity_fields(m), **identity(m.cfg), "metrics": {}}
             rundir.write_metrics_json(m.run_dir, running)
     stack, test, error, attempts = _fit_with_retries(cfg, stack, hashes)
@@ -248,10 +247,10 @@ def _write_members(stack: Stack, test: dict[str, list[float]], error: Exception 
     for k, m in enumerate(stack.members):
         records.append(member_record(stack, k, test))
         if m.values:
-            save_member_checkpoint(state, stack, k, m.run_dir / "checkpoints" / "last.ckpt")  # type: ignore[arg-type]
+            save_member_checkpoint(state, stack, k, rundir.checkpoint(m.run_dir))  # type: ignore[arg-type]
         if best is not None and (weights := best.member_weights(k)) is not None:
             epoch = int(best.best_epoch[k])  # type: ignore[index]
-            save_member_checkpoint(state, stack, k, m.run_dir / "checkpoints" / "best.ckpt", weights, epoch)  # type: ignore[arg-type]
+            save_member_checkpoint(state, stack, k, rundir.checkpoint(m.run_dir, "best"), weights, epoch)  # type: ignore[arg-type]
     return records
 
 

@@ -24,8 +24,6 @@ from reglab.errors import EXIT_BAD_INPUT, EXIT_CRASH, ConfigError, one_line, req
 from reglab.members import check_identity, members_of
 from reglab.science.conventions import require_int
 
-GRID_FILE = "grid.json"  # in a sweep directory: the grid of the sweep it holds
-
 
 def build_in_memory(cfg: DictConfig) -> None:
     """Build the first stack of a composed job in memory and take a step (`reglab.preflight`);
@@ -120,8 +118,8 @@ def sweep_grid(config: DictConfig) -> dict[str, list[str]]:
 def claim_sweep_dir(sweep_dir: Path, grid: dict[str, list[str]]) -> None:
     """A sweep directory holds the runs of one grid: re-launching that grid resumes it (its finished
     jobs are skipped), another grid under the same `name` is refused in one line, so that two
-    studies never share a directory and a report. The grid is recorded in `GRID_FILE`."""
-    path = sweep_dir / GRID_FILE
+    studies never share a directory and a report. The grid is recorded in `rundir.GRID_JSON`."""
+    path = sweep_dir / rundir.GRID_JSON
     if path.is_file():
         held = json.loads(path.read_text())
         if held != grid:

@@ -177,7 +177,7 @@ def write_run_figures(
 
 def _drawn_since_trained(run: Run, files: Sequence[Path]) -> bool:
     """Some of `files` exist, none older than the run's metrics.json and checkpoint (`member_figures`)."""
-    sources = [run.path / "metrics.json", run.path / "checkpoints" / "last.ckpt"]
+    sources = [run.path / rundir.METRICS_JSON, rundir.checkpoint(run.path)]
     present = [f for f in files if f.is_file()]
     if not present or not all(p.is_file() for p in sources):
         return False
@@ -282,8 +282,8 @@ def report(
     writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
-    rundir.atomic_write_text(directory / "summary.csv", buffer.getvalue())
-    rundir.atomic_write_text(directory / "summary.md", "\n".join(md))
+    rundir.atomic_write_text(directory / rundir.SUMMARY_CSV, buffer.getvalue())
+    rundir.atomic_write_text(directory / rundir.SUMMARY_MD, "\n".join(md))
     copy_to_wandb(directory, found.runs, rows, written, wandb, {"formats": list(formats), "band": band})
     if print_table:
         console += [f"report: {directory / 'summary.md'}, {len(written)} figure files\n"]

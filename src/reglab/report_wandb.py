@@ -10,6 +10,7 @@ from typing import Any, cast
 
 from omegaconf import OmegaConf
 
+from reglab import rundir
 from reglab.errors import one_line
 from reglab.runs import Run, varying_keys, warn
 from reglab.tables import plain
@@ -88,7 +89,7 @@ def copy_to_wandb(
             images = {f"figures/{p.stem}": wandb.Image(str(p)) for p in files if p.suffix == ".png"}
             run.log({"summary": table, **images})
             artifact = wandb.Artifact(re.sub(r"[^\w.-]+", "-", f"report-{group}"), type="report")
-            for path in [directory / "summary.csv", directory / "summary.md", *files]:
+            for path in [directory / rundir.SUMMARY_CSV, directory / rundir.SUMMARY_MD, *files]:
                 artifact.add_file(str(path))
             run.log_artifact(artifact)
             run.finish()

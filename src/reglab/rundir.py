@@ -1,9 +1,16 @@
-"""The files of a run directory: the contract between training and everything downstream.
+"""The files of a run directory and of a sweep directory: the contract between training and everything
+downstream, every name once.
 
-    <run>/.hydra/config.yaml     the resolved config (written by Hydra)
-    <run>/metrics.json           final metrics, status, seed, versions, wall time
-    <run>/metrics.csv            one row per epoch
-    <run>/checkpoints/last.ckpt  weights and training state (Lightning)
+    <run>/.hydra/config.yaml          the resolved config (written by Hydra)
+    <run>/metrics.json                final metrics, status, seed, versions, wall time   METRICS_JSON
+    <run>/metrics.csv                 one row per evaluated epoch                        METRICS_CSV
+    <run>/checkpoints/last.ckpt       weights and training state (Lightning)            checkpoint(run)
+    <run>/checkpoints/best.ckpt       the best epoch's weights (callbacks=best_checkpoint)  checkpoint(run, "best")
+    <run>/eval.json                   reglab-eval's metrics                              EVAL_JSON
+    <run>/*.png, wandb/, tensorboard/ a run's figures, its offline W&B run, TensorBoard's files
+    <stack>/.stack/                   a stack's Hydra files, MEMBERS_JSON and its checkpoints  STACK_DIR
+    <sweep>/grid.json                 the grid of the sweep a directory holds            GRID_JSON
+    <sweep or stack>/summary.csv, summary.md   the report                                SUMMARY_CSV, SUMMARY_MD
 
 Every file is written whole or not at all (temporary file, then rename), so a reader never
 sees half a file, and a run without metrics.json is not a finished run.
@@ -21,6 +28,14 @@ from pathlib import Path
 from typing import Any
 
 COMPLETED, FAILED, DIVERGED, RUNNING = "completed", "failed", "diverged", "running"
+METRICS_JSON, METRICS_CSV, EVAL_JSON = "metrics.json", "metrics.csv", "eval.json"
+STACK_DIR, MEMBERS_JSON, GRID_JSON = ".stack", "members.json", "grid.json"
+SUMMARY_CSV, SUMMARY_MD = "summary.csv", "summary.md"
+
+
+def checkpoint(run_dir: Path, which: str = "last") -> Path:
+    """A run's checkpoint: `last` (what a re-launch resumes from) or `best`."""
+    return Path(run_dir) / "checkpoints" / f"{which}.ckpt"
 
 
 def atomic_write_text(path: Path, text: str, fsync: bool = True) -> None:
@@ -58,15 +73,15 @@ def _json_safe(value: Any) -> Any:
 
 
 def write_metrics_json(run_dir: Path, record: dict[str, Any]) -> None:
-    atomic_write_text(run_dir / "metrics.json", json.dumps(_json_safe(record), indent=2, sort_keys=True) + "\n")
+    atomic_write_text(run_dir / METRICS_JSON, json.dumps(_json_safe(record), indent=2, sort_keys=True) + "\n")
 
 
 def read_metrics_json(run_dir: Path) -> dict[str, Any]:
-    return json.loads((run_dir / "metrics.json").read_text())
+    return json.loads((run_dir / METRICS_JSON).read_text())
 
 
 def read_metrics_csv(run_dir: Path) -> list[dict[str, float]]:
-    with open(run_dir / "metrics.csv", newline="") as f:
+    with open(run_dir / METRICS_CSV, newline="") as f:
         return [{k: float(v) if v != "" else math.nan for k, v in row.items()} for row in csv.DictReader(f)]
 
 

@@ -19,6 +19,7 @@ from sklearn.utils._param_validation import Interval, InvalidParameterError, Str
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, check_random_state, validate_data
 
+from reglab import rundir
 from reglab.api import run, train_in_memory
 from reglab.errors import one_line
 from reglab.runs import load_run
@@ -159,7 +160,7 @@ class _RegularizedMLP(BaseEstimator):
             if failed:
                 raise RuntimeError(f"reglab could not train {len(failed)} member(s): {failed[0].get('error')}")
             if load is not None and records[0]["status"] == "completed":
-                trained, history = load_run(run_dir, load), pd.read_csv(run_dir / "metrics.csv")
+                trained, history = load_run(run_dir, load), pd.read_csv(run_dir / rundir.METRICS_CSV)
             self.run_dir_ = str(run_dir)
         finally:
             files.unregister(path)

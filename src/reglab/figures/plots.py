@@ -261,7 +261,7 @@ def weight_magnitudes(run: Run) -> np.ndarray:
     """|w| of every weight matrix (biases excluded, like the weights/ metrics), from last.ckpt."""
     import torch
 
-    state = torch.load(run.path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["state_dict"]
+    state = torch.load(rundir.checkpoint(run.path), map_location="cpu", weights_only=True)["state_dict"]
     weights = [v.flatten() for k, v in state.items() if k.startswith("model.") and k.endswith(".weight")]
     return torch.cat(weights).abs().double().numpy()
 
@@ -321,7 +321,7 @@ def learning_curves(groups: Groups, path: Path) -> Path | None:
         for lam, note in notes.items():
             shown = smallest_seed(groups[(reg, lam)])
             text = "" if reg in STRENGTH_UNUSED else f"λ={format_number(lam)}{note}"
-            if (shown.path / "metrics.csv").is_file():
+            if (shown.path / rundir.METRICS_CSV).is_file():
                 picks.setdefault(reg, []).append((text, shown))
             else:
                 warn(f"{shown.name}: not in the learning curves (no metrics.csv)")

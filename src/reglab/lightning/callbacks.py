@@ -71,7 +71,7 @@ class MetricsHistory(Callback):
             writer = csv.DictWriter(buffer, ["epoch", "step", *self.names], lineterminator="\n")
             writer.writeheader()
             writer.writerows(self.rows(k, per_member[k]))
-            rundir.atomic_write_text(run_dir / "metrics.csv", buffer.getvalue(), fsync=False)
+            rundir.atomic_write_text(run_dir / rundir.METRICS_CSV, buffer.getvalue(), fsync=False)
 
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self.write()

@@ -18,8 +18,8 @@ import lightning as L
 import numpy as np
 from lightning.pytorch.callbacks import Callback
 
+from reglab import rundir
 from reglab.lightning.callbacks import MetricsHistory
-from reglab.rundir import flatten
 from reglab.science.conventions import require_int
 from reglab.tables import METRICS, format_number, plain, shown_in
 from reglab.wandb_init import start_run
@@ -167,7 +167,7 @@ class WandbRuns(Callback):
                     images = {f"figures/{p.stem}": wandb.Image(str(p)) for p in self.figures(member["dir"])}
                     if images:
                         run.log({"epoch": record.get("epochs", 0) - 1, **images})
-                checkpoint = member["dir"] / "checkpoints" / "last.ckpt"
+                checkpoint = rundir.checkpoint(member["dir"])
                 if self.log_checkpoints and record["status"] != "failed" and checkpoint.is_file():
                     about = {key: record.get(key) for key in ("regularizer", "strength", "seed", "dataset", "epochs")}
                     artifact = wandb.Artifact(f"model-{run.id}", type="model", metadata=about)
@@ -234,7 +234,7 @@ class TensorBoardRuns(Callback):
         from tensorboardX.summary import hparams as hparams_summaries
 
         for member, record, writer in zip(self.members, records, self.writers):
-            hparams = {k: plain(v) for k, v in flatten(member["config"]).items() if v is not None}
+            hparams = {k: plain(v) for k, v in rundir.flatten(member["config"]).items() if v is not None}
             metrics = record.get("metrics", {}).items()
             finals = {f"hparam/{k}": v for k, v in metrics if isinstance(v, float) and math.isfinite(v)}
             # Into the run's own event file: add_hparams's own writer (same second, same host) would replace that file.
