@@ -5,7 +5,7 @@
 The main job's model and data (noisy moons, 100 training points in batches of 32: 4 steps an
 epoch; 2 → 128 → 128 → 1 ReLU), Adam lr 5e-3, L1 λ = 1e-3 on the hidden kernels, K members.
 
-- reglab: `reglab.train.run` of that config (`logger=none`, no progress bar, evaluation only at
+- reglab: `reglab.api.run` of that config (`logger=none`, no progress bar, evaluation only at
   the last epoch), in this process, after a warm-up run.
 - hand: the same step in plain PyTorch, stacked over K like reglab: weights [K, out, in],
   `baddbmm` forward, `binary_cross_entropy_with_logits`, λ·Σ|w| of the hidden kernels added to
@@ -63,7 +63,7 @@ def overrides(members: int, epochs: int) -> list[str]:
 
 
 def reglab_seconds(members: int, epochs: int) -> float:
-    from reglab.train import run
+    from reglab.api import run
 
     with tempfile.TemporaryDirectory() as tmp:
         started = time.process_time()
