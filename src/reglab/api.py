@@ -66,7 +66,7 @@ def train_in_memory(
     trained = []
     for record in records:
         model, best = record.pop("model"), record.pop("best_model")
-        config = OmegaConf.create(record["config_yaml"])
+        config = record.pop("cfg")
         run = TrainedRun.of(model, config, record)
         run.best = None if best is None else TrainedRun.of(best, config, record)
         trained.append(run)

@@ -29,7 +29,15 @@ from reglab import rundir
 from reglab.config import validate
 from reglab.errors import ConfigError
 from reglab.member_files import environment, member_record, save_member_checkpoint
-from reglab.members import Member, check_identity, identity, identity_fields, members_of, restore_recorded_config
+from reglab.members import (
+    Member,
+    check_identity,
+    identity,
+    identity_fields,
+    members_of,
+    restore_recorded_config,
+    trained_config,
+)
 from reglab.preflight import Stack, build, preflight
 from reglab.tables import format_number
 
@@ -91,7 +99,8 @@ def fit(
 
 def fit_in_memory(cfg: DictConfig, init: list[dict] | None = None) -> list[dict[str, Any]]:
     """Train every member of `cfg` and write nothing: no run directory, checkpoint or metrics file.
-    Returns each member's metrics.json record with three more keys: `history` (its metrics.csv rows),
+    Returns each member's metrics.json record (its config as `cfg`, a DictConfig, not as YAML) with three
+    more keys: `history` (its metrics.csv rows),
     `model` (its K = 1 `MLP` at its final weights, eval mode) and `best_model` (at the best weights,
     where a BestCheckpoint kept them, else None). A crash is raised: there is no record on disk to
     keep it in. `init`: as `fit`'s."""
@@ -120,7 +129,9 @@ def fit_in_memory(cfg: DictConfig, init: list[dict] | None = None) -> list[dict[
         test = {k: v.cpu().tolist() for k, v in stack.module.evaluate("test").items() if k.startswith("test/")}
         best = next((c for c in stack.trainer.callbacks if isinstance(c, BestCheckpoint)), None)
         for k in range(len(unit)):
-            record = member_record(stack, k, test) | identity_fields(unit[k]) | {"environment": environment()}
+            m = unit[k]  # its config as the object it is (a run directory holds it as YAML: `identity_fields`)
+            record = member_record(stack, k, test) | {"config_hash": m.config_hash, "config": trained_config(m.cfg)}
+            record |= {"environment": environment(), "cfg": m.cfg}
             record["history"] = stack.history.rows(k)
             models = [stack.module.member_weights(k), best.member_weights(k) if best else None]
             for key, weights in zip(("model", "best_model"), models):
