@@ -42,6 +42,7 @@ from reglab.preflight import Stack, build, preflight
 from reglab.tables import format_number
 
 log = logging.getLogger("reglab.fit")
+warnings.filterwarnings("ignore", message=".*LeafSpec.*")  # Lightning vs torch 2.13 deprecation noise
 PATH_KEY = "regularizer.strength"
 
 
@@ -53,7 +54,6 @@ def fit(
     `overrides`: the job's command-line overrides (recorded in each member's .hydra/overrides.yaml);
     `multirun`: a crash of a single run is recorded and returned, not raised (a sweep goes on);
     `init`: each member's initial weights (a K = 1 `MLP.state_dict()`), else drawn from its seed."""
-    warnings.filterwarnings("ignore", message=".*LeafSpec.*")  # Lightning vs torch 2.13 deprecation noise
     validate(cfg)
     members = members_of(cfg)
     try:
@@ -73,8 +73,7 @@ def fit(
         if start:
             raise ConfigError("sweep.path=true starts each λ from the previous one's weights: it takes no init")
         return _fit_path(cfg, members, checkpoints, overrides, multirun)
-    chunk = cfg.sweep.get("chunk") or len(members)
-    units = [members[i : i + chunk] for i in range(0, len(members), chunk)]
+    units = [[members[i] for i in unit] for unit in _chunks(cfg, len(members))]
     done = [not cfg.force and all(m.finished() for m in unit) for unit in units]
     todo = [(unit, _unit_checkpoint(checkpoints, unit, members, stacked)) for unit, d in zip(units, done) if not d]
     for unit, checkpoint in todo[1:]:  # every chunk checked before the first trains, then let go
@@ -104,18 +103,14 @@ def fit_in_memory(cfg: DictConfig, init: list[dict] | None = None) -> list[dict[
     `model` (its K = 1 `MLP` at its final weights, eval mode) and `best_model` (at the best weights,
     where a BestCheckpoint kept them, else None). A crash is raised: there is no record on disk to
     keep it in. `init`: as `fit`'s."""
-    from reglab.lightning.callbacks import BestCheckpoint
-
-    warnings.filterwarnings("ignore", message=".*LeafSpec.*")
     validate(cfg)
     members = members_of(cfg)
     if cfg.sweep.get("path"):
         raise ConfigError("sweep.path=true trains its λ stages from checkpoints on disk; give the run a directory")
-    chunk = cfg.sweep.get("chunk") or len(members)
     starts = list(init) if init is not None else [None] * len(members)
     if len(starts) != len(members):
         raise ConfigError(f"init has {len(starts)} members' weights for {len(members)} members")
-    units = [list(range(i, min(i + chunk, len(members)))) for i in range(0, len(members), chunk)]
+    units = _chunks(cfg, len(members))
 
     def starts_of(unit: list[int]) -> list[dict] | None:
         return None if init is None else [starts[i] for i in unit]  # type: ignore[misc]
@@ -126,12 +121,11 @@ def fit_in_memory(cfg: DictConfig, init: list[dict] | None = None) -> list[dict[
         unit = [members[i] for i in indices]
         stack = stacks.pop() if stacks else build(cfg, unit, None, starts_of(indices))
         stack.trainer.fit(stack.module, datamodule=stack.datamodule)
-        test = {k: v.cpu().tolist() for k, v in stack.module.evaluate("test").items() if k.startswith("test/")}
-        best = next((c for c in stack.trainer.callbacks if isinstance(c, BestCheckpoint)), None)
+        test, best, machine = _test_metrics(stack), _best_checkpoint(stack), environment()
         for k in range(len(unit)):
             m = unit[k]  # its config as the object it is (a run directory holds it as YAML: `identity_fields`)
             record = member_record(stack, k, test) | {"config_hash": m.config_hash, "config": trained_config(m.cfg)}
-            record |= {"environment": environment(), "cfg": m.cfg}
+            record |= {"environment": machine, "cfg": m.cfg}
             record["history"] = stack.history.rows(k)
             models = [stack.module.member_weights(k), best.member_weights(k) if best else None]
             for key, weights in zip(("model", "best_model"), models):
@@ -141,6 +135,24 @@ def fit_in_memory(cfg: DictConfig, init: list[dict] | None = None) -> list[dict[
         if j + 1 < len(units):
             gc.collect()  # as `fit`: the trainer's reference cycles hold the chunk's tensors
     return records
+
+
+def _chunks(cfg: DictConfig, members: int) -> list[list[int]]:
+    """The members' indices in chunks of `sweep.chunk` (all at once by default): one fit each."""
+    chunk = cfg.sweep.get("chunk") or members
+    return [list(range(i, min(i + chunk, members))) for i in range(0, members, chunk)]
+
+
+def _test_metrics(stack: Stack) -> dict[str, list[float]]:
+    """Every member's `test/…` metrics at its final weights, one host transfer each."""
+    return {k: v.cpu().tolist() for k, v in stack.module.evaluate("test").items() if k.startswith("test/")}
+
+
+def _best_checkpoint(stack: Stack) -> Any:
+    """The stack's BestCheckpoint callback (it keeps each member's best weights), or None."""
+    from reglab.lightning.callbacks import BestCheckpoint
+
+    return next((c for c in stack.trainer.callbacks if isinstance(c, BestCheckpoint)), None)
 
 
 def _member_model(stack: Stack, weights: dict[str, Any]) -> Any:
@@ -208,9 +220,9 @@ def train_stack(cfg: DictConfig, stack: Stack, multirun: bool = False) -> list[d
             rundir.write_metrics_json(m.run_dir, running)
     stack, test, error, attempts = _fit_with_retries(cfg, stack, hashes)
     wall = (time.perf_counter() - started) / len(stack.members)
-    records = _write_members(stack, test, error)
+    records, machine = _write_members(stack, test, error), environment()
     for record, m in zip(records, stack.members):
-        record.update(attempts=attempts, wall_time_s=round(wall, 3), environment=environment(), **identity_fields(m))
+        record.update(attempts=attempts, wall_time_s=round(wall, 3), environment=machine, **identity_fields(m))
         rundir.write_metrics_json(m.run_dir, record)
     for logger in stack.loggers:
         logger.finish(records)
@@ -233,8 +245,7 @@ def _fit_with_retries(cfg: DictConfig, stack: Stack, hashes: list[str]) -> tuple
             ckpt = None if cfg.force and attempt == 1 else _resumable(checkpoint, hashes)
             stack.trainer.fit(stack.module, datamodule=stack.datamodule, ckpt_path=ckpt, weights_only=True)
             stack.trainer.save_checkpoint(checkpoint)
-            test = {k: v.cpu().tolist() for k, v in stack.module.evaluate("test").items() if k.startswith("test/")}
-            return stack, test, None, attempt
+            return stack, _test_metrics(stack), None, attempt
         except Exception as e:  # recorded in every member's metrics.json
             log.exception("attempt %d of %d failed", attempt, cfg.retries + 1)
             error = e
@@ -245,12 +256,10 @@ def _write_members(stack: Stack, test: dict[str, list[float]], error: Exception 
     """Every member's record, and its own checkpoints (cut from the stack's, read once)."""
     import torch
 
-    from reglab.lightning.callbacks import BestCheckpoint
-
     if error is not None:
         failed = {"status": rundir.FAILED, "error": f"{type(error).__name__}: {error}", "metrics": {}}
         return [failed | identity(m.cfg) for m in stack.members]
-    best = next((c for c in stack.trainer.callbacks if isinstance(c, BestCheckpoint)), None)
+    best = _best_checkpoint(stack)
     cut = best is not None or any(m.values for m in stack.members)  # a member's own checkpoint is cut from it
     assert stack.checkpoint is not None
     state = torch.load(stack.checkpoint, map_location="cpu", weights_only=True) if cut else None
