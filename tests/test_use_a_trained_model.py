@@ -39,6 +39,24 @@ def test_a_loaded_run_predicts_on_raw_inputs_with_its_logged_test_accuracy(finis
     assert trained.mean.shape == (2,) and not np.allclose(trained.transform(x_raw), x_raw)
 
 
+def test_a_runs_checkpoint_is_the_plain_dict_its_format_lists(finished):
+    import re
+
+    import torch
+
+    from reglab import checkpoint, rundir
+
+    run_dir, record = finished
+    state = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)  # plain data and tensors
+    listed = re.findall(r"^    (\w+(?:, \w+)*)  ", checkpoint.__doc__ or "", re.MULTILINE)
+    assert set(state) == {key for keys in listed for key in keys.split(", ")}
+    assert (state["format"], state["version"]) == (checkpoint.FORMAT, checkpoint.VERSION)
+    assert state["hyper_parameters"]["regularizer"]["strength"] == [1e-3]
+    assert state["members"][0] == record["config_hash"]
+    assert state["progress"]["global_step"] == record["steps"] and len(state["history"]["epochs"]) == record["epochs"]
+    assert state["optimizer"]["state"] and rundir.stack_checkpoint(run_dir).is_file()  # Lightning's: in .stack/ only
+
+
 def test_reglab_eval_on_its_own_data_and_on_another_seeds(finished, capsys):
     run_dir, record = finished
     eval_main([str(run_dir)])
