@@ -114,14 +114,12 @@ def member(
 
 
 def member_slice(value: Any, k: int, members: int) -> Any:
-    """Member k's part of a stack's state: every tensor whose first axis is the K members, [K, …] → [1, …]
-    (copied: a view would save the whole stack's storage); other values as they are."""
+    """Member k's part of a stack's state (nested dicts): every tensor whose first axis is the K members,
+    [K, …] → [1, …] (copied: a view would save the whole stack's storage); other values as they are."""
     if isinstance(value, torch.Tensor) and value.dim() > 0 and len(value) == members:
         return value[k : k + 1].clone()
     if isinstance(value, dict):
         return {key: member_slice(v, k, members) for key, v in value.items()}
-    if isinstance(value, list):
-        return [member_slice(v, k, members) for v in value]
     return value
 
 
