@@ -13,7 +13,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from reglab import rundir
+from reglab import checkpoint, rundir
 from reglab.errors import ConfigError
 from reglab.fit import fit
 from reglab.members import members_of
@@ -336,7 +336,13 @@ def test_report_finds_exactly_the_members(small_sweep):
 
 
 def test_a_member_of_a_stopped_stack_resumes_alone_as_if_it_had_trained_alone(tmp_path, monkeypatch):
-    common = [*SMALL, "regularizer=l1"]
+    # The highest train loss is the first epoch's, before the stop: best.ckpt is right only if it came back
+    best = [
+        "callbacks=best_checkpoint",
+        "callbacks.best_checkpoint.monitor=train/loss",
+        "callbacks.best_checkpoint.mode=max",
+    ]
+    common = [*SMALL, "regularizer=l1", *best]
     interrupted_stack(tmp_path / "sweep", [*common, "regularizer.strength=[0,0.001]", "seed=1"], monkeypatch)
     member = tmp_path / "member"
     __import__("shutil").copytree(tmp_path / "sweep" / "regularizer.strength=0.001", member)
@@ -352,6 +358,9 @@ def test_a_member_of_a_stopped_stack_resumes_alone_as_if_it_had_trained_alone(tm
     assert [r["epoch"] for r in rows] == [0, 1, 2, 3, 4]  # the interrupted run's rows, continued
     for ours, row in zip(rows, theirs):
         assert ours == pytest.approx(row, rel=1e-5, abs=1e-6)
+    assert resumed["best"]["epoch"] == straight["best"]["epoch"] < 4
+    for key, tensor in checkpoint.read(rundir.checkpoint(tmp_path / "straight", "best"))["state_dict"].items():
+        torch.testing.assert_close(checkpoint.read(rundir.checkpoint(member, "best"))["state_dict"][key], tensor)
 
 
 def test_relaunched_sweep_skips_its_completed_members(small_sweep):
