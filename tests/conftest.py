@@ -55,6 +55,45 @@ def train_run(run_dir: Path, overrides: list[str] = (), fast: bool = True) -> di
     return record
 
 
+# A stack stopped mid-training, and what a re-launch trains: `interrupted_stack` and `epochs_trained`.
+RESUMABLE = ["trainer.max_epochs=5", "callbacks.model_checkpoint.every_n_epochs=2"]  # saves after epochs 1 and 3
+
+
+def interrupted_stack(run_dir: Path, overrides: list[str], monkeypatch: pytest.MonkeyPatch) -> list[dict]:
+    """Train the stack of `overrides` + RESUMABLE, crashing at the end of epoch 4 (retries=0): every member
+    is left failed, with the checkpoint its stack saved after epoch 3 (4 of 5 epochs trained)."""
+    from reglab.fit import fit
+    from reglab.lightning.callbacks import MetricsHistory
+
+    original = MetricsHistory.on_train_epoch_end
+
+    def crash_at_epoch_4(self, trainer, pl_module):
+        if trainer.current_epoch == 4:
+            raise RuntimeError("simulated crash")
+        return original(self, trainer, pl_module)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(MetricsHistory, "on_train_epoch_end", crash_at_epoch_4)
+        records = fit(make_config(run_dir, [*overrides, *RESUMABLE, "retries=0"]))
+    assert [r["status"] for r in records] == ["failed"] * len(records) and len(records) > 1
+    return records
+
+
+def epochs_trained(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The epochs every `RegLabModule.training_step` from now on trains, in order."""
+    from reglab.lightning.module import RegLabModule
+
+    epochs: list[int] = []
+    original = RegLabModule.training_step
+
+    def spy(self, orders, batch_idx):
+        epochs.append(self.current_epoch)
+        return original(self, orders, batch_idx)
+
+    monkeypatch.setattr(RegLabModule, "training_step", spy)
+    return epochs
+
+
 # A `reglab-train` process costs seconds of imports (torch, Lightning, matplotlib) before its first
 # line of work, and the suite starts dozens. So each pytest worker starts one fork server that has
 # imported them once, and every command line below is a child forked from it: a real process, with

@@ -68,11 +68,14 @@ def test_the_same_config_is_skipped_and_force_retrains_from_scratch(finished, tm
 
 def test_a_truncated_checkpoint_is_named_and_the_run_restarts(finished, tmp_path, caplog):
     run_dir = _copy(finished, tmp_path)
-    (run_dir / "metrics.json").unlink()  # an interrupted run: no metrics.json, a (now broken) checkpoint
-    ckpt = run_dir / "checkpoints" / "last.ckpt"
-    ckpt.write_bytes(ckpt.read_bytes()[:1000])
+    (run_dir / "metrics.json").unlink()  # an interrupted run: no metrics.json, (now broken) checkpoints
+    ckpts = [rundir.stack_checkpoint(run_dir), run_dir / "checkpoints" / "last.ckpt"]  # Lightning's, the run's
+    for ckpt in ckpts:
+        ckpt.write_bytes(ckpt.read_bytes()[:1000])
     record = train_run(run_dir, [*SMALL, "regularizer=l1", "regularizer.strength=0.001"])
-    assert f"{ckpt} is unreadable" in caplog.text and "training from the start" in caplog.text
+    for ckpt in ckpts:
+        assert f"{ckpt} is unreadable" in caplog.text
+    assert caplog.text.count("training from the start") == 2
     assert record["status"] == rundir.COMPLETED and record["metrics"] == pytest.approx(finished[1]["metrics"])
 
 
@@ -124,13 +127,14 @@ def test_a_malicious_checkpoint_never_executes_on_resume_report_or_load(finished
     report(run_dir, print_table=False)
     with pytest.raises(Exception, match="Weights only load failed|Unsupported"):
         load_model(find_runs(run_dir).runs[0])
-    # resume (metrics.json gone: an interrupted run) refuses the file and trains from the start
+    # resume (metrics.json gone: an interrupted run) refuses both files and trains from the start
+    _plant_pickle(rundir.stack_checkpoint(run_dir), marker)  # the run's Lightning checkpoint too
     (run_dir / "metrics.json").unlink()
     record = train_run(run_dir, [*SMALL, "regularizer=l1", "regularizer.strength=0.001"])
     assert record["status"] == rundir.COMPLETED
     # a stack's checkpoint, read on a re-launch
     stack = tmp_path / "stack"
-    _plant_pickle(stack / ".stack" / "checkpoints" / "all" / "last.ckpt", marker)
+    _plant_pickle(rundir.stack_checkpoint(stack, "all"), marker)
     records = fit(make_config(stack, [*SMALL, "regularizer=l1", "regularizer.strength=[0,0.001]"]))
     assert [r["status"] for r in records] == [rundir.COMPLETED] * 2
     assert not marker.exists()

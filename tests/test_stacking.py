@@ -13,14 +13,14 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from reglab import rundir
+from reglab import checkpoint, rundir
 from reglab.errors import ConfigError
 from reglab.fit import fit
 from reglab.members import members_of
 from reglab.science.metrics import prediction_metrics, weight_metrics
 from reglab.science.model import MLP
 from reglab.science.regularizers import REGULARIZERS
-from tests.conftest import make_config, run_cli, train_run
+from tests.conftest import RESUMABLE, epochs_trained, interrupted_stack, make_config, run_cli, train_run
 
 # Small and quick: 120 training points in batches of 32 (the last one of 24), 3 epochs = 12 steps.
 QUICK = ["model.hidden=[16,16]", "trainer.max_epochs=3"]
@@ -335,18 +335,32 @@ def test_report_finds_exactly_the_members(small_sweep):
     assert len(found.runs) == 4 and found.incomplete == []
 
 
-@pytest.mark.filterwarnings("ignore:Checkpoint directory .* exists and is not empty")  # it resumes from it
-def test_single_run_resumes_from_a_member_checkpoint_as_if_it_had_trained_alone(small_sweep, tmp_path):
-    sweep_dir, _, _, _ = small_sweep
+def test_a_member_of_a_stopped_stack_resumes_alone_as_if_it_had_trained_alone(tmp_path, monkeypatch):
+    # The highest train loss is the first epoch's, before the stop: best.ckpt is right only if it came back
+    best = [
+        "callbacks=best_checkpoint",
+        "callbacks.best_checkpoint.monitor=train/loss",
+        "callbacks.best_checkpoint.mode=max",
+    ]
+    common = [*SMALL, "regularizer=l1", *best]
+    interrupted_stack(tmp_path / "sweep", [*common, "regularizer.strength=[0,0.001]", "seed=1"], monkeypatch)
     member = tmp_path / "member"
-    __import__("shutil").copytree(member_dir(sweep_dir, 0.001, 1), member)
-    common = [*SMALL, "regularizer=l1", "regularizer.strength=0.001", "seed=1"]
-    resumed = train_run(member, [*common, "trainer.max_epochs=5", "force=true"])  # 3 epochs done, 2 to go
-    straight = train_run(tmp_path / "straight", [*common, "trainer.max_epochs=5"])
+    __import__("shutil").copytree(tmp_path / "sweep" / "regularizer.strength=0.001", member)
+    single = [*common, "regularizer.strength=0.001", "seed=1", *RESUMABLE]
+    epochs = epochs_trained(monkeypatch)
+    resumed = train_run(member, single)  # 4 epochs done, 1 to go: from the member's own last.ckpt
+    assert epochs == [4]
+    straight = train_run(tmp_path / "straight", single)
     assert resumed["steps"] == straight["steps"] == 20
     for key, tensor in weights(tmp_path / "straight").items():
         torch.testing.assert_close(weights(member)[key], tensor, rtol=1e-5, atol=1e-5)
-    assert len(rundir.read_metrics_csv(member)) == 5
+    rows, theirs = rundir.read_metrics_csv(member), rundir.read_metrics_csv(tmp_path / "straight")
+    assert [r["epoch"] for r in rows] == [0, 1, 2, 3, 4]  # the interrupted run's rows, continued
+    for ours, row in zip(rows, theirs):
+        assert ours == pytest.approx(row, rel=1e-5, abs=1e-6)
+    assert resumed["best"]["epoch"] == straight["best"]["epoch"] < 4
+    for key, tensor in checkpoint.read(rundir.checkpoint(tmp_path / "straight", "best"))["state_dict"].items():
+        torch.testing.assert_close(checkpoint.read(rundir.checkpoint(member, "best"))["state_dict"][key], tensor)
 
 
 def test_relaunched_sweep_skips_its_completed_members(small_sweep):

@@ -10,7 +10,7 @@ import pytest
 import reglab
 from reglab.evaluate import main as eval_main
 from reglab.science import datasets
-from tests.conftest import make_config, train_run
+from tests.conftest import RESUMABLE, epochs_trained, interrupted_stack, make_config, train_run
 
 SMALL = ["data.n_samples=300", "model.hidden=[16,16]", "trainer.max_epochs=5"]
 
@@ -37,6 +37,24 @@ def test_a_loaded_run_predicts_on_raw_inputs_with_its_logged_test_accuracy(finis
     assert (labels == y).mean() == pytest.approx(record["metrics"]["test/acc"], abs=1e-7)
     assert trained.config.regularizer.strength == 1e-3 and trained.task == "binary"
     assert trained.mean.shape == (2,) and not np.allclose(trained.transform(x_raw), x_raw)
+
+
+def test_a_runs_checkpoint_is_the_plain_dict_its_format_lists(finished):
+    import re
+
+    import torch
+
+    from reglab import checkpoint, rundir
+
+    run_dir, record = finished
+    state = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=True)  # plain data and tensors
+    listed = re.findall(r"^    (\w+(?:, \w+)*)  ", checkpoint.__doc__ or "", re.MULTILINE)
+    assert set(state) == {key for keys in listed for key in keys.split(", ")}
+    assert (state["format"], state["version"]) == (checkpoint.FORMAT, checkpoint.VERSION)
+    assert state["hyper_parameters"]["regularizer"]["strength"] == [1e-3]
+    assert state["members"][0] == record["config_hash"]
+    assert state["progress"]["global_step"] == record["steps"] and len(state["history"]["epochs"]) == record["epochs"]
+    assert state["optimizer"]["state"] and rundir.stack_checkpoint(run_dir).is_file()  # Lightning's: in .stack/ only
 
 
 def test_reglab_eval_on_its_own_data_and_on_another_seeds(finished, capsys):
@@ -138,18 +156,17 @@ NON_DEFAULT = {
 
 
 @pytest.mark.parametrize("rule", list(NON_DEFAULT))
-def test_a_member_reloads_three_ways_with_every_argument_it_trained_with(rule, tmp_path):
+def test_a_member_reloads_three_ways_with_every_argument_it_trained_with(rule, tmp_path, monkeypatch):
     import shutil
 
     import torch
 
-    from reglab.fit import fit
     from reglab.lightning.module import RegLabModule
 
     tiny = ["data.n_samples=120", "model.hidden=[8]", "data.batch_size=32", f"regularizer={rule}", *NON_DEFAULT[rule]]
     lam = 0.0 if rule == "none" else 0.01
     tiny += [f"regularizer.strength={lam}"]
-    fit(make_config(tmp_path / "stack", [*tiny, "seed=[0,1]", "trainer.max_epochs=2"]))
+    interrupted_stack(tmp_path / "stack", [*tiny, "seed=[0,1]"], monkeypatch)  # stopped after 4 of 5 epochs
     member = tmp_path / "stack" / "seed=1"
     configured = make_config(tmp_path / "cfg", tiny).regularizer
     # 1. load_from_checkpoint: the rule with every configured argument, λ of this member only
@@ -166,14 +183,18 @@ def test_a_member_reloads_three_ways_with_every_argument_it_trained_with(rule, t
         logits = module(torch.from_numpy(trained.transform(x)))[0, :, 0].double()
     np.testing.assert_allclose(trained.predict_proba(x)[:, 1], torch.sigmoid(logits).numpy(), rtol=1e-6)
     assert trained.model.hyperparameters() == module.model.hyperparameters()
-    # 3. resume: the member's checkpoint continues to where its uninterrupted K = 1 run ends
+    # 3. resume: the member alone, re-launched with its config, trains only its last epoch (3 steps) from
+    # its checkpoint and ends where its uninterrupted K = 1 run ends
     shutil.copytree(member, tmp_path / "resumed")
-    single = [*tiny, "seed=1", "trainer.max_epochs=4"]
-    resumed = train_run(tmp_path / "resumed", [*single, "force=true"])
+    single = [*tiny, "seed=1", *RESUMABLE]
+    epochs = epochs_trained(monkeypatch)
+    resumed = train_run(tmp_path / "resumed", single)
+    assert epochs == [4]
     straight = train_run(tmp_path / "straight", single)
-    assert resumed["steps"] == straight["steps"] == 4 * 3
+    assert resumed["status"] == "completed" and resumed["steps"] == straight["steps"] == 5 * 3
     for key, tensor in _weights(tmp_path / "straight").items():
         torch.testing.assert_close(_weights(tmp_path / "resumed")[key], tensor, rtol=1e-5, atol=1e-6)
+    assert resumed["metrics"] == pytest.approx(straight["metrics"], rel=1e-5, abs=1e-6)
 
 
 def _weights(run_dir):

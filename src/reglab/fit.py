@@ -1,9 +1,9 @@
 """The driver: every run is a stack of K ≥ 1 members (`reglab.members`), trained as one Lightning fit.
 
     <output dir>/regularizer.strength=0.001,seed=0/   .hydra/config.yaml, metrics.json, metrics.csv,
-                                                      checkpoints/last.ckpt (a K = 1 checkpoint)
-    <output dir>/.stack/   the stack's Hydra files, members.json, and the stacked checkpoints a
-                           re-launch resumes from
+                                                      checkpoints/last.ckpt (`reglab.checkpoint`)
+    <output dir>/.stack/   the stack's Hydra files, members.json, and the stack's own (Lightning)
+                           checkpoints a re-launch resumes from; a K = 1 run's in <run>/.stack/ too
 
 Every stack is checked and built in memory (`reglab.preflight`) before a file is written.
 `sweep.chunk` members train at a time, each chunk built again right before it trains: one chunk's
@@ -25,10 +25,11 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from reglab import checkpoint as checkpoints
 from reglab import rundir
 from reglab.config import validate
 from reglab.errors import ConfigError
-from reglab.member_files import environment, member_record, save_member_checkpoint
+from reglab.member_files import environment, member_record
 from reglab.members import (
     Member,
     check_identity,
@@ -63,7 +64,6 @@ def fit(
         raise
     root = Path(cfg.paths.output_dir)
     stacked = bool(members[0].values)
-    checkpoints = root / rundir.STACK_DIR / "checkpoints" if stacked else root / "checkpoints"
     start = dict(zip([m.name for m in members], init, strict=True)) if init is not None else None
 
     def weights(unit: list[Member]) -> list[dict] | None:  # the unit's initial weights, or None: its seeds'
@@ -72,10 +72,10 @@ def fit(
     if cfg.sweep.get("path"):
         if start:
             raise ConfigError("sweep.path=true starts each λ from the previous one's weights: it takes no init")
-        return _fit_path(cfg, members, checkpoints, overrides, multirun)
+        return _fit_path(cfg, members, root, overrides, multirun)
     units = [[members[i] for i in unit] for unit in _chunks(cfg, len(members))]
     done = [not cfg.force and all(m.finished() for m in unit) for unit in units]
-    todo = [(unit, _unit_checkpoint(checkpoints, unit, members, stacked)) for unit, d in zip(units, done) if not d]
+    todo = [(unit, _unit_checkpoint(root, unit, members, stacked)) for unit, d in zip(units, done) if not d]
     for unit, checkpoint in todo[1:]:  # every chunk checked before the first trains, then let go
         preflight(cfg, unit, checkpoint, weights(unit))
     first = preflight(cfg, *todo[0], weights(todo[0][0])) if todo else None
@@ -164,24 +164,24 @@ def _member_model(stack: Stack, weights: dict[str, Any]) -> Any:
     return model.eval()
 
 
-def _unit_checkpoint(checkpoints: Path, unit: list[Member], members: list[Member], stacked: bool) -> Path:
+def _unit_checkpoint(root: Path, unit: list[Member], members: list[Member], stacked: bool) -> Path:
     if not stacked:
-        return checkpoints / "last.ckpt"
+        return rundir.stack_checkpoint(root)
     name = "all" if len(unit) == len(members) else f"members-{members.index(unit[0])}-{members.index(unit[-1])}"
-    return checkpoints / name / "last.ckpt"
+    return rundir.stack_checkpoint(root, name)
 
 
 def _fit_path(
-    cfg: DictConfig, members: list[Member], checkpoints: Path, overrides: Sequence[str], multirun: bool
+    cfg: DictConfig, members: list[Member], root: Path, overrides: Sequence[str], multirun: bool
 ) -> list[dict[str, Any]]:
     lams = sorted({float(m.values[PATH_KEY]) for m in members})
     stages = [[m for m in members if float(m.values[PATH_KEY]) == lam] for lam in lams]
-    preflight(cfg, stages[0], checkpoints / "stage-0" / "last.ckpt")  # the stages differ only in λ and init
-    write_stack_files(Path(cfg.paths.output_dir), members, overrides)
+    preflight(cfg, stages[0], rundir.stack_checkpoint(root, "stage-0"))  # the stages differ only in λ and init
+    write_stack_files(root, members, overrides)
     records: list[dict[str, Any]] = []
     init = None
     for j, stage in enumerate(stages):
-        stack = build(cfg, stage, checkpoints / f"stage-{j}" / "last.ckpt", init)
+        stack = build(cfg, stage, rundir.stack_checkpoint(root, f"stage-{j}"), init)
         stack.origin = f"path: {lams[: j + 1]}"  # a stage resumes only after the same earlier stages
         records += train_stack(cfg, stack, multirun)
         if any(r["status"] == rundir.FAILED for r in records[-len(stage) :]):
@@ -208,8 +208,9 @@ def write_stack_files(root: Path, members: list[Member], overrides: Sequence[str
 
 
 def train_stack(cfg: DictConfig, stack: Stack, multirun: bool = False) -> list[dict[str, Any]]:
-    """Fit `stack`, resuming from its checkpoint if it holds these very members, test, and write
-    every member's metrics.json and (for K > 1) its own K = 1 checkpoint. A crash is retried
+    """Fit `stack`, resuming from its checkpoint if it holds these very members (a K = 1 run: else from its
+    own checkpoints/last.ckpt if that holds this very member), test, and write every member's metrics.json
+    and best.ckpt (each member's last.ckpt is written whenever the stack saves its own). A crash is retried
     `retries` times from the last checkpoint (or the weights the stack started from), then recorded
     as failed in every member; a single run's crash outside a multirun is raised after that."""
     started = time.perf_counter()
@@ -242,7 +243,8 @@ def _fit_with_retries(cfg: DictConfig, stack: Stack, hashes: list[str]) -> tuple
                 origin, stack = stack.origin, build(cfg, stack.members, stack.checkpoint, stack.init)
                 stack.origin = origin
             stack.module.member_hashes = hashes
-            ckpt = None if cfg.force and attempt == 1 else _resumable(checkpoint, hashes)
+            own = [rundir.checkpoint(stack.members[0].run_dir)] if len(stack.members) == 1 else []
+            ckpt = None if cfg.force and attempt == 1 else _resumable([checkpoint, *own], hashes)
             stack.trainer.fit(stack.module, datamodule=stack.datamodule, ckpt_path=ckpt, weights_only=True)
             stack.trainer.save_checkpoint(checkpoint)
             return stack, _test_metrics(stack), None, attempt
@@ -253,38 +255,36 @@ def _fit_with_retries(cfg: DictConfig, stack: Stack, hashes: list[str]) -> tuple
 
 
 def _write_members(stack: Stack, test: dict[str, list[float]], error: Exception | None) -> list[dict[str, Any]]:
-    """Every member's record, and its own checkpoints (cut from the stack's, read once)."""
-    import torch
-
+    """Every member's record, and its best.ckpt where a BestCheckpoint kept its best weights."""
     if error is not None:
         failed = {"status": rundir.FAILED, "error": f"{type(error).__name__}: {error}", "metrics": {}}
         return [failed | identity(m.cfg) for m in stack.members]
     best = _best_checkpoint(stack)
-    cut = best is not None or any(m.values for m in stack.members)  # a member's own checkpoint is cut from it
-    assert stack.checkpoint is not None
-    state = torch.load(stack.checkpoint, map_location="cpu", weights_only=True) if cut else None
     records = []
     for k, m in enumerate(stack.members):
         records.append(member_record(stack, k, test))
-        if m.values:
-            save_member_checkpoint(state, stack, k, rundir.checkpoint(m.run_dir))  # type: ignore[arg-type]
         if best is not None and (weights := best.member_weights(k)) is not None:
             epoch = int(best.best_epoch[k])  # type: ignore[index]
-            save_member_checkpoint(state, stack, k, rundir.checkpoint(m.run_dir, "best"), weights, epoch)  # type: ignore[arg-type]
+            step = next((int(r["step"]) for r in stack.history.rows(k) if r["epoch"] == epoch), 0)
+            best_state = checkpoints.member(stack.module, k, None, {}, weights, (epoch, step))
+            checkpoints.save(rundir.checkpoint(m.run_dir, "best"), best_state)
     return records
 
 
-def _resumable(checkpoint: Path, hashes: list[str]) -> Path | None:
-    """`checkpoint` if it was written by a stack of these very members, else None. A checkpoint that
-    cannot be read (truncated by a full disk or a kill) is named in one warning and not used."""
-    import torch
-
-    if not checkpoint.is_file():
-        return None
-    try:
-        saved = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    except Exception as e:  # truncated, corrupt, or not a checkpoint: never executed (weights_only)
-        reason = " ".join(str(e).split())[:200]
-        log.warning("%s is unreadable (%s: %s); training from the start", checkpoint, type(e).__name__, reason)
-        return None
-    return checkpoint if saved.get("members") == hashes else None
+def _resumable(candidates: list[Path], hashes: list[str]) -> Path | None:
+    """The first of `candidates` written for these very members (and not weights only), else None. A file
+    that cannot be read (truncated by a full disk or a kill) is named in one warning and not used."""
+    unreadable = []
+    for path in (p for p in candidates if p.is_file()):
+        try:
+            saved = checkpoints.load(path)
+        except Exception as e:  # truncated, corrupt, or not a checkpoint: never executed (weights_only)
+            unreadable.append(f"{path} is unreadable ({type(e).__name__}: {' '.join(str(e).split())[:200]})")
+            continue
+        if isinstance(saved, dict) and saved.get("members") == hashes and saved.get("optimizer", True) is not None:
+            for reason in unreadable:
+                log.warning("%s; resuming from %s", reason, path)
+            return path
+    for reason in unreadable:
+        log.warning("%s; training from the start", reason)
+    return None

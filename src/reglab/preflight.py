@@ -21,6 +21,7 @@ from typing import Any, cast
 
 from omegaconf import DictConfig, OmegaConf
 
+from reglab import rundir
 from reglab.config import check_targets
 from reglab.errors import ConfigError, ScheduleError, blame, one_line
 from reglab.members import CHOICES_ONLY, Member, identity, trains
@@ -80,7 +81,8 @@ def build(cfg: DictConfig, members: list[Member], checkpoint: Path | None, init:
     loggers = _loggers(cfg, members)
     if checkpoint is None and loggers:
         raise ConfigError(f"logger={', '.join(cfg.logger)} writes files; a run in memory logs nothing: use logger=none")
-    trainer = _trainer(cfg, [history, *named.values(), *loggers])
+    own = [_member_checkpoints(members)] if checkpoint is not None else []  # each member's checkpoints/last.ckpt
+    trainer = _trainer(cfg, [history, *named.values(), *loggers, *own])
     metrics = _one_step(module, datamodule, cfg)
     for key, c in named.items():
         if getattr(c, "monitor", None) is not None and c.monitor not in metrics:  # early stopping, best checkpoint
@@ -121,7 +123,7 @@ def _data_and_module(cfg: DictConfig, members: list[Member], seeds: list[int], i
 
 
 def _callbacks(cfg: DictConfig, checkpoint: Path | None) -> dict[str, Any]:
-    """The configured callbacks by key; a ModelCheckpoint writes the stack's `checkpoint` (None: in
+    """The configured callbacks by key; a ModelCheckpoint writes the stack's own `checkpoint` (None: in
     memory, where there is no checkpoint to write and it is left out)."""
     from hydra.utils import instantiate
     from lightning.pytorch.callbacks import ProgressBar
@@ -140,6 +142,12 @@ def _callbacks(cfg: DictConfig, checkpoint: Path | None) -> dict[str, Any]:
         else:
             named[key].dirpath, named[key].filename = str(checkpoint.parent), checkpoint.stem
     return named
+
+
+def _member_checkpoints(members: list[Member]) -> Any:
+    from reglab.lightning.callbacks import MemberCheckpoints
+
+    return MemberCheckpoints([rundir.checkpoint(m.run_dir) for m in members])
 
 
 def _history(cfg: DictConfig, members: list[Member], on_disk: bool) -> Any:

@@ -4,11 +4,13 @@ downstream, every name once.
     <run>/.hydra/config.yaml          the resolved config (written by Hydra)
     <run>/metrics.json                final metrics, status, seed, versions, wall time   METRICS_JSON
     <run>/metrics.csv                 one row per evaluated epoch                        METRICS_CSV
-    <run>/checkpoints/last.ckpt       weights and training state (Lightning)            checkpoint(run)
+    <run>/checkpoints/last.ckpt       weights and training state (`reglab.checkpoint`)   checkpoint(run)
     <run>/checkpoints/best.ckpt       the best epoch's weights (callbacks=best_checkpoint)  checkpoint(run, "best")
     <run>/eval.json                   reglab-eval's metrics                              EVAL_JSON
     <run>/*.png, wandb/, tensorboard/ a run's figures, its offline W&B run, TensorBoard's files
     <stack>/.stack/                   a stack's Hydra files, MEMBERS_JSON and its checkpoints  STACK_DIR
+    <dir>/.stack/checkpoints/[<unit>/]last.ckpt  the stack's own resume checkpoint (Lightning's; a K = 1
+                                      run's has no <unit>)                              stack_checkpoint(dir, unit)
     <sweep>/grid.json                 the grid of the sweep a directory holds            GRID_JSON
     <sweep or stack>/summary.csv, summary.md   the report                                SUMMARY_CSV, SUMMARY_MD
 
@@ -36,6 +38,11 @@ SUMMARY_CSV, SUMMARY_MD = "summary.csv", "summary.md"
 def checkpoint(run_dir: Path, which: str = "last") -> Path:
     """A run's checkpoint: `last` (what a re-launch resumes from) or `best`."""
     return Path(run_dir) / "checkpoints" / f"{which}.ckpt"
+
+
+def stack_checkpoint(root: Path, unit: str = "") -> Path:
+    """The Lightning checkpoint a stack (a chunk, a λ-path stage: `unit`) resumes from, under `root`/.stack."""
+    return Path(root) / STACK_DIR / "checkpoints" / unit / "last.ckpt"
 
 
 def atomic_write_text(path: Path, text: str, fsync: bool = True) -> None:

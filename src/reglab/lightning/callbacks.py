@@ -1,4 +1,5 @@
-"""Callbacks on `RegLabModule`'s epoch metrics: metrics.csv per member, progress bars, early stopping, checkpoints."""
+"""Callbacks on `RegLabModule`'s epoch metrics: metrics.csv per member, progress bars, early stopping, checkpoints.
+A callback whose state is per member gives each member's K = 1 state (`member_states`) to its own checkpoint."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from lightning.pytorch.callbacks import Callback, ProgressBar
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from tqdm.auto import tqdm
 
-from reglab import rundir
+from reglab import checkpoint, rundir
 from reglab.science.conventions import require_int
 from reglab.tables import shown_in
 
@@ -83,6 +84,17 @@ class MetricsHistory(Callback):
         values = torch.stack(self.values) if self.values else torch.zeros(0)
         return {"names": self.names, "epochs": self.epochs, "values": values, "diverged_epoch": self.diverged_epoch}
 
+    def member_states(self, members: int) -> list[dict[str, Any]]:
+        """Each member's state as its K = 1 run's: its rows (up to its divergence) and its column of values."""
+        values = torch.stack(self.values) if self.values else torch.zeros(0)  # [rows, metrics, K]
+        states = []
+        for k in range(members):
+            last = self.diverged_epoch[k]
+            rows = sum(1 for epoch, _ in self.epochs if last is None or epoch <= last)
+            mine = values[:rows, :, k : k + 1].clone() if rows else torch.zeros(0)
+            states.append({"names": self.names, "epochs": self.epochs[:rows], "values": mine, "diverged_epoch": [last]})
+        return states
+
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.names = list(state_dict["names"])
         self.epochs = [tuple(e) for e in state_dict["epochs"]]  # type: ignore[misc]
@@ -92,12 +104,32 @@ class MetricsHistory(Callback):
 
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Checkpoints written whole or not at all, through a temporary file beside the target (fsync, rename), never
-    the system temp dir, where a move across file systems is a copy that a full disk or a kill can leave truncated."""
+    the system temp dir, where a move across file systems is a copy that a full disk or a kill can leave truncated.
+    Read through `reglab.checkpoint`: a run's own checkpoint resumes a fit as the stack's own does."""
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
         buffer = io.BytesIO()
         torch.save(checkpoint, buffer)
         rundir.atomic_write_bytes(Path(path), buffer.getvalue())
+
+    def load_checkpoint(self, path: Any, map_location: Any = None, weights_only: bool | None = None) -> dict[str, Any]:
+        return checkpoint.lightning(checkpoint.load(path))
+
+
+class MemberCheckpoints(Callback):
+    """Each member's own checkpoint (`paths`, its run directory's checkpoints/last.ckpt) in reglab's format
+    (`reglab.checkpoint`), written whenever the stack saves its own (ModelCheckpoint's periodic saves and the
+    final one): a stack stopped mid-training leaves every member a checkpoint it resumes from alone."""
+
+    def __init__(self, paths: Sequence[str | Path]) -> None:
+        self.paths = [Path(p) for p in paths]
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, saved: dict[str, Any]) -> None:
+        keeping = [c for c in trainer.callbacks if hasattr(c, "member_states")]  # type: ignore[attr-defined]
+        per_member = {c.state_key: c.member_states(len(self.paths)) for c in keeping}
+        for k, path in enumerate(self.paths):
+            states = {key: values[k] for key, values in per_member.items()}
+            checkpoint.save(path, checkpoint.member(pl_module, k, saved, states))
 
 
 class EpochProgressBar(ProgressBar):
@@ -209,6 +241,9 @@ class _PerMemberMonitor(Callback):
 
     def state_dict(self) -> dict[str, Any]:
         return {key: getattr(self, key) for key in self.STATE}
+
+    def member_states(self, members: int) -> list[dict[str, Any]]:
+        return [checkpoint.member_slice(self.state_dict(), k, members) for k in range(members)]
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         for key in self.STATE:

@@ -186,6 +186,9 @@ class WandbRuns(Callback):
     def state_dict(self) -> dict[str, Any]:
         return {"ids": self.ids}
 
+    def member_states(self, members: int) -> list[dict[str, Any]]:
+        return [{"ids": self.ids[k : k + 1]} for k in range(members)]
+
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.ids = list(state_dict.get("ids") or [])
 
