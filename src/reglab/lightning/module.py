@@ -84,20 +84,22 @@ class RegLabModule(L.LightningModule):
     def training_step(self, orders: Tensor, batch_idx: int) -> None:
         """One epoch: `_step` on each mini-batch of the epoch's order, then the epoch's metrics."""
         datamodule = self.trainer.datamodule  # type: ignore[attr-defined]
-        x, y = datamodule.tensors["train"]
         distinct = torch.arange(len(orders), device=orders.device)[:, None]
-        x, y = datamodule.per_member(x[distinct, orders], y[distinct, orders])
+        # Folds of unequal size: row weights (0 on the padding that fills the last batch), else none at all
+        padded = [datamodule.weights["train"]] if "train" in datamodule.weights else []
+        x, y, *w = datamodule.per_member(*(t[distinct, orders] for t in (*datamodule.tensors["train"], *padded)))
         optimizer = cast(LightningOptimizer, self.optimizers())
         batch = datamodule.batch_size
         progress = self.trainer.fit_loop.epoch_loop.manual_optimization.optim_step_progress
         # x: [n, d] shared by every member, or [K, n, d]; the epoch's batches as views, cut in one op
-        for xb, yb in zip(x.split(batch, -2), y.split(batch, -1)):
+        xs, ys = x.split(batch, -2), y.split(batch, -1)
+        for xb, yb, wb in zip(xs, ys, w[0].split(batch, -1) if w else [None] * len(xs)):
             if self._plain_steps:  # the torch optimizer itself; Lightning counts the step as its own would
                 progress.increment_ready()
-                self._step(xb, yb, optimizer.optimizer)
+                self._step(xb, yb, optimizer.optimizer, weight=wb)
                 progress.increment_completed()
             else:
-                self._step(xb, yb, cast(torch.optim.Optimizer, optimizer))
+                self._step(xb, yb, cast(torch.optim.Optimizer, optimizer), weight=wb)
         self._check_divergence()
         epoch, every = self.current_epoch, self.trainer.check_val_every_n_epoch or 1
         if (epoch + 1) % every == 0 or epoch + 1 == self.trainer.max_epochs or self.trainer.should_stop:
@@ -119,13 +121,19 @@ class RegLabModule(L.LightningModule):
         self._plain_steps = not (hooked or scaled or not isinstance(trainer.profiler, PassThroughProfiler))
 
     def _step(
-        self, x: Tensor, y: Tensor, optimizer: torch.optim.Optimizer, part: Callable[[str], Any] | None = None
+        self,
+        x: Tensor,
+        y: Tensor,
+        optimizer: torch.optim.Optimizer,
+        part: Callable[[str], Any] | None = None,
+        weight: Tensor | None = None,
     ) -> None:
         """One optimizer step: the one place of the update order. `part` (the preflight's trial step):
-        the config group each phase's error is blamed on, as a context manager ("model", …)."""
+        the config group each phase's error is blamed on, as a context manager ("model", …); `weight`:
+        the rows' weights, as `data_loss`'s."""
         within = part or _ANYWHERE
         with within("model"):
-            objective = self.regularized_loss(x, y)  # [K]
+            objective = self.regularized_loss(x, y, weight)  # [K]
             optimizer.zero_grad(set_to_none=True)
             if self._plain_steps:
                 objective.sum().backward()  # member k's objective only reaches member k's weights
@@ -147,9 +155,9 @@ class RegLabModule(L.LightningModule):
         """Whether every objective of each member was finite so far, [K] (read once per epoch: a host sync)."""
         return torch.isfinite(self.objective_total)
 
-    def regularized_loss(self, x: Tensor, y: Tensor) -> Tensor:
+    def regularized_loss(self, x: Tensor, y: Tensor, weight: Tensor | None = None) -> Tensor:
         """Each member's training objective on a batch: data loss, plus the penalty if explicit."""
-        objective = data_loss(self.model(x), y, self.task)
+        objective = data_loss(self.model(x), y, self.task, weight)
         return objective + self.regularizer.penalty() if self.regularizer.explicit else objective
 
     def clip_member_gradients(self, max_norm: float) -> None:
@@ -189,7 +197,7 @@ class RegLabModule(L.LightningModule):
         split_metrics = {}
         for split in ("train", held_out):
             x, y = datamodule.inputs(split)
-            split_metrics[split] = prediction_metrics(self.model(x), y, self.task)
+            split_metrics[split] = prediction_metrics(self.model(x), y, self.task, datamodule.weight(split))
         self.model.train(was_training)
         train = split_metrics["train"]
         train["penalty"] = self.regularizer.penalty(torch.float64)  # reported exactly (README, Conventions)
