@@ -20,7 +20,7 @@ from reglab.estimators.single import (
     _RegularizedMLP,
     _stops_early,
 )
-from reglab.science.data import steps_per_epoch
+from reglab.science.conventions import steps_per_epoch
 from reglab.tables import score_key
 
 __all__ = ["RegularizedMLPClassifierCV", "RegularizedMLPRegressorCV"]

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from reglab.science import data, datasets
-from reglab.science.conventions import require_int
+from reglab.science.conventions import require_int, steps_per_epoch
 
 
 class EpochOrders:
@@ -109,7 +109,7 @@ class RegLabDataModule(L.LightningDataModule):
                 raise ValueError(f"data set {name!r} with {what} and {dataset_kwargs} has non-finite inputs; check it")
         self.sizes = {s: [len(self.data[d].y[s]) for d in self.distinct] for s in data.SPLIT_NAMES}
         datasets.check_split_sizes({s: min(n) for s, n in self.sizes.items()}, self.split)
-        steps = {data.steps_per_epoch(n, batch_size) for n in self.sizes["train"]}
+        steps = {steps_per_epoch(n, batch_size) for n in self.sizes["train"]}
         if len(steps) > 1:
             raise ValueError(
                 f"data.fold: training splits of {sorted(set(self.sizes['train']))} rows take {sorted(steps)} steps "

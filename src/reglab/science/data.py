@@ -57,8 +57,3 @@ class Splits:
 
 
 SPLIT_NAMES = ("train", "val", "test")
-
-
-def steps_per_epoch(n_train: int, batch_size: int | None) -> int:
-    """Optimizer steps an epoch of `n_train` rows takes: batches of `batch_size`, the last one partial (None: one)."""
-    return 1 if batch_size is None or batch_size >= n_train else -(-n_train // batch_size)
