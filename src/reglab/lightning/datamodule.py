@@ -118,6 +118,7 @@ class RegLabDataModule(L.LightningDataModule):
         self.n_train = max(self.sizes["train"])
         self.batch_size = min(batch_size or self.n_train, self.n_train)
         self.member_data = torch.tensor([self.distinct.index(key) for key in self.keys])
+        self.distinct_rows = torch.arange(len(self.distinct))[:, None]  # indexes the epoch's orders, [S, 1]
         self.tensors: dict[str, tuple[Tensor, Tensor]] = {}
         self.weights: dict[str, Tensor] = {}
         for part, sizes in self.sizes.items():
@@ -155,7 +156,7 @@ class RegLabDataModule(L.LightningDataModule):
     def to(self, device: torch.device) -> None:
         self.tensors = {s: (x.to(device), y.to(device)) for s, (x, y) in self.tensors.items()}
         self.weights = {s: w.to(device) for s, w in self.weights.items()}
-        self.member_data = self.member_data.to(device)
+        self.member_data, self.distinct_rows = self.member_data.to(device), self.distinct_rows.to(device)
 
     def per_member(self, *tensors: Tensor) -> tuple[Tensor, ...]:
         """[S, n, …] tensors of the distinct seeds → shared [n, …] (one seed) or per member [K, n, …]

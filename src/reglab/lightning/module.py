@@ -63,6 +63,7 @@ class RegLabModule(L.LightningModule):
         self.epoch_metrics: dict[str, Tensor] = {}  # the last evaluated epoch's metrics, [K] each
         self.evaluated_epoch = -1
         self._plain_steps = False  # set by on_train_start
+        self._params: list[Tensor] = []  # set by on_train_start
         # Saved with checkpoints: a re-launch resumes only a checkpoint of the same members.
         self.member_hashes: list[str] = []
         # What `load_from_checkpoint` needs, as plain data: the constructor's arguments are objects.
@@ -84,7 +85,7 @@ class RegLabModule(L.LightningModule):
     def training_step(self, orders: Tensor, batch_idx: int) -> None:
         """One epoch: `_step` on each mini-batch of the epoch's order, then the epoch's metrics."""
         datamodule = self.trainer.datamodule  # type: ignore[attr-defined]
-        distinct = torch.arange(len(orders), device=orders.device)[:, None]
+        distinct = datamodule.distinct_rows  # [S, 1]: row s of the orders indexes data set s
         # Folds of unequal size: row weights (0 on the padding that fills the last batch), else none at all
         padded = [datamodule.weights["train"]] if "train" in datamodule.weights else []
         x, y, *w = datamodule.per_member(*(t[distinct, orders] for t in (*datamodule.tensors["train"], *padded)))
@@ -93,13 +94,14 @@ class RegLabModule(L.LightningModule):
         progress = self.trainer.fit_loop.epoch_loop.manual_optimization.optim_step_progress
         # x: [n, d] shared by every member, or [K, n, d]; the epoch's batches as views, cut in one op
         xs, ys = x.split(batch, -2), y.split(batch, -1)
-        for xb, yb, wb in zip(xs, ys, w[0].split(batch, -1) if w else [None] * len(xs)):
-            if self._plain_steps:  # the torch optimizer itself; Lightning counts the step as its own would
-                progress.increment_ready()
-                self._step(xb, yb, optimizer.optimizer, weight=wb)
-                progress.increment_completed()
-            else:
-                self._step(xb, yb, cast(torch.optim.Optimizer, optimizer), weight=wb)
+        with self.model.direct_calls() if self._plain_steps else _NOWHERE:
+            for xb, yb, wb in zip(xs, ys, w[0].split(batch, -1) if w else [None] * len(xs)):
+                if self._plain_steps:  # the torch optimizer itself; Lightning counts the step as its own would
+                    progress.increment_ready()
+                    self._step(xb, yb, optimizer.optimizer, weight=wb)
+                    progress.increment_completed()
+                else:
+                    self._step(xb, yb, cast(torch.optim.Optimizer, optimizer), weight=wb)
         self._check_divergence()
         epoch, every = self.current_epoch, self.trainer.check_val_every_n_epoch or 1
         if (epoch + 1) % every == 0 or epoch + 1 == self.trainer.max_epochs or self.trainer.should_stop:
@@ -119,6 +121,7 @@ class RegLabModule(L.LightningModule):
         hooked = any(is_overridden(hook, c, Callback) for c in trainer.callbacks for hook in PER_STEP_HOOKS)
         scaled = getattr(trainer.precision_plugin, "scaler", None) is not None
         self._plain_steps = not (hooked or scaled or not isinstance(trainer.profiler, PassThroughProfiler))
+        self._params = list(self.model.parameters())  # what the divergence check sums, once an epoch
 
     def _step(
         self,
@@ -134,10 +137,13 @@ class RegLabModule(L.LightningModule):
         within = part or _ANYWHERE
         with within("model"):
             objective = self.regularized_loss(x, y, weight)  # [K]
-            optimizer.zero_grad(set_to_none=True)
-            if self._plain_steps:
+            if self._plain_steps:  # zero_grad(set_to_none=True) without its profiler record and dynamo guard
+                for group in optimizer.param_groups:
+                    for p in group["params"]:
+                        p.grad = None
                 objective.sum().backward()  # member k's objective only reaches member k's weights
             else:
+                optimizer.zero_grad(set_to_none=True)
                 self.manual_backward(objective.sum())
         if self.gradient_clip_val:
             self.clip_member_gradients(self.gradient_clip_val)
@@ -157,7 +163,8 @@ class RegLabModule(L.LightningModule):
 
     def regularized_loss(self, x: Tensor, y: Tensor, weight: Tensor | None = None) -> Tensor:
         """Each member's training objective on a batch: data loss, plus the penalty if explicit."""
-        objective = data_loss(self.model(x), y, self.task, weight)
+        model = self.model
+        objective = data_loss(model.forward(x) if model.direct else model(x), y, self.task, weight)
         return objective + self.regularizer.penalty() if self.regularizer.explicit else objective
 
     def clip_member_gradients(self, max_norm: float) -> None:
@@ -170,12 +177,18 @@ class RegLabModule(L.LightningModule):
             for g in grads:
                 g.mul_(scale.view(-1, *[1] * (g.dim() - 1)))
 
+    @torch.no_grad()
     def _check_divergence(self) -> None:
         """A member whose objective or weights became non-finite is recorded where it stopped."""
+        params = self._params
+        # First one number for all (NaN and inf stay in a sum; a finite sum that overflows float32 only
+        # sends it on to the exact check): one host sync, no float64 copy of the weights.
+        if bool(torch.stack([p.sum() for p in params]).sum().add(self.objective_total.sum()).isfinite()):
+            return
         # A weight's NaN or inf stays in its member's sum; float64 sums of float32 weights cannot overflow.
-        sums = [p.flatten(1).sum(1, dtype=torch.float64) for p in self.model.parameters()]
+        sums = [p.flatten(1).sum(1, dtype=torch.float64) for p in params]
         finite = torch.isfinite(torch.stack(sums).sum(0).add_(self.objective_total))
-        for k in torch.nonzero(~finite).flatten().tolist():  # one host sync per epoch
+        for k in torch.nonzero(~finite).flatten().tolist():  # a second host sync, only where one is needed
             if self.diverged_epoch[k] is None:
                 self.diverged_epoch[k] = self.current_epoch
                 self.diverged_weights[k] = self.model.member_state_dict(k)
