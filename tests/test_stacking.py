@@ -605,3 +605,36 @@ def test_folds_whose_epochs_take_different_numbers_of_steps_are_refused_as_one_s
     folds = [(np.arange(30), np.arange(30, 60)), (np.arange(34), np.arange(34, 60))]  # 2 and 3 steps of 16
     with pytest.raises(ValueError, match=r"training splits of \[30, 34\] rows take \[2, 3\] steps"):
         _train_folds(folds, x, y, "binary", "[0,1]", "0.001")
+
+
+def test_direct_calls_give_the_same_output_and_leave_a_hooked_model_to_nn_modules_call():
+    model, x = MLP(3, 2, [4, 4], members=2, seeds=[0, 1]), torch.randn(5, 3)
+    expected = model(x)
+    with model.direct_calls() as direct:
+        assert direct and torch.equal(model(x), expected)
+    assert not model.direct
+    calls = []
+    model.hidden[1].register_forward_hook(lambda module, inputs, output: calls.append(output.shape))
+    with model.direct_calls() as direct:
+        assert not direct and torch.equal(model(x), expected)
+    assert calls == [(2, 5, 4)]
+
+
+def test_a_split_that_is_the_training_rows_is_evaluated_once_with_the_same_metrics():
+    from reglab.api import train_in_memory
+    from reglab.lightning.datamodule import RegLabDataModule
+    from reglab.science import files
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(40, 3)).astype(np.float32), rng.integers(0, 2, 40)
+    rows = np.arange(40)
+    path, _ = files.register(x, y, folds=[(rows, rows)])
+    try:
+        assert RegLabDataModule(name="file", path=path, fold=0).same_as_train == {"val", "test"}
+        (run,) = train_in_memory(["data=file", f"data.path={path}", "data.fold=0", "trainer.max_epochs=2"])
+    finally:
+        files.unregister(path)
+    assert RegLabDataModule(name="moons", n_samples=100).same_as_train == set()
+    metrics = run.record["metrics"]
+    for key in ("loss", "acc"):
+        assert metrics[f"val/{key}"] == metrics[f"train/{key}"] == metrics[f"test/{key}"]
