@@ -631,7 +631,8 @@ def test_a_split_that_is_the_training_rows_is_evaluated_once_with_the_same_metri
     path, _ = files.register(x, y, folds=[(rows, rows)])
     try:
         assert RegLabDataModule(name="file", path=path, fold=0).same_as_train == {"val", "test"}
-        (run,) = train_in_memory(["data=file", f"data.path={path}", "data.fold=0", "trainer.max_epochs=2"])
+        overrides = ["data=file", f"data.path={path}", "data.fold=0", "trainer.max_epochs=2", "logger=none"]
+        (run,) = train_in_memory([*overrides, "callbacks.progress_bar=null", "trainer.enable_progress_bar=false"])
     finally:
         files.unregister(path)
     assert RegLabDataModule(name="moons", n_samples=100).same_as_train == set()

@@ -207,7 +207,7 @@ class RegLabModule(L.LightningModule):
         datamodule = datamodule or self.trainer.datamodule  # type: ignore[attr-defined]
         was_training = self.model.training
         self.model.eval()
-        split_metrics = {}
+        split_metrics: dict[str, dict[str, Tensor]] = {}
         for split in ("train", held_out):
             if split in datamodule.same_as_train:  # the same rows and targets: the same metrics
                 split_metrics[split] = dict(split_metrics["train"])
