@@ -266,13 +266,13 @@ def test_log_dir_none_leaves_nothing_on_disk_and_log_dir_keeps_the_run(tmp_path,
 @pytest.mark.slow
 @pytest.mark.parametrize("cv_class", [RegularizedMLPClassifierCV, RegularizedMLPRegressorCV])
 def test_the_cv_estimator_equals_grid_search_over_the_plain_one(cv_class):
-    """Every λ × fold in one stack (one per size of fold) gives the scores, the chosen λ and the
+    """Every λ × fold in one stack (folds of unequal size padded) gives the scores, the chosen λ and the
     refit of GridSearchCV's 9 fits."""
     if cv_class is RegularizedMLPClassifierCV:
         X, y = make_classification(90, 5, n_informative=3, n_redundant=0, random_state=0)
         plain = RegularizedMLPClassifier
     else:
-        X, y = make_regression(91, 5, n_informative=3, noise=5.0, random_state=0)  # folds of 60 and 61: 2 stacks
+        X, y = make_regression(91, 5, n_informative=3, noise=5.0, random_state=0)  # folds of 60 and 61: one stack
         plain = RegularizedMLPRegressor
     lams, folds = [0.0, 1e-3, 3e-2], KFold(3, shuffle=True, random_state=0)
     ours = cv_class(strengths=lams, cv=folds, **TINY).fit(X, y)
@@ -283,6 +283,26 @@ def test_the_cv_estimator_equals_grid_search_over_the_plain_one(cv_class):
     assert ours.best_score_ == pytest.approx(grid.best_score_, abs=1e-5)
     np.testing.assert_allclose(ours.predict(X), grid.predict(X), rtol=1e-6, atol=1e-6)
     assert list(ours.path_["strength"]) == lams and ours.path_.shape[1] == 4 + X.shape[1]
+
+
+def test_the_cv_estimator_trains_folds_of_unequal_size_as_one_stack(monkeypatch):
+    """91 rows in 3 folds train on 60, 61 and 61 rows (2 steps of 32 an epoch each): the 3 λ × 3 folds
+    are one fit of 9 members, then the refit. Folds of 61, 60 and 64 rows (2 steps) and one of 65
+    (3 steps) are two stacks, then the refit."""
+    import reglab.fit
+
+    fits, real = [], reglab.fit.fit_in_memory
+    monkeypatch.setattr(reglab.fit, "fit_in_memory", lambda cfg, init=None: fits.append(cfg) or real(cfg, init))
+    X, y = make_regression(91, 5, n_informative=3, noise=5.0, random_state=0)
+    RegularizedMLPRegressorCV(strengths=[0.0, 1e-3, 3e-2], cv=KFold(3), **(TINY | {"epochs": 2})).fit(X, y)
+    assert [len(cfg.regularizer.strength) for cfg in fits[:1]] == [3] and len(fits) == 2
+    assert list(fits[0].data.fold) == [0, 1, 2] and fits[1].data.fold == 0
+    fits.clear()
+    uneven = [(np.arange(30, 91), np.arange(30)), (np.arange(60), np.arange(60, 91))]  # 61 and 60 rows: 2 steps
+    uneven += [(np.arange(27, 91), np.arange(27))]  # 64 rows: 2 steps of 32
+    uneven += [(np.arange(26, 91), np.arange(26))]  # 65 rows: 3 steps
+    RegularizedMLPRegressorCV(strengths=[0.0, 1e-3], cv=uneven, **(TINY | {"epochs": 2})).fit(X, y)
+    assert [list(cfg.data.fold) for cfg in fits[:2]] == [[0, 1, 2], [0]] and len(fits) == 3
 
 
 @pytest.mark.slow

@@ -9,6 +9,7 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from omegaconf import OmegaConf
@@ -558,3 +559,97 @@ def test_regularized_loss_adds_the_penalty_only_if_explicit():
             data = F.binary_cross_entropy_with_logits(model(x)[k, :, 0], y.float())
             penalty = lam * sum(layer.weight[k].abs().sum() for layer in model.linear_layers().values())
             assert ours[k].item() == pytest.approx((data + penalty if explicit else data).item(), rel=1e-6)
+
+
+# Folds of unequal size in one stack: padded rows of weight 0 fill each member's last batch ---------------
+
+
+def _train_folds(folds: list, x, y, task: str, fold: str, strength: str, batch: int = 16) -> list:
+    from reglab.api import train_in_memory
+    from reglab.science import files
+
+    path, _ = files.register(x, y, folds=folds)
+    try:
+        return train_in_memory(
+            [
+                "data=file",
+                f"data.path={path}",
+                f"data.fold={fold}",
+                f"data.task={task}",
+                f"data.batch_size={batch}",
+                "model.hidden=[8]",
+                "regularizer=l2",
+                f"regularizer.strength={strength}",
+                "trainer.max_epochs=4",
+                "logger=none",
+                "callbacks.progress_bar=null",
+                "trainer.enable_progress_bar=false",
+                "callbacks.model_checkpoint=null",
+            ]
+        )
+    finally:
+        files.unregister(path)
+
+
+@pytest.mark.parametrize("task", ["multiclass", "regression"])
+def test_a_stack_of_folds_of_unequal_size_equals_each_fold_trained_alone(task):
+    """Training splits of 40, 43 and 45 rows (3 steps of 16 an epoch each; the last batch 8, 11 and 13
+    rows) and validation splits of 20, 17 and 15 in one stack of 2 λ × 3 folds: each member ends with
+    the weights, the steps and the metrics of its own K = 1 run on its unpadded fold."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(60, 4)).astype(np.float32)
+    y = rng.integers(0, 3, 60) if task == "multiclass" else (x @ [1.0, -2.0, 0.5, 0.0] + rng.normal(size=60) * 0.1)
+    rows = rng.permutation(60)
+    folds = [(rows[:n], rows[n:]) for n in (40, 43, 45)]
+    stacked = _train_folds(folds, x, y, task, "[0,1,2]", "[0.001,0.1]")
+    assert len(stacked) == 6
+    for run in stacked:
+        lam, fold = run.record["strength"], int(run.record["config"]["data"]["fold"])
+        (alone,) = _train_folds(folds, x, y, task, str(fold), str(lam))
+        assert run.record["steps"] == alone.record["steps"] == 4 * 3
+        for name, tensor in alone.model.state_dict().items():
+            torch.testing.assert_close(run.model.state_dict()[name], tensor, rtol=1e-6, atol=1e-6, msg=name)
+        for key, value in alone.record["metrics"].items():
+            assert run.record["metrics"][key] == pytest.approx(value, rel=1e-5, abs=1e-6), key
+
+
+def test_folds_whose_epochs_take_different_numbers_of_steps_are_refused_as_one_stack():
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(60, 4)).astype(np.float32), rng.integers(0, 2, 60)
+    folds = [(np.arange(30), np.arange(30, 60)), (np.arange(34), np.arange(34, 60))]  # 2 and 3 steps of 16
+    with pytest.raises(ValueError, match=r"training splits of \[30, 34\] rows take \[2, 3\] steps"):
+        _train_folds(folds, x, y, "binary", "[0,1]", "0.001")
+
+
+def test_direct_calls_give_the_same_output_and_leave_a_hooked_model_to_nn_modules_call():
+    model, x = MLP(3, 2, [4, 4], members=2, seeds=[0, 1]), torch.randn(5, 3)
+    expected = model(x)
+    with model.direct_calls() as direct:
+        assert direct and torch.equal(model(x), expected)
+    assert not model.direct
+    calls = []
+    model.hidden[1].register_forward_hook(lambda module, inputs, output: calls.append(output.shape))
+    with model.direct_calls() as direct:
+        assert not direct and torch.equal(model(x), expected)
+    assert calls == [(2, 5, 4)]
+
+
+def test_a_split_that_is_the_training_rows_is_evaluated_once_with_the_same_metrics():
+    from reglab.api import train_in_memory
+    from reglab.lightning.datamodule import RegLabDataModule
+    from reglab.science import files
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(40, 3)).astype(np.float32), rng.integers(0, 2, 40)
+    rows = np.arange(40)
+    path, _ = files.register(x, y, folds=[(rows, rows)])
+    try:
+        assert RegLabDataModule(name="file", path=path, fold=0).same_as_train == {"val", "test"}
+        overrides = ["data=file", f"data.path={path}", "data.fold=0", "trainer.max_epochs=2", "logger=none"]
+        (run,) = train_in_memory([*overrides, "callbacks.progress_bar=null", "trainer.enable_progress_bar=false"])
+    finally:
+        files.unregister(path)
+    assert RegLabDataModule(name="moons", n_samples=100).same_as_train == set()
+    metrics = run.record["metrics"]
+    for key in ("loss", "acc"):
+        assert metrics[f"val/{key}"] == metrics[f"train/{key}"] == metrics[f"test/{key}"]

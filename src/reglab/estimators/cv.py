@@ -20,6 +20,7 @@ from reglab.estimators.single import (
     _RegularizedMLP,
     _stops_early,
 )
+from reglab.science.conventions import steps_per_epoch
 from reglab.tables import score_key
 
 __all__ = ["RegularizedMLPClassifierCV", "RegularizedMLPRegressorCV"]
@@ -65,16 +66,17 @@ class _CrossValidated(_RegularizedMLP):
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X: Any, y: Any) -> _CrossValidated:
-        """Score every λ on every fold (one stack per size of fold, evaluated once, after its last
-        epoch), then refit at the best λ on all of (X, y)."""
+        """Score every λ on every fold (one stack, evaluated once, after its last epoch; folds of unequal
+        size padded, `RegLabDataModule`; one stack per number of steps an epoch where folds differ in
+        it), then refit at the best λ on all of (X, y)."""
         X, y, task = self._validated(X, y)
         seed, lams = self._seed(), [float(s) for s in self.strengths]
         folds = list(check_cv(self.cv, y, classifier=is_classifier(self)).split(X, y))
-        by_size: dict[tuple[int, int], list[int]] = {}  # one stack per size of fold: usually one for all
-        for i, (train, val) in enumerate(folds):
-            by_size.setdefault((len(train), len(val)), []).append(i)
+        by_steps: dict[int, list[int]] = {}  # one stack per number of steps an epoch: usually one for all
+        for i, (train, _) in enumerate(folds):
+            by_steps.setdefault(steps_per_epoch(len(train), self.batch_size), []).append(i)
         scores, paths = np.full((len(lams), len(folds)), np.nan), {}
-        for j, group in enumerate(by_size.values()):
+        for j, group in enumerate(by_steps.values()):
             overrides = self._config(lams, task, seed, every_epoch=False)
             records, _, _ = self._train(X, y, [folds[i] for i in group], overrides, f"cv-{j}")
             for record in records:

@@ -2,6 +2,8 @@
 
 Members that share a seed (and a fold, `data.fold`) share a data set (generated once), split and
 batch order; member k's data are exactly those its K = 1 run with its seed and fold would see.
+Folds of unequal size are padded to the longest with rows of weight 0 at the end (`weights`), which
+only ever fill an epoch's last, partial batch: members whose epochs take the same number of steps.
 """
 
 from __future__ import annotations
@@ -14,17 +16,19 @@ import torch
 from torch import Tensor
 
 from reglab.science import data, datasets
-from reglab.science.conventions import require_int
+from reglab.science.conventions import require_int, steps_per_epoch
 
 
 class EpochOrders:
     """The training "loader": one item per epoch, the sample order of each distinct seed, [S, n]: a
     function of (seed, epoch) only, so a resumed run sees the same batches as an uninterrupted one.
 
-    Lightning calls `sampler.set_epoch(epoch)` before every epoch, as for a DistributedSampler."""
+    Lightning calls `sampler.set_epoch(epoch)` before every epoch, as for a DistributedSampler.
+    `sizes` (one per seed, each ≤ n): a seed's order of its own rows, then its padding rows after them."""
 
-    def __init__(self, n: int, shuffle: bool, seeds: Sequence[int]) -> None:
+    def __init__(self, n: int, shuffle: bool, seeds: Sequence[int], sizes: Sequence[int] | None = None) -> None:
         self.n, self.shuffle, self.seeds, self.epoch = n, shuffle, list(seeds), 0
+        self.sizes = list(sizes) if sizes is not None else [n] * len(self.seeds)
         self.sampler = self
         self.batch_sampler = None  # read by Lightning's checks for DataLoader-like objects
 
@@ -35,12 +39,13 @@ class EpochOrders:
         return 1
 
     def __iter__(self):
-        yield torch.stack([self._order(seed) for seed in self.seeds])
+        yield torch.stack([self._order(seed, size) for seed, size in zip(self.seeds, self.sizes)])
 
-    def _order(self, seed: int) -> Tensor:
+    def _order(self, seed: int, size: int) -> Tensor:
         if not self.shuffle:
             return torch.arange(self.n)
-        return torch.randperm(self.n, generator=torch.Generator().manual_seed(seed * 1_000_003 + self.epoch))
+        order = torch.randperm(size, generator=torch.Generator().manual_seed(seed * 1_000_003 + self.epoch))
+        return order if size == self.n else torch.cat([order, torch.arange(size, self.n)])
 
 
 def check_split(split: object) -> None:
@@ -73,7 +78,8 @@ class RegLabDataModule(L.LightningDataModule):
     """One data set from `reglab.science.datasets`, split, standardised and moved to the device,
     for members with the seeds `seed` (an int for every member, or one per member) and the folds
     `fold` (likewise; None: `split`). `tensors[split]` holds the distinct (seed, fold) splits stacked,
-    x [S, n, d] and y [S, n]; `inputs(split)` per member."""
+    x [S, n, d] and y [S, n]; `inputs(split)` per member. Where the splits differ in size, `weights[split]`
+    [S, n] is 1 on a split's rows and 0 on the padding after them (else there is no entry)."""
 
     def __init__(
         self,
@@ -101,23 +107,37 @@ class RegLabDataModule(L.LightningDataModule):
             if not all(np.isfinite(x).all() for x in splits.x.values()):
                 what = f"seed {s}" + (f", fold {f}" if f is not None else "")
                 raise ValueError(f"data set {name!r} with {what} and {dataset_kwargs} has non-finite inputs; check it")
-        first = self.data[self.distinct[0]]
-        sizes = {split: len(first.y[split]) for split in data.SPLIT_NAMES}
-        if any(len(d.y[s]) != n for d in self.data.values() for s, n in sizes.items()):
-            raise ValueError("data.fold: folds whose splits differ in size cannot be members of one stack")
-        datasets.check_split_sizes(sizes, self.split)
-        self.n_train = len(first.y["train"])
+        self.sizes = {s: [len(self.data[d].y[s]) for d in self.distinct] for s in data.SPLIT_NAMES}
+        datasets.check_split_sizes({s: min(n) for s, n in self.sizes.items()}, self.split)
+        steps = {steps_per_epoch(n, batch_size) for n in self.sizes["train"]}
+        if len(steps) > 1:
+            raise ValueError(
+                f"data.fold: training splits of {sorted(set(self.sizes['train']))} rows take {sorted(steps)} steps "
+                f"an epoch in batches of {batch_size}: members of one stack need the same number of steps"
+            )
+        self.n_train = max(self.sizes["train"])
         self.batch_size = min(batch_size or self.n_train, self.n_train)
         self.member_data = torch.tensor([self.distinct.index(key) for key in self.keys])
-        # Targets in the dtype the loss reads (binary labels as floats for BCE), converted once, not every step.
+        self.distinct_rows = torch.arange(len(self.distinct))[:, None]  # indexes the epoch's orders, [S, 1]
+        self.tensors: dict[str, tuple[Tensor, Tensor]] = {}
+        self.weights: dict[str, Tensor] = {}
+        for part, sizes in self.sizes.items():
+            self.tensors[part] = self._stacked(part, max(sizes))
+            if min(sizes) < max(sizes):
+                self.weights[part] = (torch.arange(max(sizes)) < torch.tensor(sizes)[:, None]).float()
+        # Splits that are the training rows themselves (the plain estimator's val and test): evaluated as train
+        same = lambda d, s: np.array_equal(d.x[s], d.x["train"]) and np.array_equal(d.y[s], d.y["train"])  # noqa: E731
+        self.same_as_train = {s for s in data.SPLIT_NAMES[1:] if all(same(d, s) for d in self.data.values())}
+
+    def _stacked(self, split: str, n: int) -> tuple[Tensor, Tensor]:
+        """The distinct splits' x [S, n, d] and y [S, n], each padded with zeros to n rows; targets in the
+        dtype the loss reads (binary labels as floats for BCE), converted once, not every step."""
         target = torch.float32 if self.task == "binary" else None
-        self.tensors = {
-            s: (
-                torch.stack([torch.from_numpy(self.data[d].x[s]) for d in self.distinct]),
-                torch.stack([torch.from_numpy(self.data[d].y[s]) for d in self.distinct]).to(target),
-            )
-            for s in data.SPLIT_NAMES
-        }
+        x = [torch.from_numpy(self.data[d].x[split]) for d in self.distinct]
+        y = [torch.from_numpy(self.data[d].y[split]) for d in self.distinct]
+        x = [torch.cat([a, a.new_zeros(n - len(a), *a.shape[1:])]) if len(a) < n else a for a in x]
+        y = [torch.cat([a, a.new_zeros(n - len(a))]) if len(a) < n else a for a in y]
+        return torch.stack(x), torch.stack(y).to(target)
 
     @property
     def task(self) -> data.Task:
@@ -138,25 +158,32 @@ class RegLabDataModule(L.LightningDataModule):
 
     def to(self, device: torch.device) -> None:
         self.tensors = {s: (x.to(device), y.to(device)) for s, (x, y) in self.tensors.items()}
-        self.member_data = self.member_data.to(device)
+        self.weights = {s: w.to(device) for s, w in self.weights.items()}
+        self.member_data, self.distinct_rows = self.member_data.to(device), self.distinct_rows.to(device)
 
-    def per_member(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+    def per_member(self, *tensors: Tensor) -> tuple[Tensor, ...]:
         """[S, n, …] tensors of the distinct seeds → shared [n, …] (one seed) or per member [K, n, …]
         (as they are, not gathered again, where each member has a seed of its own)."""
         if len(self.distinct) == 1:
-            return x[0], y[0]
+            return tuple(t[0] for t in tensors)
         if self.keys == self.distinct:
-            return x, y
-        return x[self.member_data], y[self.member_data]
+            return tensors
+        return tuple(t[self.member_data] for t in tensors)
 
     def inputs(self, split: str) -> tuple[Tensor, Tensor]:
-        return self.per_member(*self.tensors[split])
+        x, y = self.per_member(*self.tensors[split])
+        return x, y
+
+    def weight(self, split: str) -> Tensor | None:
+        """Each member's row weights on `split`, [K, n] (0: padding), or None where no split is padded."""
+        return self.per_member(self.weights[split])[0] if split in self.weights else None
 
     def train_dataloader(self) -> EpochOrders:
         if self.trainer is not None:
             self.to(self.trainer.strategy.root_device)
         # A full batch is never shuffled: the order would change nothing but float rounding.
-        return EpochOrders(self.n_train, self.batch_size < self.n_train, [s for s, _ in self.distinct])
+        seeds = [s for s, _ in self.distinct]
+        return EpochOrders(self.n_train, self.batch_size < self.n_train, seeds, self.sizes["train"])
 
     def split_arrays(self, split: str, k: int = 0) -> tuple[np.ndarray, np.ndarray]:
         return self.member(k).x[split], self.member(k).y[split]

@@ -63,6 +63,7 @@ class RegLabModule(L.LightningModule):
         self.epoch_metrics: dict[str, Tensor] = {}  # the last evaluated epoch's metrics, [K] each
         self.evaluated_epoch = -1
         self._plain_steps = False  # set by on_train_start
+        self._params: list[Tensor] = []  # set by on_train_start
         # Saved with checkpoints: a re-launch resumes only a checkpoint of the same members.
         self.member_hashes: list[str] = []
         # What `load_from_checkpoint` needs, as plain data: the constructor's arguments are objects.
@@ -84,20 +85,23 @@ class RegLabModule(L.LightningModule):
     def training_step(self, orders: Tensor, batch_idx: int) -> None:
         """One epoch: `_step` on each mini-batch of the epoch's order, then the epoch's metrics."""
         datamodule = self.trainer.datamodule  # type: ignore[attr-defined]
-        x, y = datamodule.tensors["train"]
-        distinct = torch.arange(len(orders), device=orders.device)[:, None]
-        x, y = datamodule.per_member(x[distinct, orders], y[distinct, orders])
+        distinct = datamodule.distinct_rows  # [S, 1]: row s of the orders indexes data set s
+        # Folds of unequal size: row weights (0 on the padding that fills the last batch), else none at all
+        padded = [datamodule.weights["train"]] if "train" in datamodule.weights else []
+        x, y, *w = datamodule.per_member(*(t[distinct, orders] for t in (*datamodule.tensors["train"], *padded)))
         optimizer = cast(LightningOptimizer, self.optimizers())
         batch = datamodule.batch_size
         progress = self.trainer.fit_loop.epoch_loop.manual_optimization.optim_step_progress
         # x: [n, d] shared by every member, or [K, n, d]; the epoch's batches as views, cut in one op
-        for xb, yb in zip(x.split(batch, -2), y.split(batch, -1)):
-            if self._plain_steps:  # the torch optimizer itself; Lightning counts the step as its own would
-                progress.increment_ready()
-                self._step(xb, yb, optimizer.optimizer)
-                progress.increment_completed()
-            else:
-                self._step(xb, yb, cast(torch.optim.Optimizer, optimizer))
+        xs, ys = x.split(batch, -2), y.split(batch, -1)
+        with self.model.direct_calls() if self._plain_steps else _NOWHERE:
+            for xb, yb, wb in zip(xs, ys, w[0].split(batch, -1) if w else [None] * len(xs)):
+                if self._plain_steps:  # the torch optimizer itself; Lightning counts the step as its own would
+                    progress.increment_ready()
+                    self._step(xb, yb, optimizer.optimizer, weight=wb)
+                    progress.increment_completed()
+                else:
+                    self._step(xb, yb, cast(torch.optim.Optimizer, optimizer), weight=wb)
         self._check_divergence()
         epoch, every = self.current_epoch, self.trainer.check_val_every_n_epoch or 1
         if (epoch + 1) % every == 0 or epoch + 1 == self.trainer.max_epochs or self.trainer.should_stop:
@@ -117,19 +121,29 @@ class RegLabModule(L.LightningModule):
         hooked = any(is_overridden(hook, c, Callback) for c in trainer.callbacks for hook in PER_STEP_HOOKS)
         scaled = getattr(trainer.precision_plugin, "scaler", None) is not None
         self._plain_steps = not (hooked or scaled or not isinstance(trainer.profiler, PassThroughProfiler))
+        self._params = list(self.model.parameters())  # what the divergence check sums, once an epoch
 
     def _step(
-        self, x: Tensor, y: Tensor, optimizer: torch.optim.Optimizer, part: Callable[[str], Any] | None = None
+        self,
+        x: Tensor,
+        y: Tensor,
+        optimizer: torch.optim.Optimizer,
+        part: Callable[[str], Any] | None = None,
+        weight: Tensor | None = None,
     ) -> None:
         """One optimizer step: the one place of the update order. `part` (the preflight's trial step):
-        the config group each phase's error is blamed on, as a context manager ("model", …)."""
+        the config group each phase's error is blamed on, as a context manager ("model", …); `weight`:
+        the rows' weights, as `data_loss`'s."""
         within = part or _ANYWHERE
         with within("model"):
-            objective = self.regularized_loss(x, y)  # [K]
-            optimizer.zero_grad(set_to_none=True)
-            if self._plain_steps:
+            objective = self.regularized_loss(x, y, weight)  # [K]
+            if self._plain_steps:  # zero_grad(set_to_none=True) without its profiler record and dynamo guard
+                for group in optimizer.param_groups:
+                    for p in group["params"]:
+                        p.grad = None
                 objective.sum().backward()  # member k's objective only reaches member k's weights
             else:
+                optimizer.zero_grad(set_to_none=True)
                 self.manual_backward(objective.sum())
         if self.gradient_clip_val:
             self.clip_member_gradients(self.gradient_clip_val)
@@ -147,9 +161,10 @@ class RegLabModule(L.LightningModule):
         """Whether every objective of each member was finite so far, [K] (read once per epoch: a host sync)."""
         return torch.isfinite(self.objective_total)
 
-    def regularized_loss(self, x: Tensor, y: Tensor) -> Tensor:
+    def regularized_loss(self, x: Tensor, y: Tensor, weight: Tensor | None = None) -> Tensor:
         """Each member's training objective on a batch: data loss, plus the penalty if explicit."""
-        objective = data_loss(self.model(x), y, self.task)
+        model = self.model
+        objective = data_loss(model.forward(x) if model.direct else model(x), y, self.task, weight)
         return objective + self.regularizer.penalty() if self.regularizer.explicit else objective
 
     def clip_member_gradients(self, max_norm: float) -> None:
@@ -162,12 +177,18 @@ class RegLabModule(L.LightningModule):
             for g in grads:
                 g.mul_(scale.view(-1, *[1] * (g.dim() - 1)))
 
+    @torch.no_grad()
     def _check_divergence(self) -> None:
         """A member whose objective or weights became non-finite is recorded where it stopped."""
+        params = self._params
+        # First one number for all (NaN and inf stay in a sum; a finite sum that overflows float32 only
+        # sends it on to the exact check): one host sync, no float64 copy of the weights.
+        if bool(torch.stack([p.sum() for p in params]).sum().add(self.objective_total.sum()).isfinite()):
+            return
         # A weight's NaN or inf stays in its member's sum; float64 sums of float32 weights cannot overflow.
-        sums = [p.flatten(1).sum(1, dtype=torch.float64) for p in self.model.parameters()]
+        sums = [p.flatten(1).sum(1, dtype=torch.float64) for p in params]
         finite = torch.isfinite(torch.stack(sums).sum(0).add_(self.objective_total))
-        for k in torch.nonzero(~finite).flatten().tolist():  # one host sync per epoch
+        for k in torch.nonzero(~finite).flatten().tolist():  # a second host sync, only where one is needed
             if self.diverged_epoch[k] is None:
                 self.diverged_epoch[k] = self.current_epoch
                 self.diverged_weights[k] = self.model.member_state_dict(k)
@@ -186,10 +207,13 @@ class RegLabModule(L.LightningModule):
         datamodule = datamodule or self.trainer.datamodule  # type: ignore[attr-defined]
         was_training = self.model.training
         self.model.eval()
-        split_metrics = {}
+        split_metrics: dict[str, dict[str, Tensor]] = {}
         for split in ("train", held_out):
+            if split in datamodule.same_as_train:  # the same rows and targets: the same metrics
+                split_metrics[split] = dict(split_metrics["train"])
+                continue
             x, y = datamodule.inputs(split)
-            split_metrics[split] = prediction_metrics(self.model(x), y, self.task)
+            split_metrics[split] = prediction_metrics(self.model(x), y, self.task, datamodule.weight(split))
         self.model.train(was_training)
         train = split_metrics["train"]
         train["penalty"] = self.regularizer.penalty(torch.float64)  # reported exactly (README, Conventions)

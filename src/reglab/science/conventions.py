@@ -82,3 +82,8 @@ def _rule(regularizer: str, convention: str):
     except KeyError:
         known = ", ".join(f"{r}/{c}" for r, c in _RULES)
         raise ValueError(f"no conversion for {regularizer!r} in {convention!r}; known: {known}") from None
+
+
+def steps_per_epoch(n_train: int, batch_size: int | None) -> int:
+    """Optimizer steps an epoch of `n_train` rows takes: batches of `batch_size`, the last one partial (None: one)."""
+    return 1 if batch_size is None or batch_size >= n_train else -(-n_train // batch_size)

@@ -12,29 +12,37 @@ from reglab.science.data import Task
 from reglab.science.model import MLP
 
 
-def data_loss(logits: Tensor, y: Tensor, task: Task) -> Tensor:
+def _mean(values: Tensor, weight: Tensor | None) -> Tensor:
+    """Each member's mean over its rows, [K]: Σ w·v / Σ w with row weights `weight` (0: a padding row)."""
+    return values.mean(-1) if weight is None else (values * weight).sum(-1) / weight.sum(-1)
+
+
+def data_loss(logits: Tensor, y: Tensor, task: Task, weight: Tensor | None = None) -> Tensor:
     """Each member's mean loss over its batch, shape [K]: BCE on the sigmoid (binary),
-    cross-entropy (multiclass), MSE (regression). `logits` [K, n, out], `y` [K, n] or [n]."""
+    cross-entropy (multiclass), MSE (regression). `logits` [K, n, out], `y` [K, n] or [n]; `weight`
+    [K, n]: the mean over the rows of weight 1 only (0: padding, `RegLabDataModule.weights`)."""
     if task == "binary":
         target = y.to(logits.dtype).expand(logits.shape[:-1])
-        return F.binary_cross_entropy_with_logits(logits.squeeze(-1), target, reduction="none").mean(-1)
+        return _mean(F.binary_cross_entropy_with_logits(logits.squeeze(-1), target, reduction="none"), weight)
     if task == "multiclass":
         target = y.expand(logits.shape[:-1])
-        return F.cross_entropy(logits.transpose(1, 2), target, reduction="none").mean(-1)
-    return (logits.squeeze(-1) - y).square().mean(-1)
+        return _mean(F.cross_entropy(logits.transpose(1, 2), target, reduction="none"), weight)
+    return _mean((logits.squeeze(-1) - y).square(), weight)
 
 
-def prediction_metrics(logits: Tensor, y: Tensor, task: Task) -> dict[str, Tensor]:
+def prediction_metrics(logits: Tensor, y: Tensor, task: Task, weight: Tensor | None = None) -> dict[str, Tensor]:
     """`loss` and `acc` (classification) or `loss`, `mse` and `r2` (regression), each [K]. `acc`
-    counts sigmoid(logit) > 0.5 or argmax equal to the label; r2 = 1 − RSS/TSS, TSS = Σ(y − ȳ)²."""
-    loss = data_loss(logits, y, task)
+    counts sigmoid(logit) > 0.5 or argmax equal to the label; r2 = 1 − RSS/TSS, TSS = Σ(y − ȳ)².
+    `weight`: as `data_loss`'s (sums and means over the rows of weight 1)."""
+    loss = data_loss(logits, y, task, weight)
     if task == "binary":
-        return {"loss": loss, "acc": ((torch.sigmoid(logits.squeeze(-1)) > 0.5).long() == y).float().mean(-1)}
+        return {"loss": loss, "acc": _mean(((torch.sigmoid(logits.squeeze(-1)) > 0.5).long() == y).float(), weight)}
     if task == "multiclass":
-        return {"loss": loss, "acc": (logits.argmax(-1) == y).float().mean(-1)}
+        return {"loss": loss, "acc": _mean((logits.argmax(-1) == y).float(), weight)}
     y = y.expand(logits.shape[:-1])
-    rss = (y - logits.squeeze(-1)).square().sum(-1)
-    tss = (y - y.mean(-1, keepdim=True)).square().sum(-1)
+    w = torch.ones_like(y) if weight is None else weight
+    rss = (w * (y - logits.squeeze(-1)).square()).sum(-1)
+    tss = (w * (y - _mean(y, weight)[..., None]).square()).sum(-1)
     return {"loss": loss, "mse": loss, "r2": 1 - rss / tss}
 
 

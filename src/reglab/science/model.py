@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import cast
 
 import torch
 from torch import Tensor, nn
+from torch.nn.modules import module as nn_module
 
 ACTIVATIONS: dict[str, type[nn.Module]] = dict(
     relu=nn.ReLU, tanh=nn.Tanh, gelu=nn.GELU, sigmoid=nn.Sigmoid, leaky_relu=nn.LeakyReLU
@@ -88,6 +90,7 @@ class MLP(nn.Module):
         self.output: StackedLinear = StackedLinear(members, widths[-1], out_features)
         self.activation: nn.Module = ACTIVATIONS[activation]()
         self.dropout: nn.Module = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.direct: bool = False  # see `direct_calls`
         self.reset_parameters(seeds)
 
     def reset_parameters(self, seeds: Sequence[int] | None = None) -> None:
@@ -116,11 +119,28 @@ class MLP(nn.Module):
         return hidden | {"output": self.output}
 
     def forward(self, x: Tensor) -> Tensor:
+        direct = self.direct
+        activation = self.activation.forward if direct else self.activation
         for layer in self.hidden:
-            x = self.activation(layer(x))
+            x = activation(layer.forward(x) if direct else layer(x))
             if self.dropout_p:  # no call at all without dropout: each module call costs microseconds a step
                 x = self.dropout(x)
-        return self.output(x)
+        return self.output.forward(x) if direct else self.output(x)
+
+    @contextmanager
+    def direct_calls(self) -> Iterator[bool]:
+        """Within it, where no module of the model and no global hook is registered (nothing for nn.Module's
+        call to run), `forward` calls each layer's `forward` itself: ~2 µs less a module call, a third of
+        a small K = 1 step's Python. Yields whether it does; a hook registered meanwhile waits for the next."""
+        hooks = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
+        called = (self, self.activation, self.output, *self.hidden)  # what `forward` calls (dropout: always a call)
+        hooked = any(getattr(nn_module, f"_global{name}") for name in hooks)
+        direct = not (hooked or any(getattr(m, name) for m in called for name in hooks))
+        vars(self)["direct"] = direct  # a plain attribute: not through nn.Module's __setattr__ checks, twice an epoch
+        try:
+            yield direct
+        finally:
+            vars(self)["direct"] = False
 
     def member_state_dict(self, k: int) -> dict[str, Tensor]:
         """Member k's tensors as a K = 1 model's `state_dict()` (copies, on the CPU)."""
