@@ -621,3 +621,36 @@ def test_a_run_that_diverges_in_its_first_epoch_is_recorded_diverged_with_wandb(
     overrides = ["logger=wandb", "optimizer.lr=1e308", "data.n_samples=100", "trainer.max_epochs=2"]
     record = train_run(tmp_path / "run", overrides)
     assert record["status"] == "diverged" and record["diverged_epoch"] == 0
+
+
+def test_a_stacks_members_figures_share_the_first_members_layout_and_log_axes_are_plain_text(
+    stack, tmp_path, monkeypatch
+):
+    from reglab import report
+    from reglab.figures import style
+
+    run_dir, _ = stack
+    members = [tmp_path / "stack" / f"seed={seed}" for seed in range(3)]
+    for seed, member in enumerate(members):  # fresh copies: no PNG drawn yet
+        shutil.copytree(run_dir / f"seed={seed}", member, ignore=shutil.ignore_patterns("*.png", "wandb"))
+    drawn: list[tuple[str, str, list, list[str]]] = []
+    save = style.save
+
+    def spy(fig, path):
+        written = save(fig, path)
+        engine = type(fig.get_layout_engine()).__name__
+        labels = [t.get_text() for ax in fig.axes for t in ax.get_xticklabels() + ax.get_yticklabels()]
+        drawn.append((path.name, engine, [ax.get_position().bounds for ax in fig.axes], labels))
+        return written
+
+    monkeypatch.setattr(figures.plots, "save", spy)
+    for member in members:
+        assert [p.name for p in report.member_figures(member)] == ["decision_boundary.png", "weight_histogram.png"]
+    for name in ("decision_boundary.png", "weight_histogram.png"):
+        first, *others = [d for d in drawn if d[0] == name]
+        assert first[1] == "ConstrainedLayoutEngine" and len(others) == 2
+        for other in others:  # laid out once: the first member's positions, no layout engine
+            assert other[1] != "ConstrainedLayoutEngine" and other[2] == first[2]
+    histogram_labels = [label for d in drawn if d[0] == "weight_histogram.png" for label in d[3]]
+    assert "10⁰" in histogram_labels and not any("$" in label for label in histogram_labels)
+    assert [style.decade(v) for v in (1e-3, 1.0, 100.0, 0.002)] == ["10⁻³", "10⁰", "10²", "0.002"]
