@@ -169,7 +169,7 @@ def _positions(fig: plt.Figure) -> tuple[list, Any]:
 
 def _apply(fig: plt.Figure, positions: tuple[list, Any]) -> None:
     axes, where = positions
-    fig.set_layout_engine("none")
+    fig.set_layout_engine(None)  # none at all: a layout engine, even a placeholder, makes savefig draw twice
     for ax, position in zip(fig.axes, axes):
         ax.set_position(position)
     suptitle = getattr(fig, "_suptitle", None)
