@@ -338,7 +338,9 @@ def _run(regularizer: str, strength: float, seed: int, status: str = rundir.COMP
     record |= {"dataset": "moons", "task": "binary", "metrics": {"val/acc": 0.5 + seed / 10}}
     run = Run(Path("/nonexistent"), name or f"{regularizer}-{strength}-{seed}", record)
     cfg = OmegaConf.merge(CONFIG, {"seed": seed, "regularizer": {"name": regularizer, "strength": strength}}, config)
-    run.__dict__["config"] = cfg  # what the cached property would read from .hydra/config.yaml
+    run.__dict__["plain_config"] = OmegaConf.to_container(
+        cfg
+    )  # what the cached property would read from .hydra/config.yaml
     return run
 
 
