@@ -157,18 +157,18 @@ class WandbRuns(Callback):
                 raise future.exception()  # type: ignore[misc]
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        import wandb
-
         self._started()
         assert self.writer is not None  # started in on_train_start
         for k, epoch, metrics, weights in _epoch_logs(self.history, self.histograms_every_n_epochs, trainer, pl_module):
-            histograms = {f"histograms/{name}": wandb.Histogram(w) for name, w in weights.items()}
-            self.pending.append(self.writer.submit(self._log, k, {"epoch": epoch, **metrics} | histograms))
+            copies = {name: np.array(w) for name, w in weights.items()}  # the weights train on: histograms of a copy
+            self.pending.append(self.writer.submit(self._log, k, {"epoch": epoch, **metrics}, copies))
 
-    def _log(self, k: int, row: dict[str, Any]) -> None:
+    def _log(self, k: int, row: dict[str, Any], weights: dict[str, Any]) -> None:
+        import wandb
+
         run = self.runs[k]
         if run is not None:  # a run that failed to start has raised in `_started`
-            run.log(row)
+            run.log(row | {f"histograms/{name}": wandb.Histogram(w) for name, w in weights.items()})
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Every epoch logged before the fit returns (the runs are live: nothing is logged after training)."""
