@@ -99,7 +99,6 @@ class WandbRuns(Callback):
             None  # one thread makes every W&B call, in order, off the training loop
         )
         self.started: list[Future] = []
-        self.pending: list[Future] = []
 
     def attach(
         self,
@@ -136,6 +135,7 @@ class WandbRuns(Callback):
         self.runs = [None] * len(self.members)
         self.writer = ThreadPoolExecutor(1, thread_name_prefix="reglab-wandb")
         self.started = [self.writer.submit(self._start, k) for k in range(len(self.members))]
+        self.rows: list[list[dict[str, Any]]] = [[] for _ in self.members]  # each member's rows until its run starts
 
     def _start(self, k: int) -> None:
         """Start member k's run (in the writer thread: while the first epochs train)."""
@@ -157,24 +157,28 @@ class WandbRuns(Callback):
                 raise future.exception()  # type: ignore[misc]
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._started()
-        assert self.writer is not None  # started in on_train_start
-        for k, epoch, metrics, weights in _epoch_logs(self.history, self.histograms_every_n_epochs, trainer, pl_module):
-            copies = {name: np.array(w) for name, w in weights.items()}  # the weights train on: histograms of a copy
-            self.pending.append(self.writer.submit(self._log, k, {"epoch": epoch, **metrics}, copies))
-
-    def _log(self, k: int, row: dict[str, Any], weights: dict[str, Any]) -> None:
         import wandb
 
-        run = self.runs[k]
-        if run is not None:  # a run that failed to start has raised in `_started`
-            run.log(row | {f"histograms/{name}": wandb.Histogram(w) for name, w in weights.items()})
+        self._started()
+        for k, epoch, metrics, weights in _epoch_logs(self.history, self.histograms_every_n_epochs, trainer, pl_module):
+            histograms = {f"histograms/{name}": wandb.Histogram(w) for name, w in weights.items()}
+            self.rows[k].append({"epoch": epoch, **metrics} | histograms)
+        self._log(started_only=True)
+
+    def _log(self, started_only: bool) -> None:
+        """Log the rows kept of each member whose run has started (`started_only`), or of every member. From the
+        training loop: W&B's service answers a call at once only while the caller waits for it."""
+        for k, future in enumerate(self.started):
+            if self.rows[k] and (future.done() or not started_only) and future.exception() is None:
+                for row in self.rows[k]:
+                    self.runs[k].log(row)
+                self.rows[k] = []
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         """Every epoch logged before the fit returns (the runs are live: nothing is logged after training)."""
-        wait([*self.started, *self.pending])
-        self.pending = []
+        wait(self.started)
         self._started()
+        self._log(started_only=False)
 
     def best(self, k: int) -> dict[str, Any]:
         """Member k's best validation score (accuracy, or R² for a regression) and its epoch."""
@@ -228,7 +232,7 @@ class WandbRuns(Callback):
         """Wait for the writer thread's work and end it."""
         if self.writer is not None:
             self.writer.shutdown(wait=True)
-        self.writer, self.runs, self.started, self.pending = None, [], [], []
+        self.writer, self.runs, self.started = None, [], []
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         if self.writer is not None:
