@@ -456,7 +456,7 @@ def test_results_table_has_one_row_per_run_with_varying_keys_status_metrics_and_
 
 def test_a_runs_config_reads_as_omegaconf_load_reads_it(tmp_path):
     """`runs.read_config` (libyaml) gives what OmegaConf.load gives: 1e-3 a float, a date a string, ${…} kept."""
-    from reglab.runs import read_config
+    from reglab.rundir import read_config
 
     text = "a: 1e-3\nb: 2020-01-01\nc: 1.0e-06\nd: ${a}\ne: null\nf: [1, .5, x]\ng: {h: true, i: '007'}\n"
     (tmp_path / "config.yaml").write_text(text)

