@@ -285,11 +285,13 @@ PARTS = [  # (module, attribute path, label, depth); a part missing from the cod
     ("reglab.lightning.module", "RegLabModule._step", "training steps (forward, backward, Adam)", 2),
     ("reglab.lightning.module", "RegLabModule.evaluate", "per-epoch evaluation (2 splits, weights)", 2),
     ("reglab.lightning.loggers", "WandbRuns.on_train_epoch_end", "W&B: log every epoch", 2),
+    ("reglab.lightning.loggers", "WandbRuns.on_train_end", "W&B: wait for the writer thread's logs", 2),
     ("reglab.lightning.callbacks", "MetricsHistory.on_train_epoch_end", "metrics rows to the host", 2),
     ("reglab.lightning.callbacks", "MetricsHistory.write", "metrics.csv writes", 2),
     ("reglab.lightning.callbacks", "AtomicCheckpointIO.save_checkpoint", "checkpoints", 2),
     ("reglab.lightning.loggers", "WandbRuns.finish", "W&B: finish the members' runs", 1),
     ("reglab.report", "ReportOnMultirunEnd.on_multirun_end", "report at the multirun's end", 0),
+    ("reglab.report", "copy_to_wandb", "the report's W&B run", 1),
     ("reglab.train", "_write_figures", "report or figures of a run (not in a multirun)", 0),
 ]
 IMPORTS = [

@@ -338,7 +338,9 @@ def _run(regularizer: str, strength: float, seed: int, status: str = rundir.COMP
     record |= {"dataset": "moons", "task": "binary", "metrics": {"val/acc": 0.5 + seed / 10}}
     run = Run(Path("/nonexistent"), name or f"{regularizer}-{strength}-{seed}", record)
     cfg = OmegaConf.merge(CONFIG, {"seed": seed, "regularizer": {"name": regularizer, "strength": strength}}, config)
-    run.__dict__["config"] = cfg  # what the cached property would read from .hydra/config.yaml
+    run.__dict__["plain_config"] = OmegaConf.to_container(
+        cfg
+    )  # what the cached property would read from .hydra/config.yaml
     return run
 
 
@@ -450,3 +452,17 @@ def test_results_table_has_one_row_per_run_with_varying_keys_status_metrics_and_
     assert table["seed"].tolist() == [0, 0, 1]
     assert table["val/acc"].tolist() == pytest.approx([0.9, 0.89, 0.8])
     assert table["weights/l1"].tolist() == [0, 0, 10]
+
+
+def test_a_runs_config_reads_as_omegaconf_load_reads_it(tmp_path):
+    """`runs.read_config` (libyaml) gives what OmegaConf.load gives: 1e-3 a float, a date a string, ${…} kept."""
+    from reglab.rundir import read_config
+
+    text = "a: 1e-3\nb: 2020-01-01\nc: 1.0e-06\nd: ${a}\ne: null\nf: [1, .5, x]\ng: {h: true, i: '007'}\n"
+    (tmp_path / "config.yaml").write_text(text)
+    plain = read_config(tmp_path / "config.yaml")
+    assert plain == OmegaConf.to_container(OmegaConf.load(tmp_path / "config.yaml"), resolve=False)
+    assert plain["a"] == 0.001 and plain["b"] == "2020-01-01" and plain["d"] == "${a}"
+    (tmp_path / "list.yaml").write_text("[1, 2]\n")
+    with pytest.raises(ValueError, match="not a mapping"):
+        read_config(tmp_path / "list.yaml")

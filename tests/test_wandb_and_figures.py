@@ -16,6 +16,8 @@ import time
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from threading import current_thread
+from threading import enumerate as enumerate_threads
 from typing import Any
 
 import numpy as np
@@ -601,8 +603,11 @@ def test_an_online_start_that_fails_goes_offline_once_for_every_member_of_the_pr
     monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
     monkeypatch.setattr(wandb_init, "_online_failed", False)
     modes: list[str] = []
+    threads: list[str] = []
     real_init = wandb.init
-    monkeypatch.setattr(wandb, "init", lambda **kw: modes.append(kw["mode"]) or real_init(**kw))
+    monkeypatch.setattr(
+        wandb, "init", lambda **kw: modes.append(kw["mode"]) or threads.append(current_thread().name) or real_init(**kw)
+    )
     overrides = ["logger=wandb", "logger.wandb.init_timeout_s=1", "logger.wandb.figures=null", "seed=[0,1]"]
     with pytest.warns(UserWarning, match="W&B online start failed") as warned:
         records = fit(make_config(tmp_path, [*overrides, "trainer.max_epochs=2", "data.n_samples=200"]))
@@ -611,6 +616,26 @@ def test_an_online_start_that_fails_goes_offline_once_for_every_member_of_the_pr
     # The refused connection is seen before wandb.init spends its timeout: both members start offline.
     assert modes == ["offline", "offline"]
     assert all(len(list((tmp_path / f"seed={k}" / "wandb").glob("offline-run-*"))) == 1 for k in range(2))
+    # Started by the writer thread, off the training loop, and that thread is gone once fit returns.
+    assert all(name.startswith("reglab-wandb") for name in threads)
+    assert not [t for t in enumerate_threads() if t.name.startswith("reglab-wandb")]
+
+
+def test_a_member_run_that_cannot_start_fails_the_fit_as_any_crash_does(wandb_env, tmp_path, monkeypatch):
+    """The runs start in the writer thread while training goes on; a start that raises stops the fit at the
+    end of the epoch it is seen in, and the attempt is retried and recorded failed like any other crash."""
+    from reglab.fit import fit
+    from reglab.lightning import loggers
+
+    def refused(*args, **kwargs):
+        raise RuntimeError("the W&B service did not start")
+
+    monkeypatch.setattr(loggers, "start_run", refused)
+    overrides = ["logger=wandb", "logger.wandb.figures=null", "seed=[0,1]", "retries=0", "trainer.max_epochs=2"]
+    records = fit(make_config(tmp_path, [*overrides, "data.n_samples=200"]), multirun=True)
+    assert [r["status"] for r in records] == ["failed"] * 2
+    assert all("the W&B service did not start" in r["error"] for r in records)
+    assert not [t for t in enumerate_threads() if t.name.startswith("reglab-wandb")]
 
 
 def test_a_run_that_diverges_in_its_first_epoch_is_recorded_diverged_with_wandb(tmp_path):
@@ -621,3 +646,36 @@ def test_a_run_that_diverges_in_its_first_epoch_is_recorded_diverged_with_wandb(
     overrides = ["logger=wandb", "optimizer.lr=1e308", "data.n_samples=100", "trainer.max_epochs=2"]
     record = train_run(tmp_path / "run", overrides)
     assert record["status"] == "diverged" and record["diverged_epoch"] == 0
+
+
+def test_a_stacks_members_figures_share_the_first_members_layout_and_log_axes_are_plain_text(
+    stack, tmp_path, monkeypatch
+):
+    from reglab import report
+    from reglab.figures import style
+
+    run_dir, _ = stack
+    members = [tmp_path / "stack" / f"seed={seed}" for seed in range(3)]
+    for seed, member in enumerate(members):  # fresh copies: no PNG drawn yet
+        shutil.copytree(run_dir / f"seed={seed}", member, ignore=shutil.ignore_patterns("*.png", "wandb"))
+    drawn: list[tuple[str, str, list, list[str]]] = []
+    save = style.save
+
+    def spy(fig, path):
+        written = save(fig, path)
+        engine = type(fig.get_layout_engine()).__name__
+        labels = [t.get_text() for ax in fig.axes for t in ax.get_xticklabels() + ax.get_yticklabels()]
+        drawn.append((path.name, engine, [ax.get_position().bounds for ax in fig.axes], labels))
+        return written
+
+    monkeypatch.setattr(figures.plots, "save", spy)
+    for member in members:
+        assert [p.name for p in report.member_figures(member)] == ["decision_boundary.png", "weight_histogram.png"]
+    for name in ("decision_boundary.png", "weight_histogram.png"):
+        first, *others = [d for d in drawn if d[0] == name]
+        assert first[1] == "ConstrainedLayoutEngine" and len(others) == 2
+        for other in others:  # laid out once: the first member's positions, no layout engine
+            assert other[1] == "NoneType" and other[2] == first[2]  # no layout engine: savefig draws once
+    histogram_labels = [label for d in drawn if d[0] == "weight_histogram.png" for label in d[3]]
+    assert "10⁰" in histogram_labels and not any("$" in label for label in histogram_labels)
+    assert [style.decade(v) for v in (1e-3, 1.0, 100.0, 0.002)] == ["10⁻³", "10⁰", "10²", "0.002"]

@@ -199,7 +199,7 @@ def write_stack_files(root: Path, members: list[Member], overrides: Sequence[str
         shutil.rmtree(stack_dir / "hydra", ignore_errors=True)
         (root / ".hydra").rename(stack_dir / "hydra")
     for m in members:
-        rundir.atomic_write_text(m.run_dir / ".hydra" / "config.yaml", OmegaConf.to_yaml(m.cfg))
+        rundir.atomic_write_text(m.run_dir / ".hydra" / "config.yaml", m.config_yaml)
         mine = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") not in m.values]
         mine += [f"{key}={format_number(value)}" for key, value in m.values.items()]
         rundir.atomic_write_text(m.run_dir / ".hydra" / "overrides.yaml", OmegaConf.to_yaml(OmegaConf.create(mine)))

@@ -19,6 +19,7 @@ import json
 import pickle
 from collections import Counter
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, cast
 
@@ -75,7 +76,7 @@ def identity_fields(member: Member) -> dict[str, Any]:
     return {
         "config_hash": member.config_hash,
         "config": trained_config(member.cfg),
-        "config_yaml": OmegaConf.to_yaml(member.cfg),
+        "config_yaml": member.config_yaml,
     }
 
 
@@ -118,6 +119,11 @@ class Member:
 
     def __post_init__(self) -> None:
         self.config_hash = config_hash(self.cfg)
+
+    @cached_property
+    def config_yaml(self) -> str:
+        """Its config as YAML, as .hydra/config.yaml and metrics.json hold it: dumped once, not three times."""
+        return OmegaConf.to_yaml(self.cfg)
 
     @property
     def name(self) -> str:

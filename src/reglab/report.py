@@ -159,20 +159,22 @@ def write_run_figures(
 ) -> list[Path]:
     """One run's `figures.RUN` into its directory; returns the files written. `log`: the PNGs also go
     to the active W&B run, if any. `band` is accepted for `report_options`' sake: these have none."""
+    files = _run_figures(read_run(Path(run_dir), Path(run_dir).name), formats, dpi, band)
+    if log:
+        log_images_to_wandb([p for p in files if p.suffix == ".png"])
+    return files
+
+
+def _run_figures(run: Run, formats: Sequence[str] = ("png",), dpi: int | None = None, band: str = "ci") -> list[Path]:
     from reglab import figures
 
-    run = read_run(Path(run_dir), Path(run_dir).name)
     groups = {(run.regularizer, run.lam): [run]}
     with figures.output(formats, dpi, band) as out:
         pngs = [run.path / f"{name}.png" for name in figures.RUN]
         if list(out.formats) == ["png"] and dpi is None and _drawn_since_trained(run, pngs):
-            files = [f for f in pngs if f.is_file()]
-        else:
-            drawn = [draw_figure(draw, groups, run.path / f"{name}.png") for name, draw in figures.RUN.items()]
-            files = [f for p in drawn if p is not None for f in out.files(p)]
-    if log:
-        log_images_to_wandb([p for p in files if p.suffix == ".png"])
-    return files
+            return [f for f in pngs if f.is_file()]
+        drawn = [draw_figure(draw, groups, run.path / f"{name}.png") for name, draw in figures.RUN.items()]
+        return [f for p in drawn if p is not None for f in out.files(p)]
 
 
 def _drawn_since_trained(run: Run, files: Sequence[Path]) -> bool:
@@ -184,12 +186,19 @@ def _drawn_since_trained(run: Run, files: Sequence[Path]) -> bool:
     return min(f.stat().st_mtime_ns for f in present) >= max(p.stat().st_mtime_ns for p in sources)
 
 
+_LAYOUTS: dict[Path, dict] = {}  # a stack's directory -> its members' figures' layout (`figures.shared_layout`)
+
+
 def member_figures(run_dir: Path) -> list[Path]:
-    """A member's PNGs for its W&B run (`logger.wandb.figures`): completed 2-D classification runs only."""
+    """A member's PNGs for its W&B run (`logger.wandb.figures`): completed 2-D classification runs only. The members
+    of a stack (run directories in one directory) share the layout of its first member's figures."""
+    from reglab import figures
+
     run = read_run(Path(run_dir), Path(run_dir).name)
     if run.status != rundir.COMPLETED or run.task == "regression" or len(run.record.get("feature_l1") or []) != 2:
         return []
-    return write_run_figures(run_dir, log=False)
+    with figures.shared_layout(_LAYOUTS.setdefault(Path(run_dir).resolve().parent, {})):
+        return _run_figures(run)
 
 
 def _figure_markdown(files: Sequence[Path]) -> str:

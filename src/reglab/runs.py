@@ -86,13 +86,18 @@ class Run:
         return math.nan if value is None else float(value)
 
     @cached_property
+    def plain_config(self) -> dict[str, Any]:
+        """.hydra/config.yaml as plain data, unresolved (`rundir.read_config`)."""
+        return rundir.read_config(self.path / ".hydra" / "config.yaml")
+
+    @cached_property
     def config(self) -> DictConfig:
-        return OmegaConf.load(self.path / ".hydra" / "config.yaml")  # type: ignore[return-value]
+        return OmegaConf.create(self.plain_config)
 
     @cached_property
     def flat_config(self) -> dict[str, Any]:
         """The config as {"dotted.key": value}, unresolved: what tables and comparisons of runs read."""
-        return flatten(OmegaConf.to_container(self.config, resolve=False))
+        return flatten(self.plain_config)
 
     @property
     def sparsity_threshold(self) -> float:
@@ -137,7 +142,7 @@ def read_run(run_dir: Path, name: str) -> Run:
         raise ValueError(f"metrics.json lacks {', '.join(missing)}")
     run = Run(run_dir, name, record)
     try:
-        run.config  # noqa: B018 (read now, so that a broken config is reported here, in one line)
+        run.plain_config  # noqa: B018 (read now, so that a broken config is reported here, in one line)
     except Exception as e:
         raise ValueError(f".hydra/config.yaml is unreadable ({one_line(e, with_type=True)})") from None
     return run

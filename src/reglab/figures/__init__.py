@@ -16,10 +16,11 @@ from reglab.figures.style import (
     output,
     plt,
     series,
+    shared_layout,
 )
 
 __all__ = [
     "RUN", "SWEEP", "accuracy_vs_lambda", "gap_vs_lambda", "learning_curves",
     "BANDS", "DPI", "FORMATS", "HATCHES", "LINESTYLES", "MARKERS", "Output", "band_text", "label", "output", "plt",
-    "series",
+    "series", "shared_layout",
 ]  # fmt: skip

@@ -19,6 +19,7 @@ from reglab.figures.style import (
     LambdaAxis,
     band_text,
     darker,
+    decade,
     draw_points,
     draw_vs_lambda,
     lambda_axis,
@@ -38,6 +39,7 @@ from reglab.tables import format_number
 
 CLASS_COLORS = ("#2166ac", "#b2182b", "#1b9e77", "#7570b3", "#e6ab02", "#66a61e", "#e7298a", "#a6761d")
 CLASS_MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+GRID = 128  # points per side of a decision boundary's grid (the model's forward on 200² was 1/3 of its figure)
 
 
 def first_run(groups: Groups) -> Run:
@@ -193,7 +195,7 @@ def _boundary(ax: Any, run: Run) -> int:
     (xt, yt), (xv, yv) = (data.x["train"], data.y["train"]), (data.x["val"], data.y["val"])
     points = np.concatenate([xt, xv])
     lo, hi = points.min(0) - 0.5, points.max(0) + 0.5
-    g0, g1 = np.meshgrid(np.linspace(lo[0], hi[0], 200), np.linspace(lo[1], hi[1], 200))
+    g0, g1 = np.meshgrid(np.linspace(lo[0], hi[0], GRID), np.linspace(lo[1], hi[1], GRID))
     with torch.no_grad():
         logits = model(torch.from_numpy(np.c_[g0.ravel(), g1.ravel()].astype(np.float32)))[0].numpy()
     n_classes = max(data.n_classes, 2)
@@ -303,6 +305,7 @@ def weight_histograms(groups: Groups, path: Path) -> Path | None:
         ah.grid(alpha=0.3)
         for axis in (ah.xaxis, az.yaxis):  # decades only: log axes' minor ticks were 60% of drawing this figure
             axis.set_minor_locator(NullLocator())
+            axis.set_major_formatter(FuncFormatter(decade))
         which = "largest λ of each regularizer" if len(groups) > 1 else f"seed {run.seed}"
         fig.suptitle(f"{run.dataset}: weight magnitudes ({which}; weight matrices, no biases)")
         return save(fig, path)

@@ -11,6 +11,7 @@ import os
 import secrets
 import warnings
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
@@ -92,8 +93,12 @@ class WandbRuns(Callback):
         self.log_checkpoints, self.figures = log_checkpoints, figures
         self.members: list[dict[str, Any]] = []
         self.ids: list[str] = []
-        self.runs: list[Any] = []
+        self.runs: list[Any] = []  # member k's run, None until the writer thread has started it
         self.history: MetricsHistory | None = None
+        self.writer: ThreadPoolExecutor | None = (
+            None  # one thread makes every W&B call, in order, off the training loop
+        )
+        self.started: list[Future] = []
 
     def attach(
         self,
@@ -127,23 +132,53 @@ class WandbRuns(Callback):
         if not self.ids:  # not resumed from a checkpoint: new runs
             agent = os.environ.get("WANDB_RUN_ID") if len(self.members) == 1 else None
             self.ids = [agent or secrets.token_hex(4) for _ in self.members]
-        for k, (member, run_id) in enumerate(zip(self.members, self.ids)):
-            member["dir"].mkdir(parents=True, exist_ok=True)
-            own = dict(name=member["name"], dir=str(member["dir"]), id=run_id, config=member["config"])
-            run = start_run(self.mode, self.init_timeout_s, **self.run_args, **own)
-            self.ids[k] = run.id  # a fallback from online to offline draws a new id
-            run.define_metric("epoch")
-            run.define_metric("*", step_metric="epoch")
-            for key in shown_in("wandb"):  # the best value beside the last: "max,last" or "min,last"
-                run.define_metric(key, step_metric="epoch", summary=f"{METRICS[key].best},last")
-            self.runs.append(run)
+        self.runs = [None] * len(self.members)
+        self.writer = ThreadPoolExecutor(1, thread_name_prefix="reglab-wandb")
+        self.started = [self.writer.submit(self._start, k) for k in range(len(self.members))]
+        self.rows: list[list[dict[str, Any]]] = [[] for _ in self.members]  # each member's rows until its run starts
+
+    def _start(self, k: int) -> None:
+        """Start member k's run (in the writer thread: while the first epochs train)."""
+        member = self.members[k]
+        member["dir"].mkdir(parents=True, exist_ok=True)
+        own = dict(name=member["name"], dir=str(member["dir"]), id=self.ids[k], config=member["config"])
+        run = start_run(self.mode, self.init_timeout_s, **self.run_args, **own)
+        self.ids[k] = run.id  # a fallback from online to offline draws a new id
+        run.define_metric("epoch")
+        run.define_metric("*", step_metric="epoch")
+        for key in shown_in("wandb"):  # the best value beside the last: "max,last" or "min,last"
+            run.define_metric(key, step_metric="epoch", summary=f"{METRICS[key].best},last")
+        self.runs[k] = run
+
+    def _started(self) -> None:
+        """Raise the error of a start that failed (training stops, as it would have before the first epoch)."""
+        for future in self.started:
+            if future.done() and future.exception() is not None:
+                raise future.exception()  # type: ignore[misc]
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         import wandb
 
+        self._started()
         for k, epoch, metrics, weights in _epoch_logs(self.history, self.histograms_every_n_epochs, trainer, pl_module):
             histograms = {f"histograms/{name}": wandb.Histogram(w) for name, w in weights.items()}
-            self.runs[k].log({"epoch": epoch, **metrics} | histograms)
+            self.rows[k].append({"epoch": epoch, **metrics} | histograms)
+        self._log(started_only=True)
+
+    def _log(self, started_only: bool) -> None:
+        """Log the rows kept of each member whose run has started (`started_only`), or of every member. From the
+        training loop: W&B's service answers a call at once only while the caller waits for it."""
+        for k, future in enumerate(self.started):
+            if self.rows[k] and (future.done() or not started_only) and future.exception() is None:
+                for row in self.rows[k]:
+                    self.runs[k].log(row)
+                self.rows[k] = []
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        """Every epoch logged before the fit returns (the runs are live: nothing is logged after training)."""
+        wait(self.started)
+        self._started()
+        self._log(started_only=False)
 
     def best(self, k: int) -> dict[str, Any]:
         """Member k's best validation score (accuracy, or R² for a regression) and its epoch."""
@@ -156,34 +191,60 @@ class WandbRuns(Callback):
         return {}
 
     def finish(self, records: Sequence[dict[str, Any]]) -> None:
-        """Write each member's summary, log its figures and checkpoint, and close its run."""
-        import wandb
-
-        for k, (run, record, member) in enumerate(zip(self.runs, records, self.members)):
+        """Write each member's summary, log its figures and checkpoint, and close its run. The figures are drawn
+        here while the writer thread closes the member before (W&B waits on its service there)."""
+        if self.writer is None:  # no run: training failed before they started, or they were closed on its error
+            return
+        for k, (record, member) in enumerate(zip(records, self.members)):
             try:
-                summary = {"status": record["status"], "epochs": record.get("epochs")} | self.best(k)
-                run.summary.update(summary | {f"final/{key}": v for key, v in record.get("metrics", {}).items()})
-                if self.figures is not None and record["status"] == "completed":
-                    images = {f"figures/{p.stem}": wandb.Image(str(p)) for p in self.figures(member["dir"])}
-                    if images:
-                        run.log({"epoch": record.get("epochs", 0) - 1, **images})
-                checkpoint = rundir.checkpoint(member["dir"])
-                if self.log_checkpoints and record["status"] != "failed" and checkpoint.is_file():
-                    about = {key: record.get(key) for key in ("regularizer", "strength", "seed", "dataset", "epochs")}
-                    artifact = wandb.Artifact(f"model-{run.id}", type="model", metadata=about)
-                    artifact.add_file(str(checkpoint), name="last.ckpt")
-                    run.log_artifact(artifact, aliases=["latest", "final"])
+                figures = self.figures is not None and record["status"] == "completed"
+                images = list(self.figures(member["dir"])) if figures else []  # type: ignore[misc]
             except Exception as e:  # the run's files are written; W&B is a copy of them
                 warnings.warn(f"W&B: {member['name']}: {type(e).__name__}: {e}", stacklevel=1)
-            run.finish(exit_code=0 if record["status"] != "failed" else 1)
-        self.runs = []
+                images = []
+            self.writer.submit(self._close, k, record, images)
+        self._stop()
+
+    def _close(self, k: int, record: dict[str, Any], images: list[Path]) -> None:
+        import wandb
+
+        run, member = self.runs[k], self.members[k]
+        if run is None:
+            return
+        try:
+            summary = {"status": record["status"], "epochs": record.get("epochs")} | self.best(k)
+            run.summary.update(summary | {f"final/{key}": v for key, v in record.get("metrics", {}).items()})
+            if images:
+                run.log(
+                    {"epoch": record.get("epochs", 0) - 1, **{f"figures/{p.stem}": wandb.Image(str(p)) for p in images}}
+                )
+            checkpoint = rundir.checkpoint(member["dir"])
+            if self.log_checkpoints and record["status"] != "failed" and checkpoint.is_file():
+                about = {key: record.get(key) for key in ("regularizer", "strength", "seed", "dataset", "epochs")}
+                artifact = wandb.Artifact(f"model-{run.id}", type="model", metadata=about)
+                artifact.add_file(str(checkpoint), name="last.ckpt")
+                run.log_artifact(artifact, aliases=["latest", "final"])
+        except Exception as e:  # the run's files are written; W&B is a copy of them
+            warnings.warn(f"W&B: {member['name']}: {type(e).__name__}: {e}", stacklevel=1)
+        run.finish(exit_code=0 if record["status"] != "failed" else 1)
+
+    def _stop(self) -> None:
+        """Wait for the writer thread's work and end it."""
+        if self.writer is not None:
+            self.writer.shutdown(wait=True)
+        self.writer, self.runs, self.started = None, [], []
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
-        for run in self.runs:
-            run.finish(exit_code=1)
-        self.runs = []
+        if self.writer is not None:
+            wait(self.started)
+            self._log(started_only=False)  # the epochs trained before the crash
+            for run in self.runs:
+                if run is not None:
+                    self.writer.submit(run.finish, exit_code=1)
+        self._stop()
 
     def state_dict(self) -> dict[str, Any]:
+        wait(self.started)  # the ids the runs took (an online start that fell back to offline drew a new one)
         return {"ids": self.ids}
 
     def member_states(self, members: int) -> list[dict[str, Any]]:
