@@ -95,9 +95,8 @@ class WandbRuns(Callback):
         self.ids: list[str] = []
         self.runs: list[Any] = []  # member k's run, None until the writer thread has started it
         self.history: MetricsHistory | None = None
-        self.writer: ThreadPoolExecutor | None = (
-            None  # one thread makes every W&B call, in order, off the training loop
-        )
+        # One thread makes the W&B calls but the epochs' logs (each start; summary, images, close), off the loop.
+        self.writer: ThreadPoolExecutor | None = None
         self.started: list[Future] = []
 
     def attach(
