@@ -107,10 +107,8 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     the system temp dir, where a move across file systems is a copy that a full disk or a kill can leave truncated.
     Read through `reglab.checkpoint`: a run's own checkpoint resumes a fit as the stack's own does."""
 
-    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
-        buffer = io.BytesIO()
-        torch.save(checkpoint, buffer)
-        rundir.atomic_write_bytes(Path(path), buffer.getvalue())
+    def save_checkpoint(self, state: dict[str, Any], path: Any, storage_options: Any = None) -> None:
+        checkpoint.save(Path(path), state)  # the one atomic writer of checkpoints
 
     def load_checkpoint(self, path: Any, map_location: Any = None, weights_only: bool | None = None) -> dict[str, Any]:
         return checkpoint.lightning(checkpoint.load(path))
