@@ -134,7 +134,7 @@ class MLP(nn.Module):
         a small K = 1 step's Python. Yields whether it does; a hook registered meanwhile waits for the next."""
         hooks = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
         called = (self, self.activation, self.output, *self.hidden)  # what `forward` calls (dropout: always a call)
-        hooked = any(getattr(nn_module, f"_global{name}") for name in hooks)
+        hooked = any(getattr(nn_module, f"_global{name}", True) for name in hooks)  # unknown: as if hooked
         direct = not (hooked or any(getattr(m, name) for m in called for name in hooks))
         vars(self)["direct"] = direct  # a plain attribute: not through nn.Module's __setattr__ checks, twice an epoch
         try:
